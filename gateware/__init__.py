@@ -1,0 +1,1 @@
+"""Complete mixbit designs: the design registry, Verilog generation and the command-line tool."""

@@ -1,0 +1,67 @@
+"""Generator parameters: declaration, parsing from ``name=value`` text, and validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from golden.tables import FAMILIES, check_families
+
+__all__ = ["Param", "FamiliesParam", "resolve_params"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One generator parameter: its name, default and one-line help.
+
+    Subclasses define :meth:`parse` (text from ``-p name=value``), :meth:`check`
+    (validate and normalize a Python value) and :meth:`describe` (the allowed range).
+    """
+
+    name: str
+    help: str
+    default: object = None
+
+    def parse(self, text: str) -> object:
+        """Value of ``-p name=text``; by default :meth:`check` accepts the text itself."""
+        return self.check(text)
+
+    def check(self, value: object) -> object:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FamiliesParam(Param):
+    """A non-empty set of BitMoD weight families, written ``fp4,int8``."""
+
+    default: tuple[str, ...] = FAMILIES
+
+    def check(self, value: object) -> tuple[str, ...]:
+        return check_families(value, argument=f"parameter {self.name}")
+
+    def describe(self) -> str:
+        return "non-empty subset of " + ",".join(FAMILIES)
+
+
+def resolve_params(design: str, params: tuple[Param, ...], given: Mapping[str, object],
+                   *, extra_check: Callable[[dict], None] | None = None) -> dict[str, object]:
+    """Defaults of ``params`` overridden by ``given``, every value validated.
+
+    String values are parsed as on the command line; other values are checked as
+    they are. Unknown names raise ValueError listing the known ones.
+    """
+    by_name = {p.name: p for p in params}
+    for name in given:
+        if name not in by_name:
+            known = ", ".join(by_name) or "none"
+            raise ValueError(f"unknown parameter {name!r} for design {design} (known: {known})")
+    resolved = {}
+    for p in params:
+        value = given.get(p.name, p.default)
+        resolved[p.name] = p.parse(value) if isinstance(value, str) else p.check(value)
+    if extra_check is not None:
+        extra_check(resolved)
+    return resolved

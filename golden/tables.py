@@ -1,0 +1,163 @@
+"""BitMoD weight datatypes: the value grids of spec/bitmod.md section 1.
+
+This module is the single source of truth for every fact about a weight family
+(code width, value of each code, special values, terms per weight). It is pure
+Python on purpose: the torch golden model (:mod:`golden.formats`), the Amaranth
+RTL (:mod:`hdl.decoder`), the tests and the docs all import it, and the RTL must
+not pull in torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+__all__ = [
+    "FAMILIES",
+    "FAMILY_IDS",
+    "FAMILY_ID_BITS",
+    "Family",
+    "family",
+    "check_families",
+    "code_values",
+    "max_code_bits",
+    "max_terms",
+    "max_term_shift",
+]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Facts about one weight datatype family.
+
+    Attributes
+    ----------
+    name : str
+        ``fp4``, ``fp3``, ``int4``, ``int3``, ``int6`` or ``int8``.
+    kind : str
+        ``"fp"`` (sign-magnitude with a special code) or ``"int"`` (two's complement).
+    bits : int
+        Width of a code word.
+    terms : int
+        Signed power-of-two terms (fp) or radix-4 Booth digits (int) per weight,
+        which is also the bit-serial PE's cycles per weight.
+    magnitudes : tuple of int
+        fp only: value of each magnitude index, in code units.
+    specials : tuple of int
+        fp only: value of the special code (the redundant -0) for ``dt = 0`` (ER)
+        and ``dt = 1`` (EA).
+    """
+
+    name: str
+    kind: str
+    bits: int
+    terms: int
+    magnitudes: tuple[int, ...] = ()
+    specials: tuple[int, int] = (0, 0)
+
+    @property
+    def special_code(self) -> int | None:
+        """The code word that decodes to a special value (fp only), else None."""
+        return 1 << (self.bits - 1) if self.kind == "fp" else None
+
+
+_FAMILY_LIST = (
+    Family("fp4", "fp", 4, 2, magnitudes=(0, 1, 2, 3, 4, 6, 8, 12), specials=(10, 16)),
+    Family("fp3", "fp", 3, 2, magnitudes=(0, 1, 2, 4), specials=(3, 6)),
+    Family("int4", "int", 4, 2),
+    Family("int3", "int", 3, 2),
+    Family("int6", "int", 6, 3),
+    Family("int8", "int", 8, 4),
+)
+
+#: Family names in the order of their run-time family ID (the RTL's ``family`` input).
+FAMILIES: tuple[str, ...] = tuple(f.name for f in _FAMILY_LIST)
+#: Run-time family ID of each family name.
+FAMILY_IDS: dict[str, int] = {name: i for i, name in enumerate(FAMILIES)}
+#: Width of the run-time family ID.
+FAMILY_ID_BITS: int = (len(FAMILIES) - 1).bit_length()
+
+_BY_NAME = {f.name: f for f in _FAMILY_LIST}
+
+
+def family(name: str) -> Family:
+    """Return the :class:`Family` called ``name``; ValueError for an unknown name."""
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"family must be one of {', '.join(FAMILIES)}, not {name!r}"
+        ) from None
+
+
+def check_families(families, *, argument: str = "families") -> tuple[str, ...]:
+    """Validate a collection of family names; return them as a tuple in ID order.
+
+    Accepts an iterable of names or one comma-separated string.
+    """
+    if isinstance(families, str):
+        families = [f.strip() for f in families.split(",") if f.strip()]
+    try:
+        names = list(families)
+    except TypeError:
+        raise TypeError(
+            f"{argument} must be an iterable of family names, not {families!r}"
+        ) from None
+    if not names:
+        raise ValueError(f"{argument} must name at least one family, not {names!r}")
+    for name in names:
+        if name not in _BY_NAME:
+            raise ValueError(
+                f"{argument} must contain only {', '.join(FAMILIES)}; {name!r} is unknown"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"{argument} must not repeat a family: {names!r}")
+    return tuple(sorted(names, key=FAMILY_IDS.__getitem__))
+
+
+@cache
+def code_values(name: str, dt: int) -> tuple[int, ...]:
+    """Value (in code units) of every code word of family ``name`` for datatype bit ``dt``.
+
+    Entry ``c`` is ``v(c, dt)`` of spec section 1; ``dt`` only matters for fp families.
+    """
+    fam = family(name)
+    if dt not in (0, 1):
+        raise ValueError(f"dt must be 0 or 1, not {dt!r}")
+    values = []
+    for code in range(1 << fam.bits):
+        if fam.kind == "int":
+            values.append(code - (1 << fam.bits) if code >> (fam.bits - 1) else code)
+        elif code == fam.special_code:
+            values.append(fam.specials[dt])
+        else:
+            sign = -1 if code >> (fam.bits - 1) else 1
+            values.append(sign * fam.magnitudes[code & (fam.special_code - 1)])
+    return tuple(values)
+
+
+def max_code_bits(families) -> int:
+    """Width of a code word that can hold a code of every family in ``families``."""
+    return max(family(f).bits for f in check_families(families))
+
+
+def max_terms(families) -> int:
+    """Most power-of-two terms (Booth digits) any weight of ``families`` needs."""
+    return max(family(f).terms for f in check_families(families))
+
+
+def max_term_shift(families) -> int:
+    """Largest shift of a power-of-two term of ``families``.
+
+    fp: the highest set bit of the largest magnitude (special values included);
+    int: radix-4 Booth digit ``i`` is ``d * 4**i`` with ``|d| <= 2``, so the top digit
+    reaches shift ``2 * (terms - 1) + 1``.
+    """
+    shifts = []
+    for name in check_families(families):
+        fam = family(name)
+        if fam.kind == "fp":
+            shifts.append(max(fam.magnitudes + fam.specials).bit_length() - 1)
+        else:
+            shifts.append(2 * (fam.terms - 1) + 1)
+    return max(shifts)

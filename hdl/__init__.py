@@ -1,0 +1,1 @@
+"""Amaranth building blocks of mixbit: weight decoders, bit-serial PEs, arrays, KV engines."""

@@ -1,0 +1,155 @@
+"""BitMoD mixed-datatype weight decoder: a code word to signed power-of-two terms."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.tables import (
+    FAMILIES,
+    FAMILY_ID_BITS,
+    FAMILY_IDS,
+    check_families,
+    code_values,
+    family,
+    max_code_bits,
+    max_term_shift,
+    max_terms,
+)
+
+__all__ = ["term_layout", "decoder_widths", "WeightDecoder", "fp_terms"]
+
+
+def decoder_widths(families) -> dict[str, int]:
+    """Derived widths of a decoder for ``families`` (the one place they are computed).
+
+    Returns ``code_bits`` (code word), ``terms`` (terms per weight), ``shift_bits``
+    (a term's shift field), ``term_bits`` (one term), ``family_bits`` (run-time family
+    ID) and ``output_bits`` (the whole output payload).
+    """
+    families = check_families(families)
+    shift_bits = max(1, max_term_shift(families).bit_length())
+    terms = max_terms(families)
+    term_bits = 2 + shift_bits
+    return {
+        "code_bits": max_code_bits(families),
+        "terms": terms,
+        "shift_bits": shift_bits,
+        "term_bits": term_bits,
+        "family_bits": FAMILY_ID_BITS,
+        "output_bits": terms * term_bits,
+    }
+
+
+def term_layout(shift_bits: int) -> data.StructLayout:
+    """One signed power-of-two term: ``nonzero ? (-1)**negative * 2**shift : 0``."""
+    return data.StructLayout({"nonzero": 1, "negative": 1, "shift": shift_bits})
+
+
+def fp_terms(value: int) -> list[tuple[int, int]]:
+    """``(negative, shift)`` of each set bit of ``|value|``, least significant first.
+
+    Used at elaboration time to build the fp lookup table; spec section 1 guarantees
+    at most two set bits for every fp3/fp4 value.
+    """
+    magnitude = abs(value)
+    return [(int(value < 0), bit) for bit in range(magnitude.bit_length()) if magnitude >> bit & 1]
+
+
+class WeightDecoder(wiring.Component):
+    """Decodes BitMoD weight code words into the PE's unified term representation.
+
+    The output is ``terms`` signed power-of-two terms, least significant first, whose
+    sum is exactly the weight value ``v(code, dt)`` in code units (spec section 1):
+
+    * fp3/fp4: one term per set bit of the magnitude (the special code decodes to
+      ER/EA's positive value by ``dt``); unused terms are zero.
+    * int3/int4/int6/int8: the code is sign-extended and radix-4 Booth recoded; digit
+      ``i`` in {-2..2} becomes the term ``+-2**(2i)`` or ``+-2**(2i+1)``.
+
+    A family ID that was not built in (or is not a family at all) decodes to all-zero
+    terms. ``family`` is sampled together with the input, so it may change between
+    any two transfers.
+
+    The block is a one-stage pipeline: latency 1 cycle, one code per cycle, and
+    ``i.ready`` is ``~o.valid | o.ready`` (a stalled output holds its payload).
+
+    Parameters
+    ----------
+    families : iterable of str or comma-separated str
+        Families to build in (default: all of ``golden.tables.FAMILIES``).
+
+    Members
+    -------
+    family : In(family_bits)
+        Run-time family ID, ``golden.tables.FAMILY_IDS[name]``.
+    i : In(stream.Signature(StructLayout({"code": code_bits, "dt": 1})))
+        Code word (low ``bits`` of ``code`` used) and the group's datatype bit.
+    o : Out(stream.Signature(ArrayLayout(term_layout(shift_bits), terms)))
+        The terms of the value.
+    """
+
+    def __init__(self, families=FAMILIES):
+        self.families = check_families(families)
+        self.widths = decoder_widths(self.families)
+        w = self.widths
+        self.input_layout = data.StructLayout({"code": w["code_bits"], "dt": 1})
+        self.output_layout = data.ArrayLayout(term_layout(w["shift_bits"]), w["terms"])
+        super().__init__({
+            "family": In(w["family_bits"]),
+            "i": In(stream.Signature(self.input_layout)),
+            "o": Out(stream.Signature(self.output_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        code, dt = self.i.payload.code, self.i.payload.dt
+        terms = Signal(self.output_layout)
+
+        def set_term(target, nonzero, negative, shift):
+            m.d.comb += [
+                target.nonzero.eq(nonzero),
+                target.negative.eq(negative),
+                target.shift.eq(shift),
+            ]
+
+        int_families = [f for f in self.families if family(f).kind == "int"]
+        if int_families:
+            # One Booth recoder serves every int family: each family only differs in
+            # how its code is sign-extended, and sign extension zeroes the digits
+            # above the family's own.
+            booth_bits = 2 * max(family(f).terms for f in int_families)
+            extended = Signal(booth_bits)
+            with m.Switch(self.family):
+                for name in int_families:
+                    with m.Case(FAMILY_IDS[name]):
+                        m.d.comb += extended.eq(code[:family(name).bits].as_signed())
+            padded = Cat(Const(0, 1), extended)      # b[-1] = 0
+            booth_terms = Signal(self.output_layout)
+            for digit in range(booth_bits // 2):
+                below, low, high = padded[2 * digit], padded[2 * digit + 1], padded[2 * digit + 2]
+                # 011 -> +2 and 100 -> -2 shift one further than +-1.
+                set_term(booth_terms[digit], nonzero=~((high == low) & (low == below)),
+                         negative=high, shift=2 * digit + (low == below))
+
+        with m.Switch(self.family):
+            for name in self.families:
+                fam = family(name)
+                with m.Case(FAMILY_IDS[name]):
+                    if fam.kind == "int":
+                        m.d.comb += terms.eq(booth_terms)
+                        continue
+                    with m.Switch(Cat(code[:fam.bits], dt)):
+                        for dt_value in (0, 1):
+                            for code_value, value in enumerate(code_values(name, dt_value)):
+                                with m.Case(code_value | dt_value << fam.bits):
+                                    for index, (negative, shift) in enumerate(fp_terms(value)):
+                                        set_term(terms[index], 1, negative, shift)
+
+        with m.If(self.i.ready):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+            with m.If(self.i.valid):
+                m.d.sync += self.o.payload.eq(terms)
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        return m

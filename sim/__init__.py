@@ -1,0 +1,1 @@
+"""Running mixbit's generated Verilog under cocotb (Verilator, Icarus) against golden/."""

@@ -1,0 +1,195 @@
+"""Building generated Verilog with cocotb's runner, cached, and running regressions.
+
+A design is built once per parameter set, simulator and generator source: the build
+directory's name is a hash of all three (plus the tool versions), so the suite and
+the CLI reuse Verilator models instead of rebuilding them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from filelock import FileLock
+
+from .tools import prepare_simulator
+
+__all__ = [
+    "Build",
+    "SimulationFailed",
+    "cache_dir",
+    "build_sources",
+    "build_design",
+    "run_regression",
+    "LINT_WAIVERS",
+]
+
+#: Verilator configuration that waives the lint rules Amaranth's Verilog style trips.
+LINT_WAIVERS = Path(__file__).with_name("lint.vlt")
+
+_GENERATOR_PACKAGES = ("golden", "hdl", "gateware")
+
+
+class SimulationFailed(AssertionError):
+    """A regression failed; the message holds each failing test's first mismatch."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """A simulator model of some Verilog, ready for :func:`run_regression`."""
+
+    simulator: str
+    top: str
+    directory: Path
+    sources: tuple[Path, ...]
+
+
+def cache_dir() -> Path:
+    """Root of mixbit's build cache: ``$MIXBIT_CACHE_DIR`` or ``~/.cache/mixbit``."""
+    return Path(os.environ.get("MIXBIT_CACHE_DIR", Path.home() / ".cache" / "mixbit"))
+
+
+@cache
+def generator_digest() -> str:
+    """Hash of the generator's source (every module of golden, hdl and gateware)."""
+    digest = hashlib.sha256()
+    for package in _GENERATOR_PACKAGES:
+        root = Path(__import__(package).__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _versions(simulator: str) -> str:
+    names = ["cocotb", *(["verilator"] if simulator == "verilator" else [])]
+    return ",".join(f"{n}={metadata.version(n)}" for n in names)
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_sources(sources, top: str, simulator: str, *, name: str, build_args=()) -> Build:
+    """Build Verilog ``sources`` with top module ``top`` for ``simulator`` (cached by content)."""
+    prepare_simulator(simulator)
+    from cocotb_tools.runner import get_runner
+
+    sources = tuple(Path(s).resolve() for s in sources)
+    if simulator == "verilator":
+        sources = (LINT_WAIVERS, *sources)
+    contents = [hashlib.sha256(source.read_bytes()).hexdigest() for source in sources]
+    key = _key(name, top, simulator, contents, list(build_args), _versions(simulator))
+    directory = cache_dir() / "sim" / f"{name}-{simulator}-{key}"
+    directory.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(directory) + ".lock"):
+        done = directory / "built.json"
+        if not done.exists():
+            runner = get_runner(simulator)
+            runner.build(
+                sources=list(sources),
+                hdl_toplevel=top,
+                build_dir=directory,
+                build_args=list(build_args),
+                timescale=("1ns", "1ps"),
+                log_file=directory / "build.log",
+            )
+            done.write_text(json.dumps({"top": top, "sources": [str(s) for s in sources]}))
+    return Build(simulator, top, directory, sources)
+
+
+def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build, dict]:
+    """Generate a design's Verilog and build it for ``simulator``; cached per parameter set.
+
+    Returns the build and the validated parameters.
+    """
+    from gateware.designs import get_design
+    from gateware.generate import generate
+
+    design = get_design(design_name)
+    params = design.resolve(params)
+    key = _key(design.name, params, generator_digest())
+    source_dir = cache_dir() / "verilog" / f"{design.name}-{key}"
+    with FileLock(str(source_dir) + ".lock"):
+        verilog = source_dir / f"{design.top}.v"
+        if not verilog.exists():
+            generate(design.name, params, source_dir)
+    return build_sources([verilog], design.top, simulator, name=design.name), params
+
+
+@contextmanager
+def _outside_pytest():
+    # cocotb's runner calls sys.exit() on a failed test when it sees PYTEST_CURRENT_TEST;
+    # we read the results ourselves and raise a readable error instead.
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+
+
+def _failures(results: Path) -> tuple[int, list[str]]:
+    tree = ElementTree.parse(results)
+    cases = tree.getroot().iter("testcase")
+    count, failures = 0, []
+    for case in cases:
+        count += 1
+        for failure in list(case.iter("failure")) + list(case.iter("error")):
+            message = failure.get("message") or (failure.text or "").strip().splitlines()[-1:] or ["failed"]
+            failures.append(f"{case.get('name')}: {message if isinstance(message, str) else message[0]}")
+    return count, failures
+
+
+def run_regression(build: Build, module: str, params: dict, *, seed: int | None = None,
+                   testcase: str | None = None, env: dict | None = None) -> int:
+    """Run the cocotb tests of ``module`` on ``build``; return how many passed.
+
+    Raises SimulationFailed naming each failing test, its first mismatch and the seed.
+    """
+    from cocotb_tools.runner import get_runner
+
+    prepare_simulator(build.simulator)
+    seed = random.randrange(1 << 31) if seed is None else seed
+    runner = get_runner(build.simulator)
+    test_dir = build.directory / "runs" / f"{os.getpid()}-{seed}"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    results = test_dir / "results.xml"
+    extra_env = {"MIXBIT_PARAMS": json.dumps(params, default=list), "MIXBIT_SEED": str(seed), **(env or {})}
+    with _outside_pytest():
+        try:
+            runner.test(
+                test_module=module,
+                hdl_toplevel=build.top,
+                hdl_toplevel_lang="verilog",
+                build_dir=build.directory,
+                test_dir=test_dir,
+                testcase=testcase,
+                seed=seed,
+                extra_env=extra_env,
+                results_xml=str(results),
+                timescale=("1ns", "1ps"),
+            )
+        except SystemExit as exit_:
+            if not results.exists():
+                raise SimulationFailed(
+                    f"{build.simulator} exited with status {exit_.code} before writing results "
+                    f"(seed {seed}; log in {test_dir})"
+                ) from None
+    if not results.exists():
+        raise SimulationFailed(f"{build.simulator} wrote no results (seed {seed}; see {test_dir})")
+    count, failures = _failures(results)
+    if failures or count == 0:
+        raise SimulationFailed(
+            f"{module} on {build.simulator} ({build.top}), seed {seed}: "
+            + ("; ".join(failures) if failures else "no test ran")
+        )
+    return count

@@ -1,0 +1,112 @@
+"""cocotb valid/ready stream driver and monitor with seeded random stalls.
+
+Both follow ``amaranth.lib.stream``: a transfer happens on a rising clock edge where
+``valid`` and ``ready`` are both high; the sender holds ``payload`` (and its
+sideband signals) while ``valid`` and not ``ready``. Handshakes are sampled in the
+ReadOnly phase just before the edge, so combinational ready/valid paths are seen
+settled. The monitor also checks that a stalled stream holds its payload.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+
+from cocotb.triggers import ReadOnly, RisingEdge
+
+__all__ = ["StreamDriver", "StreamMonitor", "StreamProtocolError"]
+
+
+class StreamProtocolError(AssertionError):
+    """The design under test broke the valid/ready contract."""
+
+
+class StreamDriver:
+    """Drives the ``<name>__valid/payload`` inputs of a stream, honouring ``<name>__ready``.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The top level.
+    name : str
+        Stream port prefix (``i`` for ``i__valid``, ``i__payload``, ``i__ready``).
+    clock : cocotb handle
+        The clock signal.
+    rng : random.Random
+        Source of the stalls (seeded by the test, so runs are reproducible).
+    stall : float
+        Probability that ``valid`` stays low for a cycle before each item.
+    """
+
+    def __init__(self, dut, name: str, clock, rng: random.Random, stall: float = 0.0):
+        if not 0.0 <= stall < 1.0:
+            raise ValueError(f"stall must be in [0, 1), not {stall!r}")
+        self._valid = getattr(dut, f"{name}__valid")
+        self._ready = getattr(dut, f"{name}__ready")
+        self._payload = getattr(dut, f"{name}__payload")
+        self._dut, self._clock, self._rng, self._stall = dut, clock, rng, stall
+        self.stall_cycles = 0
+        self._valid.value = 0
+
+    async def send(self, items: Iterable[int | Mapping[str, int]]) -> None:
+        """Send every item: a payload int, or a dict with ``payload`` and sideband signals."""
+        for item in items:
+            if not isinstance(item, Mapping):
+                item = {"payload": item}
+            while self._rng.random() < self._stall:
+                self._valid.value = 0
+                self.stall_cycles += 1
+                await RisingEdge(self._clock)
+            self._payload.value = item["payload"]
+            for signal, value in item.items():
+                if signal != "payload":
+                    getattr(self._dut, signal).value = value
+            self._valid.value = 1
+            while True:
+                await ReadOnly()
+                accepted = bool(self._ready.value)
+                await RisingEdge(self._clock)
+                if accepted:
+                    break
+        self._valid.value = 0
+
+
+class StreamMonitor:
+    """Collects payloads of a ``<name>__valid/payload/ready`` output with random back-pressure."""
+
+    def __init__(self, dut, name: str, clock, rng: random.Random, stall: float = 0.0):
+        if not 0.0 <= stall < 1.0:
+            raise ValueError(f"stall must be in [0, 1), not {stall!r}")
+        self._valid = getattr(dut, f"{name}__valid")
+        self._ready = getattr(dut, f"{name}__ready")
+        self._payload = getattr(dut, f"{name}__payload")
+        self._name, self._clock, self._rng, self._stall = name, clock, rng, stall
+        self.stall_cycles = 0
+        self._ready.value = 0
+
+    async def receive(self, count: int) -> list[int]:
+        """Return the next ``count`` payloads, raising StreamProtocolError on a dropped hold."""
+        received: list[int] = []
+        held = None             # payload of a transfer offered but not taken last cycle
+        cycle = 0
+        while len(received) < count:
+            ready = self._rng.random() >= self._stall
+            self._ready.value = int(ready)
+            await ReadOnly()
+            valid = bool(self._valid.value)
+            payload = self._payload.value.to_unsigned() if valid else None
+            if held is not None and (not valid or payload != held):
+                raise StreamProtocolError(
+                    f"{self._name}: cycle {cycle}: stalled transfer 0x{held:x} was "
+                    f"{'withdrawn' if not valid else f'changed to 0x{payload:x}'}"
+                )
+            if valid and ready:
+                received.append(payload)
+                held = None
+            elif valid:
+                held = payload
+                self.stall_cycles += 1
+            await RisingEdge(self._clock)
+            cycle += 1
+        self._ready.value = 0
+        return received

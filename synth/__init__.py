@@ -1,0 +1,1 @@
+"""Synthesis, place and route flows (YoWASP yosys + nextpnr) and their reports."""

