@@ -91,7 +91,7 @@ def first_mismatch(families, vectors, words, layout: data.ArrayLayout) -> str | 
     code_bits = decoder_widths(families)["code_bits"]
     if len(words) != len(vectors):
         return f"expected {len(vectors)} outputs, got {len(words)}"
-    for index, (vector, word) in enumerate(zip(vectors, words)):
+    for index, (vector, word) in enumerate(zip(vectors, words, strict=True)):
         want, got = expected_value(families, vector), terms_value(layout, word)
         if want != got:
             return (

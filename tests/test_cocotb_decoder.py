@@ -1,0 +1,33 @@
+"""cocotb regressions of the generated decoder Verilog on both simulators."""
+
+import random
+
+import pytest
+
+from golden.tables import FAMILIES
+from sim.runner import SimulationFailed, build_design, run_regression
+from sim.tools import SIMULATORS
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("families", [FAMILIES, ("fp3", "int6")])
+def test_decoder_regression(simulator, families):
+    build, params = build_design("decoder", {"families": families}, simulator)
+    assert run_regression(build, "sim.tb_decoder", params, seed=random.randrange(1 << 31)) == 2
+
+
+def test_a_wrong_design_fails_with_the_first_mismatch():
+    # Built with int8 only, checked as if every family were in: fp4 codes decode to 0.
+    build, _ = build_design("decoder", {"families": ("int8",)}, "icarus")
+    with pytest.raises(SimulationFailed, match=r"decoder_exhaustive: .*first mismatch at item \d+: "
+                                               r"family=(fp4|fp3|int4|int3|int6) .* \(seed 7\)"):
+        run_regression(build, "sim.tb_decoder", {"families": list(FAMILIES)}, seed=7,
+                       testcase="decoder_exhaustive")
+
+
+def test_build_is_cached():
+    first, _ = build_design("decoder", {}, "icarus")
+    again, _ = build_design("decoder", {"families": ",".join(FAMILIES)}, "icarus")
+    assert again.directory == first.directory
+    other, _ = build_design("decoder", {"families": "fp4"}, "icarus")
+    assert other.directory != first.directory

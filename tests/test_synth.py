@@ -1,0 +1,36 @@
+"""The synthesis flow's reports (one small design, both targets)."""
+
+import json
+
+import pytest
+
+from synth.flow import synthesize
+
+
+@pytest.mark.parametrize("target,logic_bel", [("ice40-up5k", "ICESTORM_LC"), ("ecp5-85f", "TRELLIS_COMB")])
+def test_decoder_report(tmp_path, target, logic_bel):
+    report = synthesize("decoder", {"families": "fp4,int8"}, target, tmp_path)
+    assert report == json.loads((tmp_path / "report.json").read_text())
+    core = report["core"]
+    assert core["lut4"] > 0 and core["carry"] == 0 and core["bram"] == 0 and core["dsp"] == 0
+    # Registers: o.valid plus the output bits that are not constant.
+    assert 1 < core["ff"] <= 1 + report["widths"]["output_bits"]
+    assert report["placed"]["logic_bel"] == logic_bel
+    assert 0 < report["placed"]["logic_used"] < report["placed"]["logic_available"]
+    timing = report["timing"]
+    assert timing["fmax_mhz"] > 0 and timing["met"] == (timing["fmax_mhz"] >= timing["constraint_mhz"])
+    assert report["harness"]["input_bits"] == 3 + 9 + 1 + 1      # family, payload, valid, ready
+    assert report["tools"]["yosys"].startswith("Yosys ")
+    assert report["tools"]["nextpnr"].startswith("nextpnr-")
+    assert (tmp_path / report["netlist"]).exists()
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"# decoder on {target}" in markdown and str(timing["fmax_mhz"]) in markdown
+
+
+@pytest.mark.parametrize("target,mhz,error", [
+    ("stratix", None, "unknown target 'stratix' \\(known: ice40-up5k, ecp5-85f\\)"),
+    ("ice40-up5k", -5, "mhz must be a frequency in \\(0, 1000\\] MHz, not -5"),
+])
+def test_bad_arguments(tmp_path, target, mhz, error):
+    with pytest.raises(ValueError, match=error):
+        synthesize("decoder", {}, target, tmp_path, mhz=mhz)
