@@ -21,7 +21,21 @@ class StreamProtocolError(AssertionError):
     """The design under test broke the valid/ready contract."""
 
 
-class StreamDriver:
+class _StreamPort:
+    """The three signals of stream ``name`` on ``dut``, and the stall dice."""
+
+    def __init__(self, dut, name: str, clock, rng: random.Random, stall: float):
+        if not 0.0 <= stall < 1.0:
+            raise ValueError(f"stall must be in [0, 1), not {stall!r}")
+        self._valid = getattr(dut, f"{name}__valid")
+        self._ready = getattr(dut, f"{name}__ready")
+        self._payload = getattr(dut, f"{name}__payload")
+        self._dut, self._name, self._clock, self._rng, self._stall = dut, name, clock, rng, stall
+        #: Cycles this side stalled (driver: valid held low; monitor: valid refused).
+        self.stall_cycles = 0
+
+
+class StreamDriver(_StreamPort):
     """Drives the ``<name>__valid/payload`` inputs of a stream, honouring ``<name>__ready``.
 
     Parameters
@@ -39,13 +53,7 @@ class StreamDriver:
     """
 
     def __init__(self, dut, name: str, clock, rng: random.Random, stall: float = 0.0):
-        if not 0.0 <= stall < 1.0:
-            raise ValueError(f"stall must be in [0, 1), not {stall!r}")
-        self._valid = getattr(dut, f"{name}__valid")
-        self._ready = getattr(dut, f"{name}__ready")
-        self._payload = getattr(dut, f"{name}__payload")
-        self._dut, self._clock, self._rng, self._stall = dut, clock, rng, stall
-        self.stall_cycles = 0
+        super().__init__(dut, name, clock, rng, stall)
         self._valid.value = 0
 
     async def send(self, items: Iterable[int | Mapping[str, int]]) -> None:
@@ -71,17 +79,15 @@ class StreamDriver:
         self._valid.value = 0
 
 
-class StreamMonitor:
-    """Collects payloads of a ``<name>__valid/payload/ready`` output with random back-pressure."""
+class StreamMonitor(_StreamPort):
+    """Collects payloads of a ``<name>__valid/payload/ready`` output with random back-pressure.
+
+    Parameters are those of :class:`StreamDriver`; ``stall`` is the probability that
+    ``ready`` is low in a cycle.
+    """
 
     def __init__(self, dut, name: str, clock, rng: random.Random, stall: float = 0.0):
-        if not 0.0 <= stall < 1.0:
-            raise ValueError(f"stall must be in [0, 1), not {stall!r}")
-        self._valid = getattr(dut, f"{name}__valid")
-        self._ready = getattr(dut, f"{name}__ready")
-        self._payload = getattr(dut, f"{name}__payload")
-        self._name, self._clock, self._rng, self._stall = name, clock, rng, stall
-        self.stall_cycles = 0
+        super().__init__(dut, name, clock, rng, stall)
         self._ready.value = 0
 
     async def receive(self, count: int) -> list[int]:
