@@ -18,7 +18,7 @@ from golden.tables import (
     max_terms,
 )
 
-__all__ = ["term_layout", "decoder_widths", "WeightDecoder", "fp_terms"]
+__all__ = ["term_layout", "decoder_widths", "decoder_layouts", "WeightDecoder", "fp_terms"]
 
 
 def decoder_widths(families) -> dict[str, int]:
@@ -45,6 +45,13 @@ def decoder_widths(families) -> dict[str, int]:
 def term_layout(shift_bits: int) -> data.StructLayout:
     """One signed power-of-two term: ``nonzero ? (-1)**negative * 2**shift : 0``."""
     return data.StructLayout({"nonzero": 1, "negative": 1, "shift": shift_bits})
+
+
+def decoder_layouts(families) -> tuple[data.StructLayout, data.ArrayLayout]:
+    """The decoder's input payload layout ``{code, dt}`` and output layout (its terms)."""
+    widths = decoder_widths(families)
+    return (data.StructLayout({"code": widths["code_bits"], "dt": 1}),
+            data.ArrayLayout(term_layout(widths["shift_bits"]), widths["terms"]))
 
 
 def fp_terms(value: int) -> list[tuple[int, int]]:
@@ -93,11 +100,9 @@ class WeightDecoder(wiring.Component):
     def __init__(self, families=FAMILIES):
         self.families = check_families(families)
         self.widths = decoder_widths(self.families)
-        w = self.widths
-        self.input_layout = data.StructLayout({"code": w["code_bits"], "dt": 1})
-        self.output_layout = data.ArrayLayout(term_layout(w["shift_bits"]), w["terms"])
+        self.input_layout, self.output_layout = decoder_layouts(self.families)
         super().__init__({
-            "family": In(w["family_bits"]),
+            "family": In(self.widths["family_bits"]),
             "i": In(stream.Signature(self.input_layout)),
             "o": Out(stream.Signature(self.output_layout)),
         })

@@ -13,7 +13,7 @@ from amaranth.lib import data
 
 from golden.formats import decode
 from golden.tables import FAMILIES, FAMILY_ID_BITS, check_families, family
-from hdl.decoder import decoder_widths
+from hdl.decoder import decoder_layouts, decoder_widths
 
 __all__ = ["DecoderVector", "decoder_vectors", "terms_value", "first_mismatch"]
 
@@ -85,10 +85,11 @@ def _describe_terms(layout: data.ArrayLayout, word: int) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def first_mismatch(families, vectors, words, layout: data.ArrayLayout) -> str | None:
+def first_mismatch(families, vectors, words) -> str | None:
     """None if every output word sums to its vector's golden value, else the first mismatch."""
     families = check_families(families)
     code_bits = decoder_widths(families)["code_bits"]
+    _, layout = decoder_layouts(families)
     if len(words) != len(vectors):
         return f"expected {len(vectors)} outputs, got {len(words)}"
     for index, (vector, word) in enumerate(zip(vectors, words, strict=True)):

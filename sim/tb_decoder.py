@@ -17,7 +17,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from golden.tables import check_families
-from hdl.decoder import WeightDecoder
+from hdl.decoder import decoder_layouts
 from sim.decoder_check import decoder_vectors, first_mismatch
 from sim.streams import StreamDriver, StreamMonitor
 
@@ -27,7 +27,7 @@ def _setup(dut):
     families = check_families(params["families"])
     seed = int(os.environ.get("MIXBIT_SEED", "1"))
     dut._log.info("families=%s seed=%d", ",".join(families), seed)
-    return families, seed, WeightDecoder(families)
+    return families, seed
 
 
 async def _reset(dut):
@@ -41,28 +41,29 @@ async def _reset(dut):
     await RisingEdge(dut.clk)
 
 
-def _items(decoder, vectors):
-    return [{"payload": decoder.input_layout.const({"code": code, "dt": dt}).as_bits(),
+def _items(families, vectors):
+    input_layout, _ = decoder_layouts(families)
+    return [{"payload": input_layout.const({"code": code, "dt": dt}).as_bits(),
              "family": family_id} for family_id, code, dt in vectors]
 
 
 @cocotb.test()
 async def decoder_exhaustive(dut):
     """Every family x code x dt (and unbuilt family IDs), random stalls on both streams."""
-    families, seed, decoder = _setup(dut)
+    families, seed = _setup(dut)
     rng = random.Random(seed)
     vectors = decoder_vectors(families, rng)
     await _reset(dut)
     stall = float(os.environ.get("MIXBIT_STALL", "0.3"))
     driver = StreamDriver(dut, "i", dut.clk, random.Random(rng.getrandbits(32)), stall)
     monitor = StreamMonitor(dut, "o", dut.clk, random.Random(rng.getrandbits(32)), stall)
-    sender = cocotb.start_soon(driver.send(_items(decoder, vectors)))
+    sender = cocotb.start_soon(driver.send(_items(families, vectors)))
     words = await monitor.receive(len(vectors))
     await sender
     if os.environ.get("MIXBIT_DUMP"):
         with open(os.environ["MIXBIT_DUMP"], "w") as dump:
             json.dump({"seed": seed, "vectors": vectors, "words": words}, dump)
-    mismatch = first_mismatch(families, vectors, words, decoder.output_layout)
+    mismatch = first_mismatch(families, vectors, words)
     assert mismatch is None, f"{mismatch} (seed {seed})"
     if stall:
         assert driver.stall_cycles and monitor.stall_cycles, "the stalls never happened"
@@ -73,7 +74,7 @@ async def decoder_exhaustive(dut):
 @cocotb.test()
 async def decoder_full_throughput(dut):
     """Without stalls the decoder takes one code per cycle with a latency of one cycle."""
-    families, seed, decoder = _setup(dut)
+    families, seed = _setup(dut)
     vectors = decoder_vectors(families, random.Random(seed))
     await _reset(dut)
     driver = StreamDriver(dut, "i", dut.clk, random.Random(seed))
@@ -89,10 +90,10 @@ async def decoder_full_throughput(dut):
             await RisingEdge(dut.clk)
 
     cocotb.start_soon(count_cycles())
-    sender = cocotb.start_soon(driver.send(_items(decoder, vectors)))
+    sender = cocotb.start_soon(driver.send(_items(families, vectors)))
     words = await monitor.receive(len(vectors))
     await sender
-    mismatch = first_mismatch(families, vectors, words, decoder.output_layout)
+    mismatch = first_mismatch(families, vectors, words)
     assert mismatch is None, f"{mismatch} (seed {seed})"
     assert cycles == len(vectors) + 1, (
         f"{len(vectors)} codes took {cycles} cycles, expected {len(vectors) + 1} (seed {seed})"
