@@ -89,8 +89,6 @@ def test_fp_terms_are_the_set_bits():
     assert fp_terms(0) == []
 
 
-# The constructor raises after Elaboratable.__new__ has registered the object.
-@pytest.mark.filterwarnings("ignore:.*created but never used")
 @pytest.mark.parametrize("families,error,message", [
     ("", ValueError, "families must name at least one family"),
     (["int8", "int16"], ValueError, "'int16' is unknown"),
