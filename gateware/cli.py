@@ -74,10 +74,17 @@ def _cmd_sim(args) -> None:
     print(f"{design.name}: {passed} cocotb tests passed on {args.simulator} (seed {seed})")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), status 2."""
+
+    def error(self, message: str):
+        self.exit(_USAGE_ERROR, f"mixbit: error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixbit", description="Generate, simulate and synthesize "
+    parser = _Parser(prog="mixbit", description="Generate, simulate and synthesize "
                                      "bit-exact low-bit LLM inference hardware.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def with_design(sub):
         sub.add_argument("design", metavar="DESIGN", help=f"one of: {', '.join(DESIGNS)}")
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim}
     try:
         handler[args.command](args)
-    except (ValueError, TypeError, ToolNotFoundError) as error:
+    except (ValueError, TypeError, ToolNotFoundError, OSError) as error:
         print(f"mixbit: error: {error}", file=sys.stderr)
         return _USAGE_ERROR
     except (SimulationFailed, SynthesisError) as error:

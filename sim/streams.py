@@ -2,9 +2,12 @@
 
 Both follow ``amaranth.lib.stream``: a transfer happens on a rising clock edge where
 ``valid`` and ``ready`` are both high; the sender holds ``payload`` (and its
-sideband signals) while ``valid`` and not ``ready``. Handshakes are sampled in the
-ReadOnly phase just before the edge, so combinational ready/valid paths are seen
-settled. The monitor also checks that a stalled stream holds its payload.
+sideband signals) while ``valid`` and not ``ready``. Both classes write their
+signals only right after a rising edge and read the handshake in the ReadOnly
+phase of the same cycle, when every combinational ready/valid path has settled; the
+edge that follows is the one that transfers. (Writing their signals at any other
+time, e.g. after a Timer, would break that.) The monitor also checks that a
+stalled stream holds its payload, and can check that nothing more comes out.
 """
 
 from __future__ import annotations
@@ -90,8 +93,16 @@ class StreamMonitor(_StreamPort):
         super().__init__(dut, name, clock, rng, stall)
         self._ready.value = 0
 
-    async def receive(self, count: int) -> list[int]:
-        """Return the next ``count`` payloads, raising StreamProtocolError on a dropped hold."""
+    async def receive(self, count: int, *, max_cycles: int | None = None) -> list[int]:
+        """Return the next ``count`` payloads.
+
+        Raises StreamProtocolError when a stalled transfer is withdrawn or changed, or
+        when ``count`` payloads have not arrived within ``max_cycles`` cycles (default:
+        ``64 + 16 * count``, far above any stall pattern), so a lost transfer fails
+        the test instead of hanging it.
+        """
+        if max_cycles is None:
+            max_cycles = 64 + 16 * count
         received: list[int] = []
         held = None             # payload of a transfer offered but not taken last cycle
         cycle = 0
@@ -114,5 +125,22 @@ class StreamMonitor(_StreamPort):
                 self.stall_cycles += 1
             await RisingEdge(self._clock)
             cycle += 1
+            if cycle >= max_cycles and len(received) < count:
+                raise StreamProtocolError(
+                    f"{self._name}: received {len(received)} of {count} payloads in {cycle} cycles"
+                )
         self._ready.value = 0
         return received
+
+    async def expect_idle(self, cycles: int = 8) -> None:
+        """Offer ``ready`` for ``cycles`` cycles and fail if any payload comes (a duplicate)."""
+        self._ready.value = 1
+        for cycle in range(cycles):
+            await ReadOnly()
+            if self._valid.value:
+                raise StreamProtocolError(
+                    f"{self._name}: unexpected payload 0x{self._payload.value.to_unsigned():x} "
+                    f"{cycle} cycles after the last expected one"
+                )
+            await RisingEdge(self._clock)
+        self._ready.value = 0

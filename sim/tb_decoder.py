@@ -47,7 +47,8 @@ def _items(families, vectors):
              "family": family_id} for family_id, code, dt in vectors]
 
 
-@cocotb.test()
+# Timeouts far above the ~3,000 cycles of the biggest run: a hang fails, it never blocks CI.
+@cocotb.test(timeout_time=1, timeout_unit="ms")
 async def decoder_exhaustive(dut):
     """Every family x code x dt (and unbuilt family IDs), random stalls on both streams."""
     families, seed = _setup(dut)
@@ -60,6 +61,7 @@ async def decoder_exhaustive(dut):
     sender = cocotb.start_soon(driver.send(_items(families, vectors)))
     words = await monitor.receive(len(vectors))
     await sender
+    await monitor.expect_idle()
     if os.environ.get("MIXBIT_DUMP"):
         with open(os.environ["MIXBIT_DUMP"], "w") as dump:
             json.dump({"seed": seed, "vectors": vectors, "words": words}, dump)
@@ -71,7 +73,7 @@ async def decoder_exhaustive(dut):
                   len(vectors), driver.stall_cycles, monitor.stall_cycles)
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=1, timeout_unit="ms")
 async def decoder_full_throughput(dut):
     """Without stalls the decoder takes one code per cycle with a latency of one cycle."""
     families, seed = _setup(dut)
@@ -93,6 +95,7 @@ async def decoder_full_throughput(dut):
     sender = cocotb.start_soon(driver.send(_items(families, vectors)))
     words = await monitor.receive(len(vectors))
     await sender
+    await monitor.expect_idle()
     mismatch = first_mismatch(families, vectors, words)
     assert mismatch is None, f"{mismatch} (seed {seed})"
     assert cycles == len(vectors) + 1, (

@@ -76,12 +76,28 @@ def test_generated_verilog_passes_verilator_lint(tmp_path):
     (["generate", "decoder", "-p", "families"], "mixbit: error: -p expects name=value, not 'families'"),
     (["synth", "decoder", "--freq", "0"], "mixbit: error: mhz must be a frequency in (0, 1000] MHz, not 0.0"),
     (["sim", "nope"], "mixbit: error: unknown design 'nope' (known: decoder)"),
+    (["generate"], "mixbit: error: the following arguments are required: DESIGN (see 'mixbit generate --help')"),
+    ([], "mixbit: error: the following arguments are required: COMMAND (see 'mixbit --help')"),
+    (["sim", "decoder", "--simulator", "modelsim"],
+     "mixbit: error: argument --simulator: invalid choice: 'modelsim' (choose from 'verilator', 'icarus') "
+     "(see 'mixbit sim --help')"),
+    (["synth", "decoder", "--target", "virtex"],
+     "mixbit: error: argument --target: invalid choice: 'virtex' (choose from 'ice40-up5k', 'ecp5-85f') "
+     "(see 'mixbit synth --help')"),
 ])
 def test_errors_are_one_line_with_status_2(args, message):
     result = mixbit(*args)
     assert result.returncode == 2
     assert result.stderr.strip() == message
     assert "Traceback" not in result.stderr
+
+
+def test_unwritable_output_is_one_line_with_status_2(tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = mixbit("generate", "decoder", "-o", str(tmp_path / "afile" / "out"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("mixbit: error: [Errno 20] Not a directory:")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args,message", [

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from golden.tables import FAMILIES
-from sim.runner import SimulationFailed, build_design, run_regression
+from sim.runner import SimulationFailed, build_design, build_sources, run_regression
 from sim.tools import SIMULATORS
 
 
@@ -31,3 +31,10 @@ def test_build_is_cached():
     assert again.directory == first.directory
     other, _ = build_design("decoder", {"families": "fp4"}, "icarus")
     assert other.directory != first.directory
+
+
+def test_a_build_error_is_reported_with_its_log(tmp_path):
+    broken = tmp_path / "broken.v"
+    broken.write_text("module broken(input clk);\n  wire x = ;\nendmodule\n")
+    with pytest.raises(SimulationFailed, match=r"icarus could not build broken \(log .*build.log\): .*error"):
+        build_sources([broken], "broken", "icarus", name="broken")

@@ -36,6 +36,11 @@ def rtl_decode(families, vectors, seed, stall=0.3):
             cycles += 1
             if valid and ready:
                 words.append(payload.as_bits())
+            assert cycles <= 64 + 16 * len(vectors), f"{len(words)} of {len(vectors)} outputs came (seed {seed})"
+        ctx.set(dut.o.ready, 1)
+        for _ in range(8):       # nothing more may come out
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, f"an output beyond the {len(vectors)} expected (seed {seed})"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -72,6 +77,19 @@ def test_check_reports_the_first_wrong_word():
         f"got terms [+2^2, +2^3] = 12 (output word 0x{twelve:x})"
     )
     assert "expected 2 outputs, got 1" in first_mismatch(families, vectors, [twelve])
+    swapped = output_layout.const([{"nonzero": 1, "shift": 3}, {"nonzero": 1, "shift": 2}]).as_bits()
+    assert "not in ascending shift order [3, 2]" in first_mismatch(families, vectors[:1], [swapped])
+
+
+def test_check_rejects_terms_beyond_the_family():
+    # int3 takes two terms; a third, even if the sum is right, breaks its cycle count.
+    _, output_layout = decoder_layouts(FAMILIES)
+    three = output_layout.const([{"nonzero": 1, "shift": 0}, {"nonzero": 1, "shift": 1},
+                                 {"nonzero": 1, "negative": 1, "shift": 2}, {}]).as_bits()
+    assert terms_value(output_layout, three) == -1
+    vector = DecoderVector(3, 0b111, 0)       # int3 code 0b111 = -1
+    assert "term 2 is nonzero but the family has 2 terms per weight" in \
+        first_mismatch(FAMILIES, [vector], [three])
 
 
 def test_widths_follow_the_built_families():
