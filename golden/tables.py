@@ -23,7 +23,26 @@ __all__ = [
     "max_code_bits",
     "max_terms",
     "max_term_shift",
+    "quantizer_grid",
+    "max_abs_value",
+    "ACTIVATION_BITS",
+    "GROUP_SIZES",
+    "SCALE_BITS_RANGE",
+    "signed_bits",
+    "accumulator_widths",
+    "WORD_BITS",
+    "pack_layout",
 ]
+
+#: Width of a word of the packed weight stream (docs/formats.md).
+WORD_BITS = 32
+
+#: Activations are int8 (spec section 4); the hardware accepts any int8, -128 included.
+ACTIVATION_BITS = 8
+#: Supported group sizes G along K (spec section 2).
+GROUP_SIZES = (32, 64, 128)
+#: Supported widths S of the group scale ``sq`` (spec section 2).
+SCALE_BITS_RANGE = range(4, 13)
 
 
 @dataclass(frozen=True)
@@ -161,3 +180,91 @@ def max_term_shift(families) -> int:
         else:
             shifts.append(2 * (fam.terms - 1) + 1)
     return max(shifts)
+
+
+def quantizer_grid(name: str, dt: int) -> tuple[int, ...]:
+    """Sorted values the quantizer rounds to (the POS grid); int grids drop ``-2**(bits-1)``."""
+    fam = family(name)
+    values = sorted(set(code_values(name, dt)))
+    if fam.kind == "int":
+        values = values[1:]
+    return tuple(values)
+
+
+def max_abs_value(families) -> int:
+    """Largest ``|v(code, dt)|`` over every code word (not only quantizer output) of ``families``."""
+    return max(abs(v) for f in check_families(families) for dt in (0, 1) for v in code_values(f, dt))
+
+
+def signed_bits(max_abs: int) -> int:
+    """Width of a two's-complement value that holds every integer in ``-max_abs..max_abs``."""
+    return max_abs.bit_length() + 1
+
+
+def accumulator_widths(max_k: int, group_size: int, scale_bits: int, families) -> dict[str, int]:
+    """Bit widths that make overflow impossible in the PE array (spec section 5).
+
+    The bounds take any code word (int4's ``-8`` too) and any int8 activation
+    (``-128`` too), so they hold for every input, not only quantizer output:
+
+    * ``product``: ``|v * a| <= max|v| * 128``
+    * ``group_sum``: ``G`` products
+    * ``scaled_group``: a group sum times ``sq <= 2**S - 1`` (with its sign ``sg``)
+    * ``acc``: ``max_k / G`` scaled groups
+
+    Returns the signed widths ``product_bits``, ``group_sum_bits``,
+    ``scaled_group_bits``, ``acc_bits`` and the bounds ``max_abs_*`` they come from.
+    """
+    families = check_families(families)
+    for argument, value in (("max_k", max_k), ("group_size", group_size), ("scale_bits", scale_bits)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{argument} must be an integer, not {value!r}")
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size}")
+    if scale_bits not in SCALE_BITS_RANGE:
+        raise ValueError(f"scale_bits must be in {SCALE_BITS_RANGE.start}..{SCALE_BITS_RANGE.stop - 1}, "
+                         f"not {scale_bits}")
+    if max_k <= 0 or max_k % group_size:
+        raise ValueError(f"max_k must be a positive multiple of group_size {group_size}, not {max_k}")
+    max_product = max_abs_value(families) * (1 << (ACTIVATION_BITS - 1))
+    max_group = group_size * max_product
+    max_scaled = max_group * ((1 << scale_bits) - 1)
+    max_acc = (max_k // group_size) * max_scaled
+    return {
+        "max_abs_product": max_product,
+        "max_abs_group_sum": max_group,
+        "max_abs_scaled_group": max_scaled,
+        "max_abs_acc": max_acc,
+        "product_bits": signed_bits(max_product),
+        "group_sum_bits": signed_bits(max_group),
+        "scaled_group_bits": signed_bits(max_scaled),
+        "acc_bits": signed_bits(max_acc),
+    }
+
+
+def pack_layout(name: str, group_size: int, scale_bits: int) -> dict[str, int]:
+    """Layout of one group record of the packed weight stream (docs/formats.md).
+
+    A record is one metadata word (``dt`` at bit 0, ``sg`` at bit 1, ``sq`` at bits
+    ``2 .. 2 + S - 1``) followed by code words holding ``codes_per_word`` codes each,
+    code ``j`` at bits ``(j % codes_per_word) * bits`` of word ``j // codes_per_word``.
+    """
+    fam = family(name)
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size!r}")
+    if scale_bits not in SCALE_BITS_RANGE:
+        raise ValueError(f"scale_bits must be in {SCALE_BITS_RANGE.start}..{SCALE_BITS_RANGE.stop - 1}, "
+                         f"not {scale_bits!r}")
+    codes_per_word = WORD_BITS // fam.bits
+    code_words = -(-group_size // codes_per_word)
+    return {
+        "word_bits": WORD_BITS,
+        "code_bits": fam.bits,
+        "codes_per_word": codes_per_word,
+        "code_words": code_words,
+        "words_per_group": 1 + code_words,
+        "dt_bit": 0,
+        "sg_bit": 1,
+        "sq_shift": 2,
+        "sq_bits": scale_bits,
+    }

@@ -1,0 +1,276 @@
+"""BitMoD golden model: the mixture-of-datatypes quantizer and the integer-exact PE-array result.
+
+Implements spec/bitmod.md sections 2 to 5 step by step, vectorized in torch (no
+Python loop over groups or elements; rows are processed in blocks to bound memory)
+on whatever device the input lives on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .formats import decode, encode
+from .tables import (
+    ACTIVATION_BITS,
+    GROUP_SIZES,
+    SCALE_BITS_RANGE,
+    accumulator_widths,
+    family,
+    quantizer_grid,
+)
+
+__all__ = [
+    "BitmodWeights",
+    "quantize",
+    "dequantize",
+    "quantize_activations",
+    "matmul_int",
+    "matmul",
+    "accumulator_widths",     # from golden.tables, so the RTL can import it without torch
+    "candidates",
+    "round_to_grid",
+    "check_weights",
+]
+
+#: Elements per row block inside :func:`quantize`; bounds its temporary memory.
+_BLOCK_ELEMENTS = 1 << 21
+
+
+@dataclass
+class BitmodWeights:
+    """Quantized weights: raw code words plus per-group and per-channel metadata.
+
+    Attributes
+    ----------
+    codes : uint8 tensor [N, K]
+        Raw unsigned code words (spec section 2), what sits in memory.
+    dt : uint8 tensor [N, K/G]
+        Datatype bit per group (0 = ER, 1 = EA); 0 for int families.
+    sg : uint8 tensor [N, K/G]
+        Sign of the group scale (1 = NEG group); 0 for int families.
+    sq : int32 tensor [N, K/G]
+        Unsigned group scale, ``0..2**scale_bits - 1`` (0 only for an all-zero group).
+    cs : float32 tensor [N]
+        Channel scale (host side only).
+    family, group_size, scale_bits
+        The parameters the weights were quantized with.
+    """
+
+    codes: torch.Tensor
+    dt: torch.Tensor
+    sg: torch.Tensor
+    sq: torch.Tensor
+    cs: torch.Tensor
+    family: str
+    group_size: int = 128
+    scale_bits: int = 8
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(N, K)``."""
+        return tuple(self.codes.shape)
+
+
+def candidates(name: str) -> list[tuple[int, int, tuple[int, ...]]]:
+    """The quantizer's candidate grids in spec order: ``(dt, sg, sorted grid)``.
+
+    fp families: ER+, ER-, EA+, EA-; int families: the one int grid.
+    """
+    fam = family(name)
+    if fam.kind == "int":
+        return [(0, 0, quantizer_grid(name, 0))]
+    result = []
+    for dt in (0, 1):
+        pos = quantizer_grid(name, dt)
+        result.append((dt, 0, pos))
+        result.append((dt, 1, tuple(sorted(-v for v in pos))))
+    return result
+
+
+def round_to_grid(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Nearest value of the sorted ``grid`` to each ``x``; an exact tie goes to the lower value.
+
+    Values beyond the ends clamp to the ends (spec section 3, step 3).
+    """
+    midpoints = (grid[1:] + grid[:-1]) / 2
+    # searchsorted(side="left") counts the midpoints strictly below x, so a tie
+    # (x equal to a midpoint) stays on the lower grid value.
+    return grid[torch.searchsorted(midpoints, x.contiguous(), side="left")]
+
+
+def check_weights(w, argument: str = "w") -> None:
+    """Raise TypeError/ValueError unless ``w`` is a finite, non-empty, 2-D float tensor."""
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"{argument} must be a torch.Tensor, not {type(w).__name__}")
+    if not w.is_floating_point():
+        raise TypeError(f"{argument} must be a float tensor, not dtype {w.dtype}")
+    if w.dim() != 2:
+        raise ValueError(f"{argument} must be 2-D [N, K], not shape {list(w.shape)}")
+    if w.numel() == 0:
+        raise ValueError(f"{argument} must not be empty, got shape {list(w.shape)}")
+    bad = ~torch.isfinite(w)
+    if bad.any():
+        n, k = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{argument} must be finite; {argument}[{n}, {k}] = {w[n, k].item()}")
+
+
+def _check_parameters(name: str, group_size, scale_bits) -> None:
+    family(name)
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size!r}")
+    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or scale_bits not in SCALE_BITS_RANGE:
+        raise ValueError(
+            f"scale_bits must be an integer in {SCALE_BITS_RANGE.start}..{SCALE_BITS_RANGE.stop - 1}, "
+            f"not {scale_bits!r}"
+        )
+
+
+def _select(groups: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 1-4 for a block of groups [B, ng, G] (float64): chosen candidate index and scale."""
+    amax = groups.abs().amax(dim=-1)
+    nonzero = amax > 0
+    best_err = best_scale = best_index = None
+    for index, (_, _, grid_values) in enumerate(candidates(name)):
+        grid = torch.tensor(grid_values, dtype=torch.float64, device=groups.device)
+        scale = torch.where(nonzero, amax / grid.abs().max(), torch.ones_like(amax))
+        q = round_to_grid(groups / scale[..., None], grid)
+        err = ((q * scale[..., None] - groups) ** 2).mean(dim=-1)
+        if best_err is None:
+            best_err, best_scale = err, scale
+            best_index = torch.zeros_like(amax, dtype=torch.int64)
+        else:
+            # Strictly smaller only: on equal error the earlier candidate stays (step 4).
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_scale = torch.where(better, scale, best_scale)
+            best_index = torch.where(better, torch.full_like(best_index, index), best_index)
+    return best_index, torch.where(nonzero, best_scale, torch.zeros_like(best_scale)), nonzero
+
+
+def quantize(w: torch.Tensor, family_name: str, group_size: int = 128, scale_bits: int = 8) -> BitmodWeights:
+    """Quantize ``w`` [N, K] with BitMoD's mixture of datatypes (spec section 3).
+
+    Parameters
+    ----------
+    w : float tensor [N, K]
+        Weights, out-channels by in-features. Computed in float64 on ``w.device``.
+    family_name : str
+        ``fp4``, ``fp3``, ``int4``, ``int3``, ``int6`` or ``int8``.
+    group_size : int
+        G in {32, 64, 128}; K must be a multiple of it.
+    scale_bits : int
+        S in 4..12, the width of ``sq``.
+    """
+    check_weights(w)
+    _check_parameters(family_name, group_size, scale_bits)
+    n, k = w.shape
+    if k % group_size:
+        raise ValueError(f"K = {k} (w.shape[1]) must be a multiple of group_size {group_size}")
+    ng = k // group_size
+    device = w.device
+    cand = candidates(family_name)
+    cand_dt = torch.tensor([c[0] for c in cand], dtype=torch.uint8, device=device)
+    cand_sg = torch.tensor([c[1] for c in cand], dtype=torch.uint8, device=device)
+    qmax_sq = (1 << scale_bits) - 1
+
+    codes = torch.empty((n, k), dtype=torch.uint8, device=device)
+    dt = torch.empty((n, ng), dtype=torch.uint8, device=device)
+    sg = torch.empty((n, ng), dtype=torch.uint8, device=device)
+    sq = torch.empty((n, ng), dtype=torch.int32, device=device)
+    cs = torch.empty((n,), dtype=torch.float32, device=device)
+    pos_grids = {d: torch.tensor(quantizer_grid(family_name, d), dtype=torch.float64, device=device)
+                 for d in (0, 1)}
+
+    rows = max(1, _BLOCK_ELEMENTS // k)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        groups = w[start:stop].to(torch.float64).reshape(stop - start, ng, group_size)
+        index, scale, nonzero = _select(groups, family_name)
+        block_dt, block_sg = cand_dt[index], cand_sg[index]
+        # Step 5: channel scale (stored as float32, then used as stored) and group scale.
+        row_max = scale.amax(dim=-1)
+        block_cs = torch.where(row_max > 0, row_max / qmax_sq, torch.ones_like(row_max)).to(torch.float32)
+        cs64 = block_cs.to(torch.float64)[:, None]
+        block_sq = torch.round(scale / cs64).clamp(1, qmax_sq)
+        block_sq = torch.where(nonzero, block_sq, torch.zeros_like(block_sq))
+        # Step 6: final codes against the stored scale e = sq * cs, on the POS grid.
+        e = torch.where(nonzero, block_sq * cs64, torch.ones_like(block_sq))
+        x = groups / e[..., None]
+        x = torch.where(block_sg[..., None].bool(), -x, x)
+        values = torch.where(block_dt[..., None].bool(), round_to_grid(x, pos_grids[1]),
+                             round_to_grid(x, pos_grids[0]))
+        values = torch.where(nonzero[..., None], values, torch.zeros_like(values))
+        group_dt = block_dt[..., None].expand_as(values)
+        codes[start:stop] = encode(values, family_name, group_dt).reshape(stop - start, k).to(torch.uint8)
+        zero = ~nonzero
+        dt[start:stop] = torch.where(zero, 0, block_dt)
+        sg[start:stop] = torch.where(zero, 0, block_sg)
+        sq[start:stop] = block_sq.to(torch.int32)
+        cs[start:stop] = block_cs
+    return BitmodWeights(codes, dt, sg, sq, cs, family_name, group_size, scale_bits)
+
+
+def _group_values(bw: BitmodWeights) -> torch.Tensor:
+    """``v(code, dt)`` of every weight, int64 [N, K/G, G]."""
+    n, k = bw.shape
+    ng = k // bw.group_size
+    group_dt = bw.dt.to(torch.int64)[..., None].expand(n, ng, bw.group_size)
+    return decode(bw.codes.to(torch.int64).reshape(n, ng, bw.group_size), bw.family, group_dt)
+
+
+def _signed_sq(bw: BitmodWeights) -> torch.Tensor:
+    return torch.where(bw.sg.bool(), -bw.sq.to(torch.int64), bw.sq.to(torch.int64))
+
+
+def dequantize(bw: BitmodWeights) -> torch.Tensor:
+    """``w_hat = (-1)**sg * sq * cs * v(code, dt)``, float32 [N, K]."""
+    n, k = bw.shape
+    v = _group_values(bw).to(torch.float64)
+    scale = _signed_sq(bw).to(torch.float64) * bw.cs.to(torch.float64)[:, None]
+    return (v * scale[..., None]).reshape(n, k).to(torch.float32)
+
+
+def quantize_activations(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token symmetric int8 activations (spec section 4): ``(a_q int8 [M, K], s_a float32 [M])``.
+
+    ``s_a = amax / 127`` (stored as float32, and used as stored), ``a_q =
+    clamp(round_half_even(a / s_a), -127, 127)``; an all-zero row gets ``s_a = 1``.
+    """
+    check_weights(a, "a")
+    a64 = a.to(torch.float64)
+    amax = a64.abs().amax(dim=-1)
+    qmax = (1 << (ACTIVATION_BITS - 1)) - 1
+    s_a = torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).to(torch.float32)
+    a_q = torch.round(a64 / s_a.to(torch.float64)[:, None]).clamp(-qmax, qmax).to(torch.int8)
+    return a_q, s_a
+
+
+def matmul_int(a_q: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
+    """The PE array's exact result (spec section 5), int64 [M, N].
+
+    ``acc[m, n] = sum_g (-1)**sg * sq * sum_{k in g} v(code[n, k], dt[n, g]) * a_q[m, k]``.
+    Group sums are computed as float64 matrix products, which are exact: every
+    partial sum is an integer below ``128 * 128 * 128 < 2**53``. The scaling and the
+    sum over groups are int64.
+    """
+    if not isinstance(a_q, torch.Tensor) or a_q.dtype != torch.int8:
+        raise TypeError(f"a_q must be an int8 tensor, not {getattr(a_q, 'dtype', type(a_q).__name__)}")
+    if a_q.dim() != 2 or a_q.shape[1] != bw.shape[1]:
+        raise ValueError(f"a_q must have shape [M, {bw.shape[1]}] (K of the weights), not {list(a_q.shape)}")
+    m = a_q.shape[0]
+    n, k = bw.shape
+    ng = k // bw.group_size
+    v = _group_values(bw).to(torch.float64)                                   # [N, ng, G]
+    a = a_q.to(torch.float64).reshape(m, ng, bw.group_size).transpose(0, 1)  # [ng, M, G]
+    group_sums = torch.bmm(a, v.permute(1, 2, 0)).round().to(torch.int64)      # [ng, M, N]
+    return (group_sums * _signed_sq(bw).t()[:, None, :]).sum(dim=0)
+
+
+def matmul(a: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
+    """Float result ``y = acc * cs * s_a`` of float activations ``a`` [M, K], float32 [M, N]."""
+    a_q, s_a = quantize_activations(a)
+    acc = matmul_int(a_q, bw).to(torch.float64)
+    return (acc * bw.cs.to(torch.float64)[None, :] * s_a.to(torch.float64)[:, None]).to(torch.float32)
+
