@@ -111,7 +111,7 @@ def mxfp4_quantize(w: torch.Tensor) -> MXFP4Weights:
     magnitudes = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=torch.float64, device=w.device)
     mag = x.abs().clamp(max=6.0)
     index = torch.searchsorted((magnitudes[1:] + magnitudes[:-1]) / 2, mag.contiguous(), side="left")
-    # round_to_grid breaks ties downward; E2M1 breaks them toward the even mantissa (even index).
+    # searchsorted(side="left") breaks ties downward; E2M1 breaks them toward the even mantissa.
     tie = (index < 7) & (mag == (magnitudes[index.clamp(max=6)] + magnitudes[(index + 1).clamp(max=7)]) / 2)
     index = torch.where(tie & (index % 2 == 1), index + 1, index)
     sign = (x < 0) & (index > 0)

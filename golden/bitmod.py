@@ -30,12 +30,11 @@ __all__ = [
     "matmul",
     "accumulator_widths",     # from golden.tables, so the RTL can import it without torch
     "candidates",
-    "round_to_grid",
     "check_weights",
 ]
 
 #: Elements per row block inside :func:`quantize`; bounds its temporary memory.
-_BLOCK_ELEMENTS = 1 << 21
+_BLOCK_ELEMENTS = 1 << 19
 
 
 @dataclass
@@ -89,15 +88,26 @@ def candidates(name: str) -> list[tuple[int, int, tuple[int, ...]]]:
     return result
 
 
-def round_to_grid(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Nearest value of the sorted ``grid`` to each ``x``; an exact tie goes to the lower value.
+class _Grid:
+    """A sorted integer grid with the tables that round to it without a search.
 
-    Values beyond the ends clamp to the ends (spec section 3, step 3).
+    Grid values are integers, so every midpoint is a multiple of 1/2. With
+    ``c = ceil(2 x)``, "midpoint < x" is "2 * midpoint <= c - 1" (exact in float64, ties
+    included), so the index of the nearest value, ties to the lower one, is a lookup
+    of ``c`` in a table of running midpoint counts. Values beyond the ends clamp.
     """
-    midpoints = (grid[1:] + grid[:-1]) / 2
-    # searchsorted(side="left") counts the midpoints strictly below x, so a tie
-    # (x equal to a midpoint) stays on the lower grid value.
-    return grid[torch.searchsorted(midpoints, x.contiguous(), side="left")]
+
+    def __init__(self, values, device):
+        self.values = torch.tensor(values, dtype=torch.float64, device=device)
+        doubled_mids = [a + b for a, b in zip(values[:-1], values[1:], strict=True)]
+        self.low, high = doubled_mids[0], doubled_mids[-1] + 1
+        counts = [sum(m <= c - 1 for m in doubled_mids) for c in range(self.low, high + 1)]
+        self.index_of = torch.tensor(counts, dtype=torch.int64, device=device)
+        self.high = high
+
+    def index(self, x: torch.Tensor) -> torch.Tensor:
+        c = torch.ceil(x * 2).clamp_(self.low, self.high) - self.low
+        return self.index_of[c.to(torch.int64)]
 
 
 def check_weights(w, argument: str = "w") -> None:
@@ -133,9 +143,9 @@ def _select(groups: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor
     nonzero = amax > 0
     best_err = best_scale = best_index = None
     for index, (_, _, grid_values) in enumerate(candidates(name)):
-        grid = torch.tensor(grid_values, dtype=torch.float64, device=groups.device)
-        scale = torch.where(nonzero, amax / grid.abs().max(), torch.ones_like(amax))
-        q = round_to_grid(groups / scale[..., None], grid)
+        grid = _Grid(grid_values, groups.device)
+        scale = torch.where(nonzero, amax / max(abs(v) for v in grid_values), torch.ones_like(amax))
+        q = grid.values[grid.index(groups / scale[..., None])]
         err = ((q * scale[..., None] - groups) ** 2).mean(dim=-1)
         if best_err is None:
             best_err, best_scale = err, scale
@@ -180,8 +190,9 @@ def quantize(w: torch.Tensor, family_name: str, group_size: int = 128, scale_bit
     sg = torch.empty((n, ng), dtype=torch.uint8, device=device)
     sq = torch.empty((n, ng), dtype=torch.int32, device=device)
     cs = torch.empty((n,), dtype=torch.float32, device=device)
-    pos_grids = {d: torch.tensor(quantizer_grid(family_name, d), dtype=torch.float64, device=device)
-                 for d in (0, 1)}
+    pos_grids = [_Grid(quantizer_grid(family_name, d), device) for d in (0, 1)]
+    # Code word of each grid index, per dt.
+    grid_codes = [encode(grid.values, family_name, d).to(torch.uint8) for d, grid in enumerate(pos_grids)]
 
     rows = max(1, _BLOCK_ELEMENTS // k)
     for start in range(0, n, rows):
@@ -199,11 +210,10 @@ def quantize(w: torch.Tensor, family_name: str, group_size: int = 128, scale_bit
         e = torch.where(nonzero, block_sq * cs64, torch.ones_like(block_sq))
         x = groups / e[..., None]
         x = torch.where(block_sg[..., None].bool(), -x, x)
-        values = torch.where(block_dt[..., None].bool(), round_to_grid(x, pos_grids[1]),
-                             round_to_grid(x, pos_grids[0]))
-        values = torch.where(nonzero[..., None], values, torch.zeros_like(values))
-        group_dt = block_dt[..., None].expand_as(values)
-        codes[start:stop] = encode(values, family_name, group_dt).reshape(stop - start, k).to(torch.uint8)
+        group_codes = torch.where(block_dt[..., None].bool(), grid_codes[1][pos_grids[1].index(x)],
+                                  grid_codes[0][pos_grids[0].index(x)])
+        group_codes = torch.where(nonzero[..., None], group_codes, torch.zeros_like(group_codes))
+        codes[start:stop] = group_codes.reshape(stop - start, k)
         zero = ~nonzero
         dt[start:stop] = torch.where(zero, 0, block_dt)
         sg[start:stop] = torch.where(zero, 0, block_sg)

@@ -42,3 +42,26 @@ def test_width_table_matches_decoder_widths(row):
 def test_family_ids_are_the_table_order():
     ids = re.search(r"fp4 = 0, fp3 = 1, int4 = 2, int3 = 3, int6 = 4, int8 = 5", DOC)
     assert ids and list(FAMILIES) == ["fp4", "fp3", "int4", "int3", "int6", "int8"]
+
+
+def test_worked_example_of_the_packed_stream():
+    import torch
+
+    from golden.bitmod import quantize
+    from golden.bitmod_pack import pack
+
+    w = torch.tensor([[0.30, -0.12, 0.05, 0.0] + [0.01] * 28 + [0.0] * 32])
+    bw = quantize(w, "fp4", group_size=32)
+    assert (bw.dt.tolist(), bw.sg.tolist(), bw.sq.tolist()) == ([[1, 0]], [[0, 0]], [[255, 0]])
+    assert f"{bw.cs.item():.7e}" in DOC
+    words = [f"0x{x:x}" for x in pack(bw).words.tolist()]
+    assert words == ["0x3fd", "0x111103d8"] + ["0x11111111"] * 3 + ["0x0"] * 5
+    assert "`0x3fd`" in DOC and "`0x111103d8`" in DOC
+
+
+def test_accumulator_width_table():
+    from golden.tables import FAMILIES, accumulator_widths
+
+    widths = accumulator_widths(4096, 128, 8, FAMILIES)
+    for key in ("product", "group_sum", "scaled_group", "acc"):
+        assert f"{widths[f'max_abs_{key}']} -> {widths[f'{key}_bits']} bits" in DOC
