@@ -251,3 +251,14 @@ def test_accumulator_widths_are_tight_and_never_overflow(families, scale_bits, g
 def test_errors_name_the_argument_and_value(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("name", ["fp4", "int6"])
+def test_cuda_gives_the_cpu_result(name):
+    w = torch.randn(64, 512, generator=torch.Generator().manual_seed(9))
+    cpu, gpu = quantize(w, name), quantize(w.cuda(), name)
+    for field in ("codes", "dt", "sg", "sq", "cs"):
+        assert torch.equal(getattr(cpu, field), getattr(gpu, field).cpu()), field
+    a_q = torch.randint(-128, 128, (4, 512), dtype=torch.int8)
+    assert torch.equal(matmul_int(a_q, cpu), matmul_int(a_q.cuda(), gpu).cpu())

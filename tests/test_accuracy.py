@@ -1,0 +1,49 @@
+"""The accuracy tooling: the real MiniLM model and the report's pieces."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from golden import bitmod, minilm
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import bitmod_accuracy  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return minilm.load()
+
+
+def test_minilm_loads_from_the_package_and_embeds(model):
+    net, tokenizer = model
+    assert len(minilm.linear_layers(net)) == 36
+    embeddings = minilm.embed(net, tokenizer)
+    assert embeddings.shape == (len(minilm.SENTENCES), 384)
+    assert torch.allclose(embeddings.norm(dim=-1), torch.ones(len(minilm.SENTENCES)), atol=1e-5)
+    similarity = embeddings @ embeddings.T
+    assert similarity[0, 1] < 0.5               # unrelated sentences stay apart
+
+
+@pytest.mark.parametrize("name,min_cos", [("int8", 0.999), ("fp4", 0.95)])
+def test_quantized_minilm_keeps_its_embeddings(model, name, min_cos):
+    net, tokenizer = model
+    reference = minilm.embed(net, tokenizer)
+    quantized = minilm.with_weights(net, lambda _, w: bitmod.dequantize(bitmod.quantize(w, name)))
+    cos = (minilm.embed(quantized, tokenizer) * reference).sum(dim=-1)
+    assert cos.min() > min_cos
+    assert not torch.equal(quantized.encoder.layer[0].attention.self.query.weight,
+                           net.encoder.layer[0].attention.self.query.weight)
+
+
+def test_report_tables_cover_every_method():
+    rows = bitmod_accuracy.synthetic(16, 256, 4)
+    assert {r["method"] for r in rows} == set(bitmod_accuracy.METHODS)
+    text = bitmod_accuracy.markdown(rows, None)
+    for method in bitmod_accuracy.METHODS:
+        assert f"| {method} |" in text
+    fp4 = next(r for r in rows if r["method"] == "BitMoD fp4" and r["weights"] == "student-t (3)")
+    int4 = next(r for r in rows if r["method"] == "BitMoD int4" and r["weights"] == "student-t (3)")
+    assert fp4["sqnr_db"] > int4["sqnr_db"]     # the paper's point, on heavy tails
