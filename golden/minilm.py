@@ -103,7 +103,7 @@ def with_weights(model, transform: Callable[[str, torch.Tensor], torch.Tensor]):
 
 
 @torch.no_grad()
-def attention_inputs(model, tokenizer, text: str = PASSAGE) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def attention_inputs(model, tokenizer, text: str = PASSAGE) -> list[tuple[torch.Tensor, ...]]:
     """Per layer, the attention's ``(Q, K, V)``, each [heads, tokens, head_dim], for ``text``."""
     captured: dict[str, torch.Tensor] = {}
     hooks = []

@@ -47,3 +47,19 @@ def test_report_tables_cover_every_method():
     fp4 = next(r for r in rows if r["method"] == "BitMoD fp4" and r["weights"] == "student-t (3)")
     int4 = next(r for r in rows if r["method"] == "BitMoD int4" and r["weights"] == "student-t (3)")
     assert fp4["sqnr_db"] > int4["sqnr_db"]     # the paper's point, on heavy tails
+
+
+def test_kv_report_pieces():
+    import vidkv_accuracy
+
+    result = vidkv_accuracy.errors(torch.randn(64, 32), torch.randn(64, 32), torch.randn(64, 32))
+    assert set(result) == set(vidkv_accuracy.CONFIGS)
+    for name, e in result.items():
+        assert 0 < e["k"] < 1.5 and 0 < e["v"] < 1.5, name
+    # Integer and float paper mode agree closely; the released code's unscaled trits do not.
+    assert abs(result["K1.5 / V1.58 (int)"]["attn"] - result["K1.5 / V1.58 (paper)"]["attn"]) < 0.01
+    rows = vidkv_accuracy.fft_error(samples=8)
+    assert [r["n"] for r in rows] == [8, 16, 32, 64, 128]
+    assert all(r["round_trip_max_abs"] <= 8 for r in rows)
+    text = vidkv_accuracy.markdown(result, None, None, rows)
+    assert "| K1.5-FFT / V1.58 (int) |" in text and "| 128 |" in text

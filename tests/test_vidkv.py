@@ -195,3 +195,17 @@ def test_stp_restores_order(fraction):
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_all_equal_and_all_negative_groups_decode_exactly_where_the_format_allows():
+    for c in (5, -5, -32768, 32767):
+        x = torch.full((32, 32), c, dtype=torch.int64)
+        q, mn, r = encode_2bit(x)
+        assert r.eq(0).all() and q.eq(0).all() and torch.equal(decode_2bit(q, mn, r), x << 4)
+        assert torch.equal(decode_1bit(*encode_1bit(x), 32), x << 4)          # S = 32 |c|, sign right
+        assert torch.equal(decode_ternary(*encode_ternary(x), 32), x << 4)    # 64 |c| > 32 |c|
+    negative = -torch.randint(1, 30000, (32, 32), generator=torch.Generator().manual_seed(9))
+    b, s = encode_1bit(negative)
+    assert b.eq(0).all() and torch.equal(s, negative.abs().sum(0))
+    t, _ = encode_ternary(negative)
+    assert t.le(0).all() and t.eq(-1).any()
