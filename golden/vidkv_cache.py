@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .vidkv import DEFAULT_FRAC_BITS, DEFAULT_IN_BITS, GROUP_TOKENS, check_tokens, n_high
+from .vidkv import DEFAULT_FRAC_BITS, DEFAULT_IN_BITS, GROUP_TOKENS, HEAD_DIMS, check_tokens, n_high
 from .vidkv_fft import check_length
 from .vidkv_groups import (
     VALUE_FORMATS,
@@ -69,9 +69,11 @@ class QuantizedKVCache:
                  value_format: str = "ternary", stp: bool = False):
         if kind not in ("key", "value"):
             raise ValueError(f"kind must be 'key' or 'value', not {kind!r}")
-        check_tokens(torch.zeros((group_tokens, d), dtype=torch.int64), in_bits, "cache shape")
+        if d not in HEAD_DIMS:
+            raise ValueError(f"d must be one of {HEAD_DIMS}, not {d!r}")
         if group_tokens not in GROUP_TOKENS:
             raise ValueError(f"group_tokens must be one of {GROUP_TOKENS}, not {group_tokens!r}")
+        check_tokens(torch.zeros((group_tokens, d), dtype=torch.int64), in_bits)   # checks in_bits
         if kind == "key":
             normal = d - n_high(d, f)
             if fft and normal:
