@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from .bitmod import check_weights
-from .tables import GROUP_SIZES, code_values
+from .tables import check_group_size, code_values
 
 __all__ = ["RTNWeights", "rtn_quantize", "MXFP4Weights", "mxfp4_quantize", "MX_BLOCK", "E2M1_EMAX"]
 
@@ -48,8 +48,7 @@ def rtn_quantize(w: torch.Tensor, bits: int = 4, group_size: int = 128, symmetri
     check_weights(w)
     if bits not in (3, 4):
         raise ValueError(f"bits must be 3 or 4, not {bits!r}")
-    if group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size!r}")
+    check_group_size(group_size)
     n, k = w.shape
     if k % group_size:
         raise ValueError(f"K = {k} (w.shape[1]) must be a multiple of group_size {group_size}")

@@ -14,9 +14,9 @@ import torch
 from .formats import decode, encode
 from .tables import (
     ACTIVATION_BITS,
-    GROUP_SIZES,
-    SCALE_BITS_RANGE,
     accumulator_widths,
+    check_group_size,
+    check_scale_bits,
     family,
     quantizer_grid,
 )
@@ -126,17 +126,6 @@ def check_weights(w, argument: str = "w") -> None:
         raise ValueError(f"{argument} must be finite; {argument}[{n}, {k}] = {w[n, k].item()}")
 
 
-def _check_parameters(name: str, group_size, scale_bits) -> None:
-    family(name)
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size!r}")
-    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or scale_bits not in SCALE_BITS_RANGE:
-        raise ValueError(
-            f"scale_bits must be an integer in {SCALE_BITS_RANGE.start}..{SCALE_BITS_RANGE.stop - 1}, "
-            f"not {scale_bits!r}"
-        )
-
-
 def _select(groups: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Steps 1-4 for a block of groups [B, ng, G] (float64): chosen candidate index and scale."""
     amax = groups.abs().amax(dim=-1)
@@ -174,7 +163,9 @@ def quantize(w: torch.Tensor, family_name: str, group_size: int = 128, scale_bit
         S in 4..12, the width of ``sq``.
     """
     check_weights(w)
-    _check_parameters(family_name, group_size, scale_bits)
+    family(family_name)
+    check_group_size(group_size)
+    check_scale_bits(scale_bits)
     n, k = w.shape
     if k % group_size:
         raise ValueError(f"K = {k} (w.shape[1]) must be a multiple of group_size {group_size}")

@@ -29,6 +29,8 @@ __all__ = [
     "GROUP_SIZES",
     "SCALE_BITS_RANGE",
     "signed_bits",
+    "check_group_size",
+    "check_scale_bits",
     "accumulator_widths",
     "WORD_BITS",
     "pack_layout",
@@ -201,6 +203,21 @@ def signed_bits(max_abs: int) -> int:
     return max_abs.bit_length() + 1
 
 
+def check_group_size(group_size) -> int:
+    """``group_size`` if it is a supported G, else ValueError naming it."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size!r}")
+    return group_size
+
+
+def check_scale_bits(scale_bits) -> int:
+    """``scale_bits`` if it is a supported S, else ValueError naming it."""
+    if isinstance(scale_bits, bool) or not isinstance(scale_bits, int) or scale_bits not in SCALE_BITS_RANGE:
+        low, high = SCALE_BITS_RANGE.start, SCALE_BITS_RANGE.stop - 1
+        raise ValueError(f"scale_bits must be an integer in {low}..{high}, not {scale_bits!r}")
+    return scale_bits
+
+
 def accumulator_widths(max_k: int, group_size: int, scale_bits: int, families) -> dict[str, int]:
     """Bit widths that make overflow impossible in the PE array (spec section 5).
 
@@ -216,14 +233,10 @@ def accumulator_widths(max_k: int, group_size: int, scale_bits: int, families) -
     ``scaled_group_bits``, ``acc_bits`` and the bounds ``max_abs_*`` they come from.
     """
     families = check_families(families)
-    for argument, value in (("max_k", max_k), ("group_size", group_size), ("scale_bits", scale_bits)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{argument} must be an integer, not {value!r}")
-    if group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size}")
-    if scale_bits not in SCALE_BITS_RANGE:
-        raise ValueError(f"scale_bits must be in {SCALE_BITS_RANGE.start}..{SCALE_BITS_RANGE.stop - 1}, "
-                         f"not {scale_bits}")
+    check_group_size(group_size)
+    check_scale_bits(scale_bits)
+    if isinstance(max_k, bool) or not isinstance(max_k, int):
+        raise TypeError(f"max_k must be an integer, not {max_k!r}")
     if max_k <= 0 or max_k % group_size:
         raise ValueError(f"max_k must be a positive multiple of group_size {group_size}, not {max_k}")
     max_product = max_abs_value(families) * (1 << (ACTIVATION_BITS - 1))
@@ -250,11 +263,8 @@ def pack_layout(name: str, group_size: int, scale_bits: int) -> dict[str, int]:
     code ``j`` at bits ``(j % codes_per_word) * bits`` of word ``j // codes_per_word``.
     """
     fam = family(name)
-    if group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size must be one of {GROUP_SIZES}, not {group_size!r}")
-    if scale_bits not in SCALE_BITS_RANGE:
-        raise ValueError(f"scale_bits must be in {SCALE_BITS_RANGE.start}..{SCALE_BITS_RANGE.stop - 1}, "
-                         f"not {scale_bits!r}")
+    check_group_size(group_size)
+    check_scale_bits(scale_bits)
     codes_per_word = WORD_BITS // fam.bits
     code_words = -(-group_size // codes_per_word)
     return {
