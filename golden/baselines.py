@@ -42,8 +42,8 @@ def rtn_quantize(w: torch.Tensor, bits: int = 4, group_size: int = 128, symmetri
     """Round-to-nearest (half to even) per group of ``group_size`` along K.
 
     Symmetric: ``scale = amax / (2**(bits-1) - 1)``. Asymmetric: ``scale = (max - min) /
-    (2**bits - 1)``, ``zero = round(-min / scale)``. All-zero (or constant) groups get
-    scale 1.
+    (2**bits - 1)``, ``zero = round(-min / scale)``, with the range widened to include 0.
+    All-zero groups get scale 1.
     """
     check_weights(w)
     if bits not in (3, 4):
@@ -61,7 +61,9 @@ def rtn_quantize(w: torch.Tensor, bits: int = 4, group_size: int = 128, symmetri
         zero = torch.zeros_like(scale, dtype=torch.int16)
     else:
         levels = (1 << bits) - 1
-        low, high = groups.amin(dim=-1), groups.amax(dim=-1)
+        # The range always includes 0 (as GPTQ does), so the zero point fits in 0..levels
+        # even for a group of one sign.
+        low, high = groups.amin(dim=-1).clamp(max=0), groups.amax(dim=-1).clamp(min=0)
         span = high - low
         scale = torch.where(span > 0, span / levels, torch.ones_like(span)).to(torch.float32)
         zero = torch.round(-low / scale.to(torch.float64)).clamp(0, levels)
@@ -94,7 +96,8 @@ class MXFP4Weights:
 def mxfp4_quantize(w: torch.Tensor) -> MXFP4Weights:
     """Quantize to MX-FP4 as the OCP MX v1.0 spec's conversion does.
 
-    Per block of 32: ``exponent = floor(log2(amax)) - 2`` (E2M1's emax), elements
+    Per block of 32: ``exponent = floor(log2(amax)) - 2`` (E2M1's emax, clamped to
+    E8M0's -127..127), elements
     ``w / 2**exponent`` rounded to nearest E2M1 value with ties to even mantissa and
     saturated at 6. An all-zero block gets exponent 0.
     """
@@ -105,7 +108,7 @@ def mxfp4_quantize(w: torch.Tensor) -> MXFP4Weights:
     blocks = w.to(torch.float64).reshape(n, k // MX_BLOCK, MX_BLOCK)
     amax = blocks.abs().amax(dim=-1)
     exponent = torch.where(amax > 0, torch.floor(torch.log2(torch.where(amax > 0, amax, 1.0))) - E2M1_EMAX,
-                           torch.zeros_like(amax))
+                           torch.zeros_like(amax)).clamp(-127, 127)          # E8M0's range
     x = blocks / torch.pow(2.0, exponent)[..., None]
     magnitudes = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=torch.float64, device=w.device)
     mag = x.abs().clamp(max=6.0)

@@ -110,6 +110,17 @@ class _Grid:
         return self.index_of[c.to(torch.int64)]
 
 
+def _check_scale(scale32: torch.Tensor, used: torch.Tensor, what: str, argument: str, first_row: int) -> None:
+    """A stored float32 scale must be a normal number, or the codes computed from it are garbage."""
+    bad = used & ~(torch.isfinite(scale32) & (scale32.abs() >= torch.finfo(torch.float32).tiny))
+    if bad.any():
+        row = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{argument} row {first_row + row}: {what} {scale32[row].item()!r} is not a normal float32 "
+            f"(the row's magnitudes are too small or too large to quantize)"
+        )
+
+
 def check_weights(w, argument: str = "w") -> None:
     """Raise TypeError/ValueError unless ``w`` is a finite, non-empty, 2-D float tensor."""
     if not isinstance(w, torch.Tensor):
@@ -194,6 +205,7 @@ def quantize(w: torch.Tensor, family_name: str, group_size: int = 128, scale_bit
         # Step 5: channel scale (stored as float32, then used as stored) and group scale.
         row_max = scale.amax(dim=-1)
         block_cs = torch.where(row_max > 0, row_max / qmax_sq, torch.ones_like(row_max)).to(torch.float32)
+        _check_scale(block_cs, row_max > 0, "channel scale cs", "w", start)
         cs64 = block_cs.to(torch.float64)[:, None]
         block_sq = torch.round(scale / cs64).clamp(1, qmax_sq)
         block_sq = torch.where(nonzero, block_sq, torch.zeros_like(block_sq))
@@ -244,6 +256,7 @@ def quantize_activations(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     amax = a64.abs().amax(dim=-1)
     qmax = (1 << (ACTIVATION_BITS - 1)) - 1
     s_a = torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).to(torch.float32)
+    _check_scale(s_a, amax > 0, "activation scale s_a", "a", 0)
     a_q = torch.round(a64 / s_a.to(torch.float64)[:, None]).clamp(-qmax, qmax).to(torch.int8)
     return a_q, s_a
 

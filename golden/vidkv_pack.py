@@ -134,8 +134,9 @@ def pack_keys(k: KeyGroups, in_bits: int = 16) -> PackedKV:
     hi = pack_bits(k.q, 2).reshape(g, -1)
     lo = pack_bits(k.b, 1).reshape(g, -1)
     n_hi, n_lo = k.q.shape[-1], k.b.shape[-1]
-    widths = metadata_widths(in_bits, tg, n_lo if k.fft else None)
-    meta = {"mn": k.mn, "r": k.r, "s_fft" if k.fft else "s": k.s}
+    spectral = k.fft and n_lo > 0          # f = 1 leaves no normal channel to transform
+    widths = metadata_widths(in_bits, tg, n_lo if spectral else None)
+    meta = {"mn": k.mn, "r": k.r, "s_fft" if spectral else "s": k.s}
     return PackedKV("key", d, tg, in_bits, torch.cat([mask_words, hi, lo], dim=1), meta, widths,
                     n_hi=n_hi, fft=k.fft, code_bits=tg * (2 * n_hi + n_lo))
 
@@ -171,7 +172,7 @@ def unpack(p: PackedKV) -> KeyGroups | ValueGroups:
         start = mask_words + p.n_hi * hi_words
         q = unpack_bits(p.words[:, mask_words:start].reshape(g, p.n_hi, hi_words), 2, tg)
         b = unpack_bits(p.words[:, start:].reshape(g, n_lo, lo_words), 1, tg)
-        s = p.meta["s_fft" if p.fft else "s"]
+        s = p.meta["s_fft" if "s_fft" in p.meta else "s"]
         return KeyGroups(mask, q, p.meta["mn"], p.meta["r"], b, s, p.fft)
     if p.value_format == "2bit":
         codes = unpack_bits(p.words.reshape(g, d, -1), 2, tg)

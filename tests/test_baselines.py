@@ -57,3 +57,14 @@ def test_mxfp4_scale_is_a_power_of_two_per_block():
 def test_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_rtn_asymmetric_groups_of_one_sign():
+    for w in (torch.linspace(10, 11, 32)[None, :], -torch.linspace(10, 11, 32)[None, :]):
+        r = rtn_quantize(w, 4, group_size=32, symmetric=False)
+        assert (r.dequantize() - w).abs().max() <= r.scale.item() / 2 + 1e-5
+
+
+def test_mxfp4_exponent_stays_in_e8m0_range():
+    mx = mxfp4_quantize(torch.full((1, 32), 1e-44))
+    assert mx.exponent.item() == -127

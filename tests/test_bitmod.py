@@ -262,3 +262,13 @@ def test_cuda_gives_the_cpu_result(name):
         assert torch.equal(getattr(cpu, field), getattr(gpu, field).cpu()), field
     a_q = torch.randint(-128, 128, (4, 512), dtype=torch.int8)
     assert torch.equal(matmul_int(a_q, cpu), matmul_int(a_q.cuda(), gpu).cpu())
+
+
+@pytest.mark.parametrize("value,dtype", [(1e-44, torch.float32), (1e-300, torch.float64), (1e300, torch.float64)])
+def test_scales_outside_float32_are_refused(value, dtype):
+    w = torch.zeros(2, 32, dtype=dtype)
+    w[1, 0], w[1, 1] = value, value / 3
+    with pytest.raises(ValueError, match="w row 1: channel scale cs .* is not a normal float32"):
+        quantize(w, "fp4", group_size=32)
+    with pytest.raises(ValueError, match="a row 1: activation scale s_a .* is not a normal float32"):
+        quantize_activations(w)

@@ -83,3 +83,9 @@ def test_bits_per_element():
 def test_bad_layout():
     with pytest.raises(ValueError, match="ternary_layout must be one of \\('i2', 'b3'\\), not 'b4'"):
         pack_values(quantize_values(groups()), ternary_layout="b4")
+
+
+def test_fft_with_no_normal_channels_packs_like_plain_keys():
+    packed = pack_keys(quantize_keys(groups(tg=32, d=32), 1.0, fft=True))
+    assert "s_fft" not in packed.meta and packed.bits_per_element() > 2
+    assert same(unpack(packed), quantize_keys(groups(tg=32, d=32), 1.0, fft=True))
