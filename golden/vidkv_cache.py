@@ -36,8 +36,8 @@ class CachePath:
     name: str
     value_format: str | None                     # None for keys
     groups: list = field(default_factory=list)  # [(positions [G, Tg], KeyGroups | ValueGroups)]
-    residual: list = field(default_factory=list)
-    residual_positions: list = field(default_factory=list)
+    residual: torch.Tensor | None = None        # tokens [R, D] of the incomplete group
+    residual_positions: torch.Tensor | None = None
 
 
 class QuantizedKVCache:
@@ -118,17 +118,18 @@ class QuantizedKVCache:
             self._feed(next(iter(self.paths.values())), tokens, positions)
 
     def _feed(self, path: CachePath, tokens: torch.Tensor, positions: torch.Tensor) -> None:
-        pending = torch.cat([*path.residual, tokens]) if path.residual else tokens
-        pending_positions = torch.cat([*path.residual_positions, positions]) if path.residual else positions
-        full = pending.shape[0] // self.group_tokens * self.group_tokens
+        if path.residual is not None:
+            tokens = torch.cat([path.residual, tokens])
+            positions = torch.cat([path.residual_positions, positions])
+        full = tokens.shape[0] // self.group_tokens * self.group_tokens
         if full:
-            groups = pending[:full].reshape(-1, self.group_tokens, self.d)
+            groups = tokens[:full].reshape(-1, self.group_tokens, self.d)
             if path.value_format is None:
                 quantized = quantize_keys(groups, self.f, self.fft)
             else:
                 quantized = quantize_values(groups, path.value_format)
-            path.groups.append((pending_positions[:full].reshape(-1, self.group_tokens), quantized))
-        path.residual, path.residual_positions = [pending[full:]], [pending_positions[full:]]
+            path.groups.append((positions[:full].reshape(-1, self.group_tokens), quantized))
+        path.residual, path.residual_positions = tokens[full:], positions[full:]
 
     def dequantize(self) -> torch.Tensor:
         """All tokens so far [T, D], fixed point with ``frac_bits``, in arrival order.
@@ -143,8 +144,8 @@ class QuantizedKVCache:
                 else:
                     values = dequantize_values(quantized, self.frac_bits)
                 out[positions.reshape(-1)] = values.reshape(-1, self.d)
-            for tokens, positions in zip(path.residual, path.residual_positions, strict=True):
-                out[positions] = tokens << self.frac_bits
+            if path.residual is not None:
+                out[path.residual_positions] = path.residual << self.frac_bits
         return out
 
     def quantized_groups(self, path: str | None = None) -> list[tuple[torch.Tensor, KeyGroups | ValueGroups]]:
