@@ -22,7 +22,9 @@ __all__ = [
     "code_values",
     "max_code_bits",
     "max_terms",
-    "max_term_shift",
+    "DIGIT_VALUES",
+    "fp_digits",
+    "max_digit_shift",
     "quantizer_grid",
     "max_abs_value",
     "ACTIVATION_BITS",
@@ -60,7 +62,7 @@ class Family:
     bits : int
         Width of a code word.
     terms : int
-        Signed power-of-two terms (fp) or radix-4 Booth digits (int) per weight,
+        Radix-4 digits per weight (fp: :func:`fp_digits`; int: Booth recoding),
         which is also the bit-serial PE's cycles per weight.
     magnitudes : tuple of int
         fp only: value of each magnitude index, in code units.
@@ -163,25 +165,36 @@ def max_code_bits(families) -> int:
 
 
 def max_terms(families) -> int:
-    """Most power-of-two terms (Booth digits) any weight of ``families`` needs."""
+    """Most radix-4 digits (PE cycles) any weight of ``families`` needs."""
     return max(family(f).terms for f in check_families(families))
 
 
-def max_term_shift(families) -> int:
-    """Largest shift of a power-of-two term of ``families``.
+#: Values a radix-4 digit of the unified representation may take: 0 or +-2**shift with
+#: shift 0..2. A weight with ``terms`` digits is ``sum(d[t] * 4**t)``.
+DIGIT_VALUES: tuple[int, ...] = (0, 1, -1, 2, -2, 4, -4)
 
-    fp: the highest set bit of the largest magnitude (special values included);
-    int: radix-4 Booth digit ``i`` is ``d * 4**i`` with ``|d| <= 2``, so the top digit
-    reaches shift ``2 * (terms - 1) + 1``.
+
+def fp_digits(value: int) -> tuple[int, int]:
+    """Two radix-4 digits ``(d0, d1)`` with ``d0 + 4 * d1 == value``, both in DIGIT_VALUES.
+
+    Every fp3/fp4 value (specials included) has such a pair; of the candidates the one
+    with the smallest ``|d1|`` (positive first) is taken, so the choice is deterministic.
     """
-    shifts = []
-    for name in check_families(families):
-        fam = family(name)
-        if fam.kind == "fp":
-            shifts.append(max(fam.magnitudes + fam.specials).bit_length() - 1)
-        else:
-            shifts.append(2 * (fam.terms - 1) + 1)
-    return max(shifts)
+    magnitude = abs(value)
+    for high in sorted(DIGIT_VALUES, key=lambda d: (abs(d), d < 0)):
+        low = magnitude - 4 * high
+        if low in DIGIT_VALUES:
+            return (low, high) if value >= 0 else (-low, -high)
+    raise ValueError(f"value {value!r} has no two-digit radix-4 form over {DIGIT_VALUES}")
+
+
+def max_digit_shift(families) -> int:
+    """Largest ``shift`` of a digit ``+-2**shift`` of ``families``.
+
+    Radix-4 Booth digits of int families are ``0, +-1, +-2`` (shift <= 1); fp digits
+    also need ``+-4`` (e.g. 16 = 4 * 4, 12 = 4 + 4 * 2), shift 2.
+    """
+    return 2 if any(family(f).kind == "fp" for f in check_families(families)) else 1
 
 
 def quantizer_grid(name: str, dt: int) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""BitMoD mixed-datatype weight decoder: a code word to signed power-of-two terms."""
+"""BitMoD mixed-datatype weight decoder: a code word to radix-4 digits of +-2**shift."""
 
 from __future__ import annotations
 
@@ -14,22 +14,23 @@ from golden.tables import (
     code_values,
     family,
     max_code_bits,
-    max_term_shift,
+    fp_digits,
+    max_digit_shift,
     max_terms,
 )
 
-__all__ = ["term_layout", "decoder_widths", "decoder_layouts", "WeightDecoder", "fp_terms"]
+__all__ = ["term_layout", "decoder_widths", "decoder_layouts", "decode_terms", "WeightDecoder", "fp_terms"]
 
 
 def decoder_widths(families) -> dict[str, int]:
     """Derived widths of a decoder for ``families`` (the one place they are computed).
 
-    Returns ``code_bits`` (code word), ``terms`` (terms per weight), ``shift_bits``
-    (a term's shift field), ``term_bits`` (one term), ``family_bits`` (run-time family
-    ID) and ``output_bits`` (the whole output payload).
+    Returns ``code_bits`` (code word), ``terms`` (radix-4 digits per weight),
+    ``shift_bits`` (a digit's shift field), ``term_bits`` (one digit), ``family_bits``
+    (run-time family ID) and ``output_bits`` (the whole output payload).
     """
     families = check_families(families)
-    shift_bits = max(1, max_term_shift(families).bit_length())
+    shift_bits = max_digit_shift(families).bit_length()
     terms = max_terms(families)
     term_bits = 2 + shift_bits
     return {
@@ -43,7 +44,7 @@ def decoder_widths(families) -> dict[str, int]:
 
 
 def term_layout(shift_bits: int) -> data.StructLayout:
-    """One signed power-of-two term: ``nonzero ? (-1)**negative * 2**shift : 0``."""
+    """One radix-4 digit: ``nonzero ? (-1)**negative * 2**shift : 0``; digit ``t`` weighs ``4**t``."""
     return data.StructLayout({"nonzero": 1, "negative": 1, "shift": shift_bits})
 
 
@@ -54,26 +55,75 @@ def decoder_layouts(families) -> tuple[data.StructLayout, data.ArrayLayout]:
             data.ArrayLayout(term_layout(widths["shift_bits"]), widths["terms"]))
 
 
-def fp_terms(value: int) -> list[tuple[int, int]]:
-    """``(negative, shift)`` of each set bit of ``|value|``, least significant first.
+def fp_terms(value: int) -> list[tuple[int, int, int]]:
+    """``(nonzero, negative, shift)`` of the two digits of an fp value (:func:`fp_digits`).
 
-    Used at elaboration time to build the fp lookup table; spec section 1 guarantees
-    at most two set bits for every fp3/fp4 value.
+    Used at elaboration time to build the fp lookup table.
     """
-    magnitude = abs(value)
-    return [(int(value < 0), bit) for bit in range(magnitude.bit_length()) if magnitude >> bit & 1]
+    return [(int(d != 0), int(d < 0), abs(d).bit_length() - 1 if d else 0) for d in fp_digits(value)]
+
+
+def decode_terms(m: Module, families, family_id, code, dt):
+    """Combinational decoder: the digits of ``(family_id, code, dt)`` as a new signal.
+
+    ``families`` are the families built in; any other ``family_id`` gives all-zero
+    digits. ``code`` holds the code word in its low bits. Shared by
+    :class:`WeightDecoder` and the PE array's column decoders.
+    """
+    families = check_families(families)
+    _, layout = decoder_layouts(families)
+    terms = Signal(layout)
+
+    def set_term(target, nonzero, negative, shift):
+        m.d.comb += [target.nonzero.eq(nonzero), target.negative.eq(negative), target.shift.eq(shift)]
+
+    int_families = [f for f in families if family(f).kind == "int"]
+    if int_families:
+        # One Booth recoder serves every int family: each family only differs in
+        # how its code is sign-extended, and sign extension zeroes the digits
+        # above the family's own.
+        booth_bits = 2 * max(family(f).terms for f in int_families)
+        extended = Signal(booth_bits)
+        with m.Switch(family_id):
+            for name in int_families:
+                with m.Case(FAMILY_IDS[name]):
+                    m.d.comb += extended.eq(code[:family(name).bits].as_signed())
+        padded = Cat(Const(0, 1), extended)      # b[-1] = 0
+        booth_terms = Signal(layout)
+        for digit in range(booth_bits // 2):
+            below, low, high = padded[2 * digit], padded[2 * digit + 1], padded[2 * digit + 2]
+            # 011 -> +2 and 100 -> -2 are the digits with shift 1.
+            set_term(booth_terms[digit], nonzero=~((high == low) & (low == below)),
+                     negative=high, shift=(low == below))
+
+    with m.Switch(family_id):
+        for name in families:
+            fam = family(name)
+            with m.Case(FAMILY_IDS[name]):
+                if fam.kind == "int":
+                    m.d.comb += terms.eq(booth_terms)
+                    continue
+                with m.Switch(Cat(code[:fam.bits], dt)):
+                    for dt_value in (0, 1):
+                        for code_value, value in enumerate(code_values(name, dt_value)):
+                            with m.Case(code_value | dt_value << fam.bits):
+                                for index, fields in enumerate(fp_terms(value)):
+                                    set_term(terms[index], *fields)
+    return terms
 
 
 class WeightDecoder(wiring.Component):
-    """Decodes BitMoD weight code words into the PE's unified term representation.
+    """Decodes BitMoD weight code words into the PE's unified digit representation.
 
-    The output is ``terms`` signed power-of-two terms, least significant first, whose
-    sum is exactly the weight value ``v(code, dt)`` in code units (spec section 1):
+    The output is ``terms`` radix-4 digits ``d[t]`` in ``{0, +-1, +-2, +-4}``, least
+    significant first, with ``sum(d[t] * 4**t)`` exactly the weight value
+    ``v(code, dt)`` in code units (spec section 1). The PE spends cycle ``t`` of a
+    weight on digit ``t``, so a digit only ever shifts the activation by 0..2:
 
-    * fp3/fp4: one term per set bit of the magnitude (the special code decodes to
-      ER/EA's positive value by ``dt``); unused terms are zero.
-    * int3/int4/int6/int8: the code is sign-extended and radix-4 Booth recoded; digit
-      ``i`` in {-2..2} becomes the term ``+-2**(2i)`` or ``+-2**(2i+1)``.
+    * fp3/fp4: the two digits of :func:`golden.tables.fp_digits` (the special code
+      decodes to ER/EA's positive value by ``dt``).
+    * int3/int4/int6/int8: the code is sign-extended and radix-4 Booth recoded
+      (digits in {-2..2}); the family's unused top digits are zero.
 
     A family ID that was not built in (or is not a family at all) decodes to all-zero
     terms. ``family`` is sampled together with the input, so it may change between
@@ -109,49 +159,7 @@ class WeightDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        code, dt = self.i.payload.code, self.i.payload.dt
-        terms = Signal(self.output_layout)
-
-        def set_term(target, nonzero, negative, shift):
-            m.d.comb += [
-                target.nonzero.eq(nonzero),
-                target.negative.eq(negative),
-                target.shift.eq(shift),
-            ]
-
-        int_families = [f for f in self.families if family(f).kind == "int"]
-        if int_families:
-            # One Booth recoder serves every int family: each family only differs in
-            # how its code is sign-extended, and sign extension zeroes the digits
-            # above the family's own.
-            booth_bits = 2 * max(family(f).terms for f in int_families)
-            extended = Signal(booth_bits)
-            with m.Switch(self.family):
-                for name in int_families:
-                    with m.Case(FAMILY_IDS[name]):
-                        m.d.comb += extended.eq(code[:family(name).bits].as_signed())
-            padded = Cat(Const(0, 1), extended)      # b[-1] = 0
-            booth_terms = Signal(self.output_layout)
-            for digit in range(booth_bits // 2):
-                below, low, high = padded[2 * digit], padded[2 * digit + 1], padded[2 * digit + 2]
-                # 011 -> +2 and 100 -> -2 shift one further than +-1.
-                set_term(booth_terms[digit], nonzero=~((high == low) & (low == below)),
-                         negative=high, shift=2 * digit + (low == below))
-
-        with m.Switch(self.family):
-            for name in self.families:
-                fam = family(name)
-                with m.Case(FAMILY_IDS[name]):
-                    if fam.kind == "int":
-                        m.d.comb += terms.eq(booth_terms)
-                        continue
-                    with m.Switch(Cat(code[:fam.bits], dt)):
-                        for dt_value in (0, 1):
-                            for code_value, value in enumerate(code_values(name, dt_value)):
-                                with m.Case(code_value | dt_value << fam.bits):
-                                    for index, (negative, shift) in enumerate(fp_terms(value)):
-                                        set_term(terms[index], 1, negative, shift)
-
+        terms = decode_terms(m, self.families, self.family, self.i.payload.code, self.i.payload.dt)
         with m.If(self.i.ready):
             m.d.sync += self.o.valid.eq(self.i.valid)
             with m.If(self.i.valid):

@@ -70,46 +70,43 @@ def expected_value(families, vector: DecoderVector) -> int:
 
 
 def terms_value(layout: data.ArrayLayout, word: int) -> int:
-    """Value of a decoder output word: the sum of its signed power-of-two terms."""
+    """Value of a decoder output word: ``sum(d[t] * 4**t)`` over its radix-4 digits."""
     total = 0
-    for term in layout.from_bits(word):
+    for index, term in enumerate(layout.from_bits(word)):
         if term.nonzero:
-            total += (-1 if term.negative else 1) << int(term.shift)
+            total += (-1 if term.negative else 1) << (int(term.shift) + 2 * index)
     return total
 
 
 def _describe_terms(layout: data.ArrayLayout, word: int) -> str:
     parts = []
     for term in layout.from_bits(word):
-        parts.append(f"{'-' if term.negative else '+'}2^{int(term.shift)}" if term.nonzero else "0")
+        parts.append(f"{'-' if term.negative else '+'}{1 << int(term.shift)}" if term.nonzero else "0")
     return "[" + ", ".join(parts) + "]"
 
 
-def _term_order_error(families, vector: DecoderVector, layout: data.ArrayLayout, word: int) -> str | None:
-    """Why the terms break the representation's shape, beyond their sum, else None.
+def _term_shape_error(families, vector: DecoderVector, layout: data.ArrayLayout, word: int) -> str | None:
+    """Why the digits break the representation's shape, beyond their sum, else None.
 
-    A weight of a family with ``terms`` terms per weight (its cycles per weight) must
-    leave every later term zero, and nonzero terms come least significant first.
+    A weight of a family with ``terms`` digits per weight (its cycles per weight) must
+    leave every later digit zero, and a digit is at most ``+-4`` (shift 2).
     """
     family_id = vector[0]
     allowed = family(FAMILIES[family_id]).terms if family_id < len(FAMILIES) and \
         FAMILIES[family_id] in families else 0
-    shifts = []
     for index, term in enumerate(layout.from_bits(word)):
-        if term.nonzero:
-            if index >= allowed:
-                return f"term {index} is nonzero but the family has {allowed} terms per weight"
-            shifts.append(int(term.shift))
-    if shifts != sorted(set(shifts)):
-        return f"nonzero terms are not in ascending shift order {shifts}"
+        if term.nonzero and index >= allowed:
+            return f"digit {index} is nonzero but the family has {allowed} digits per weight"
+        if term.nonzero and int(term.shift) > 2:
+            return f"digit {index} is +-{1 << int(term.shift)}, beyond +-4"
     return None
 
 
 def first_mismatch(families, vectors, words) -> str | None:
     """None if every output word is right for its vector, else the first mismatch.
 
-    Right means: the terms sum to the golden value, no term lies beyond the family's
-    terms per weight, and nonzero terms are least significant first.
+    Right means: the digits weigh up to the golden value, and no digit lies beyond the
+    family's digits per weight or exceeds +-4.
     """
     families = check_families(families)
     code_bits = decoder_widths(families)["code_bits"]
@@ -118,11 +115,11 @@ def first_mismatch(families, vectors, words) -> str | None:
         return f"expected {len(vectors)} outputs, got {len(words)}"
     for index, (vector, word) in enumerate(zip(vectors, words, strict=True)):
         want, got = expected_value(families, vector), terms_value(layout, word)
-        problem = f"expected {want}" if want != got else _term_order_error(families, vector, layout, word)
+        problem = f"expected {want}" if want != got else _term_shape_error(families, vector, layout, word)
         if problem:
             return (
                 f"first mismatch at item {index}: {vector.describe(code_bits)}: "
-                f"{problem}, got terms {_describe_terms(layout, word)} = {got} "
+                f"{problem}, got digits {_describe_terms(layout, word)} = {got} "
                 f"(output word 0x{word:x})"
             )
     return None

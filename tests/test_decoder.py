@@ -70,41 +70,42 @@ def test_check_reports_the_first_wrong_word():
     families = ("fp4",)
     _, output_layout = decoder_layouts(families)
     vectors = [DecoderVector(0, 0b0111, 0), DecoderVector(0, 0b1000, 1)]
-    twelve = output_layout.const([{"nonzero": 1, "shift": 2}, {"nonzero": 1, "shift": 3}]).as_bits()
-    assert terms_value(output_layout, twelve) == 12
+    twelve = output_layout.const([{"nonzero": 1, "shift": 2}, {"nonzero": 1, "shift": 1}]).as_bits()
+    assert terms_value(output_layout, twelve) == 12              # 4 + 4 * 2
     assert first_mismatch(families, vectors, [twelve, twelve]) == (
         "first mismatch at item 1: family=fp4 (id 0) code=0b1000 dt=1: expected 16, "
-        f"got terms [+2^2, +2^3] = 12 (output word 0x{twelve:x})"
+        f"got digits [+4, +2] = 12 (output word 0x{twelve:x})"
     )
     assert "expected 2 outputs, got 1" in first_mismatch(families, vectors, [twelve])
-    swapped = output_layout.const([{"nonzero": 1, "shift": 3}, {"nonzero": 1, "shift": 2}]).as_bits()
-    assert "not in ascending shift order [3, 2]" in first_mismatch(families, vectors[:1], [swapped])
 
 
-def test_check_rejects_terms_beyond_the_family():
-    # int3 takes two terms; a third, even if the sum is right, breaks its cycle count.
+def test_check_rejects_digits_beyond_the_family():
+    # int3 takes two digits; a third, even if the sum is right, breaks its cycle count.
     _, output_layout = decoder_layouts(FAMILIES)
-    three = output_layout.const([{"nonzero": 1, "shift": 0}, {"nonzero": 1, "shift": 1},
-                                 {"nonzero": 1, "negative": 1, "shift": 2}, {}]).as_bits()
-    assert terms_value(output_layout, three) == -1
-    vector = DecoderVector(3, 0b111, 0)       # int3 code 0b111 = -1
-    assert "term 2 is nonzero but the family has 2 terms per weight" in \
-        first_mismatch(FAMILIES, [vector], [three])
+    minus_two = output_layout.const([{"nonzero": 1, "negative": 1, "shift": 1},
+                                     {"nonzero": 1, "negative": 1, "shift": 2},
+                                     {"nonzero": 1, "shift": 0}, {}]).as_bits()
+    assert terms_value(output_layout, minus_two) == -2 - 16 + 16
+    vector = DecoderVector(3, 0b110, 0)       # int3 code 0b110 = -2
+    assert "digit 2 is nonzero but the family has 2 digits per weight" in \
+        first_mismatch(FAMILIES, [vector], [minus_two])
+    eight = output_layout.const([{"nonzero": 1, "shift": 3}, {}, {}, {}]).as_bits()
+    assert "digit 0 is +-8, beyond +-4" in first_mismatch(FAMILIES, [DecoderVector(0, 0b0110, 0)], [eight])
 
 
 def test_widths_follow_the_built_families():
-    assert decoder_widths(FAMILIES) == {"code_bits": 8, "terms": 4, "shift_bits": 3, "term_bits": 5,
-                                        "family_bits": 3, "output_bits": 20}
-    assert decoder_widths(["fp3"]) == {"code_bits": 3, "terms": 2, "shift_bits": 2, "term_bits": 4,
-                                       "family_bits": 3, "output_bits": 8}
+    assert decoder_widths(FAMILIES) == {"code_bits": 8, "terms": 4, "shift_bits": 2, "term_bits": 4,
+                                        "family_bits": 3, "output_bits": 16}
+    assert decoder_widths(["int4", "int3"]) == {"code_bits": 4, "terms": 2, "shift_bits": 1, "term_bits": 3,
+                                                "family_bits": 3, "output_bits": 6}
     input_layout, output_layout = decoder_layouts("int4,fp4")
-    assert input_layout.size == 5 and output_layout.size == 2 * 5
+    assert input_layout.size == 5 and output_layout.size == 2 * 4
 
 
-def test_fp_terms_are_the_set_bits():
-    assert fp_terms(10) == [(0, 1), (0, 3)]
-    assert fp_terms(-12) == [(1, 2), (1, 3)]
-    assert fp_terms(0) == []
+def test_fp_terms_are_the_two_digits():
+    assert fp_terms(10) == [(1, 0, 1), (1, 0, 1)]           # 2 + 4 * 2
+    assert fp_terms(-12) == [(1, 1, 2), (1, 1, 1)]          # -4 + 4 * -2
+    assert fp_terms(0) == [(0, 0, 0), (0, 0, 0)]
 
 
 @pytest.mark.parametrize("families,error,message", [

@@ -46,9 +46,8 @@ def test_every_fp_value_is_at_most_two_power_of_two_terms():
 def test_terms_and_widths():
     assert [tables.family(f).terms for f in tables.FAMILIES] == [2, 2, 2, 2, 3, 4]
     assert tables.max_terms(["fp4", "int6"]) == 3
-    assert tables.max_term_shift(["fp4"]) == 4          # 16 = 2**4
-    assert tables.max_term_shift(["fp3"]) == 2          # 6 = 4 + 2
-    assert tables.max_term_shift(["int8"]) == 7         # Booth digit 3 = -2 -> -2**7
+    assert tables.max_digit_shift(["fp4", "int8"]) == 2  # 16 = 4 * 4
+    assert tables.max_digit_shift(["int8", "int3"]) == 1  # Booth digits are 0, +-1, +-2
     assert tables.max_code_bits(["fp3", "int6"]) == 6
     assert tables.FAMILY_ID_BITS == 3
 
@@ -112,3 +111,16 @@ def test_check_families_errors(families, message):
 
 def test_check_families_orders_by_family_id_and_parses_text():
     assert tables.check_families("int8, fp3") == ("fp3", "int8")
+
+
+def test_fp_digits_cover_every_fp_value():
+    for name in ("fp4", "fp3"):
+        for dt in (0, 1):
+            for value in tables.code_values(name, dt):
+                low, high = tables.fp_digits(value)
+                assert low + 4 * high == value
+                assert low in tables.DIGIT_VALUES and high in tables.DIGIT_VALUES
+    assert tables.fp_digits(3) == (-1, 1)
+    assert tables.fp_digits(-16) == (0, -4)
+    with pytest.raises(ValueError, match="value 11 has no two-digit radix-4 form"):
+        tables.fp_digits(11)
