@@ -50,7 +50,7 @@ def test_generate_writes_verilog_and_manifest(tmp_path):
     assert ports == {
         "clk": ("input", 1), "rst": ("input", 1), "family": ("input", 3),
         "i__valid": ("input", 1), "i__ready": ("output", 1), "i__payload": ("input", 9),
-        "o__valid": ("output", 1), "o__ready": ("input", 1), "o__payload": ("output", 20),
+        "o__valid": ("output", 1), "o__ready": ("input", 1), "o__payload": ("output", 16),
     }
     for port in ports:
         assert f" {port};" in verilog or f" {port} " in verilog
