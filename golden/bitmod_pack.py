@@ -9,7 +9,7 @@ import torch
 from .bitmod import BitmodWeights
 from .tables import pack_layout
 
-__all__ = ["PackedWeights", "pack", "unpack"]
+__all__ = ["PackedWeights", "pack", "unpack", "weight_beats"]
 
 
 @dataclass
@@ -105,3 +105,17 @@ def unpack(packed: PackedWeights) -> BitmodWeights:
         group_size=packed.group_size,
         scale_bits=packed.scale_bits,
     )
+
+
+def weight_beats(packed: PackedWeights) -> torch.Tensor:
+    """The stream as the PE array reads it: ``[beats, cols]``, one word per column per beat.
+
+    Beat order: ``for tile: for group g: for word w of a record: [word w of record(tile*cols + c, g)
+    for c in range(cols)]``, so each column sees its own records in order and all
+    columns move in lockstep. The words are exactly those of ``packed.words``.
+    """
+    layout = pack_layout(packed.family, packed.group_size, packed.scale_bits)
+    tiles = _tiles(packed.n, packed.cols)
+    ng = packed.k // packed.group_size
+    records = packed.words.reshape(tiles, ng, packed.cols, layout["words_per_group"])
+    return records.transpose(2, 3).reshape(-1, packed.cols)

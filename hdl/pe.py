@@ -1,0 +1,199 @@
+"""The bit-serial BitMoD PE and its bit-serial dequantization unit.
+
+One PE holds ``lanes`` lanes. In each cycle every lane multiplies its int8 activation
+by one radix-4 digit ``d`` of its weight (``d`` in ``{0, +-1, +-2, +-4}``, see
+:mod:`hdl.decoder`), which is only a select of ``a``, ``2a`` or ``4a`` and a
+conditional inversion. The lane sum is shifted by ``2t`` for digit ``t`` and added to
+the group accumulator; when a group's last digit is in, the group sum moves to the
+:class:`DequantUnit`, which multiplies it by the group scale ``sq`` one bit per cycle
+while the PE already accumulates the next group.
+
+Negation costs no adder in a lane: ``-m == ~m + 1``, so a lane sends ``m ^ neg`` into
+the adder tree and the column adds the count of negative lanes once (``neg_count``).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.tables import ACTIVATION_BITS, signed_bits
+
+__all__ = ["lane_select_layout", "lane_sum_bits", "adder_tree", "BitSerialPE", "ScaleSerializer",
+           "DequantUnit"]
+
+
+def lane_select_layout(max_shift: int) -> data.StructLayout:
+    """What a lane needs of a digit: one-hot ``e`` (bit ``s``: the digit is ``+-2**s``) and ``neg``.
+
+    All-zero ``e`` is the digit 0; ``neg`` must then be 0 too.
+    """
+    return data.StructLayout({"e": max_shift + 1, "neg": 1})
+
+
+def lane_sum_bits(lanes: int, max_shift: int) -> int:
+    """Width of a lane sum: ``lanes`` digits of at most ``2**max_shift`` times an int8."""
+    return signed_bits(lanes << (ACTIVATION_BITS - 1 + max_shift))
+
+
+def adder_tree(m: Module, values, width: int, levels_per_stage: int) -> tuple[Signal, int]:
+    """A balanced adder tree over ``values`` with a register after every ``levels_per_stage`` levels.
+
+    Returns the (registered) sum, ``width`` bits signed, and its latency in cycles.
+    """
+    level, latency = list(values), 0
+    depth = 0
+    while len(level) > 1:
+        paired = []
+        for index in range(0, len(level) - 1, 2):
+            paired.append(level[index] + level[index + 1])
+        if len(level) % 2:
+            paired.append(level[-1])
+        depth += 1
+        if depth % levels_per_stage == 0 or len(paired) == 1:
+            registered = []
+            for value in paired:
+                reg = Signal(signed(width))
+                m.d.sync += reg.eq(value)
+                registered.append(reg)
+            paired = registered
+            latency += 1
+        level = paired
+    if latency == 0:                           # a single value: still one register
+        reg = Signal(signed(width))
+        m.d.sync += reg.eq(level[0])
+        level, latency = [reg], 1
+    return level[0], latency
+
+
+class BitSerialPE(wiring.Component):
+    """``lanes`` bit-serial lanes, their adder tree and the group accumulator.
+
+    Inputs are registered by the array and change every cycle: ``a[l]`` (int8),
+    ``sel[l]`` (the lane's digit, :func:`lane_select_layout`), ``neg_count`` (lanes with
+    ``neg`` set), ``t`` (the digit's index: the lane sum weighs ``4**t``), ``valid``
+    and ``last`` (the group's last digit). ``latency`` cycles after a ``valid & last``
+    input, ``done`` is high for one cycle and ``group_sum`` holds the finished group
+    sum (combinational, valid only while ``done``); the accumulator then restarts at 0.
+    """
+
+    def __init__(self, lanes: int, max_shift: int, max_t: int, group_sum_bits: int, levels_per_stage: int = 2):
+        self.lanes, self.max_shift, self.group_sum_bits = lanes, max_shift, group_sum_bits
+        self.levels_per_stage = levels_per_stage
+        self.sum_bits = lane_sum_bits(lanes, max_shift)
+        # Register the products, then the tree's stages; the accumulator adds after that.
+        tree_levels = lanes.bit_length()          # lanes + 1 inputs (the count of negatives)
+        self.latency = 1 + -(-tree_levels // levels_per_stage) + 1
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
+            "sel": In(data.ArrayLayout(lane_select_layout(max_shift), lanes)),
+            "neg_count": In(lanes.bit_length()),
+            "t": In(max(1, (max_t - 1).bit_length())),
+            "valid": In(1),
+            "last": In(1),
+            "group_sum": Out(signed(group_sum_bits)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        product_bits = ACTIVATION_BITS + self.max_shift
+        # Stage 1: each lane's select and inversion, registered.
+        lanes = []
+        for lane in range(self.lanes):
+            a, sel = self.a[lane], self.sel[lane]
+            picked = 0
+            for shift in range(self.max_shift + 1):
+                shifted = (a << shift).as_signed()
+                picked = picked | Mux(sel.e[shift], shifted, 0)
+            inverted = Signal(signed(product_bits), name=f"lane{lane}")
+            m.d.sync += inverted.eq(picked ^ sel.neg.replicate(product_bits).as_signed())
+            lanes.append(inverted)
+        count = Signal(self.neg_count.shape(), name="neg_count_1")
+        m.d.sync += count.eq(self.neg_count)
+        tree, tree_latency = adder_tree(m, lanes + [Cat(count, 0).as_signed()], self.sum_bits,
+                                        self.levels_per_stage)
+        assert 1 + tree_latency + 1 == self.latency, (tree_latency, self.latency)
+
+        # Control follows the data through the same number of registers.
+        t, valid, last = self.t, self.valid, self.last
+        for stage in range(self.latency - 1):
+            t_next, valid_next, last_next = (Signal.like(t, name=f"t_{stage}"), Signal(name=f"valid_{stage}"),
+                                             Signal(name=f"last_{stage}"))
+            m.d.sync += [t_next.eq(t), valid_next.eq(valid), last_next.eq(last)]
+            t, valid, last = t_next, valid_next, last_next
+
+        # Stage 3: the group accumulator, restarted when a group is done.
+        accumulator = Signal(signed(self.group_sum_bits))
+        shifted = Signal(signed(self.group_sum_bits))
+        with m.Switch(t):
+            for index in range(1 << len(t)):
+                with m.Case(index):
+                    m.d.comb += shifted.eq(tree << (2 * index))
+        m.d.comb += [
+            self.group_sum.eq(accumulator + shifted),
+            self.done.eq(valid & last),
+        ]
+        with m.If(valid & last):
+            m.d.sync += accumulator.eq(0)
+        with m.Elif(valid):
+            m.d.sync += accumulator.eq(self.group_sum)
+        return m
+
+
+class ScaleSerializer(wiring.Component):
+    """One column's group scale ``sq``, one bit per cycle, least significant first.
+
+    ``load`` takes ``sq``; in each of the next ``scale_bits`` cycles ``active`` is high
+    and ``bit`` is the next bit of ``sq``. Shared by every PE of a column.
+    """
+
+    def __init__(self, scale_bits: int):
+        self.scale_bits = scale_bits
+        super().__init__({"sq": In(scale_bits), "load": In(1), "bit": Out(1), "active": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = Signal(self.scale_bits)
+        left = Signal(range(self.scale_bits + 1))
+        m.d.comb += [self.bit.eq(bits[0]), self.active.eq(left != 0)]
+        with m.If(self.load):
+            m.d.sync += [bits.eq(self.sq), left.eq(self.scale_bits)]
+        with m.Elif(left != 0):
+            m.d.sync += [bits.eq(bits >> 1), left.eq(left - 1)]
+        return m
+
+
+class DequantUnit(wiring.Component):
+    """Bit-serial ``acc += group_sum * sq``: one bit of ``sq`` per cycle, ``scale_bits`` cycles.
+
+    ``load`` captures ``group_sum``; then, for each cycle with ``active`` high, the
+    unit adds the captured value shifted by the bit's position to ``acc`` when
+    ``bit`` is set (the bits come from the column's :class:`ScaleSerializer`).
+    ``clear`` zeroes ``acc``. The group's sign ``sg`` is already in the digits.
+    """
+
+    def __init__(self, group_sum_bits: int, scaled_bits: int, acc_bits: int):
+        self.scaled_bits = scaled_bits
+        super().__init__({
+            "group_sum": In(signed(group_sum_bits)),
+            "load": In(1),
+            "bit": In(1),
+            "active": In(1),
+            "clear": In(1),
+            "acc": Out(signed(acc_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        shifted = Signal(signed(self.scaled_bits))
+        with m.If(self.load):
+            m.d.sync += shifted.eq(self.group_sum)
+        with m.Elif(self.active):
+            m.d.sync += shifted.eq(shifted << 1)
+        with m.If(self.clear):
+            m.d.sync += self.acc.eq(0)
+        with m.Elif(self.active & self.bit):
+            m.d.sync += self.acc.eq(self.acc + shifted)
+        return m

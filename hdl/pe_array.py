@@ -1,0 +1,245 @@
+"""The BitMoD PE array: R rows (tokens) x C columns (output channels) of bit-serial PEs.
+
+Data path (docs/pe_array.md has the picture and the stream formats)::
+
+    act stream --> activation buffer (one Memory per row) --------> a[r] ---+
+    w stream ----> FIFO --> WeightSteps (windows, decoders) --> step --> digit bus[c]
+                                                                            |
+                                        PE[r][c] = lanes x (select, invert), adder tree,
+                                        group accumulator --> DequantUnit[r][c] (acc)
+    o stream <---- one row of C results per beat <------------------------------+
+
+A *job* loads the activations of R tokens (``K = groups * G`` int8 each), then runs
+``col_tiles`` column tiles over them: each tile streams the packed weights of C output
+channels, accumulates, dequantizes group by group and returns R beats of C results.
+"""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
+
+from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout
+from .pe_array_config import PeArrayConfig
+from .weight_steps import WeightSteps
+
+__all__ = ["PeArray", "WEIGHT_FIFO_DEPTH"]
+
+#: Beats of the weight FIFO in front of the decoders (covers the metadata bubble).
+WEIGHT_FIFO_DEPTH = 16
+
+
+class PeArray(wiring.Component):
+    """The PE array with its activation buffer, weight front end and result stream.
+
+    Members
+    -------
+    family : In(3)
+        Run-time weight family (``golden.tables.FAMILY_IDS``), sampled with the first
+        activation beat of a job.
+    groups : In
+        ``K / group_size`` of the job (1..max_k / group_size), sampled likewise.
+    col_tiles : In(16)
+        Column tiles per job (>= 1), sampled likewise.
+    act : In(stream(lanes x int8))
+        The job's activations, row by row: for r in 0..R-1, for each step of K / lanes,
+        lanes consecutive ``a_q[r, k]`` (lane ``l`` at bits ``8l``).
+    w : In(stream(cols x 32 bits))
+        For each tile, each group, each word index of a record: that word of the
+        ``cols`` records (``golden.bitmod_pack.weight_beats``).
+    o : Out(stream(cols x acc_bits))
+        For each tile, R beats: row r's ``acc`` of the tile's C columns (signed,
+        column c at bits ``c * acc_bits``).
+    """
+
+    def __init__(self, config: PeArrayConfig):
+        self.config = config
+        w = config.widths
+        self.result_layout = data.ArrayLayout(signed(w["acc_bits"]), config.cols)
+        super().__init__({
+            "family": In(FAMILY_ID_BITS),
+            "groups": In(w["max_groups"].bit_length()),
+            "col_tiles": In(w["tile_count_bits"]),
+            "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
+            "w": In(stream.Signature(w["weight_beat_bits"])),
+            "o": Out(stream.Signature(self.result_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, w = self.config, self.config.widths
+        rows, cols, lanes = config.rows, config.cols, config.lanes
+
+        # ---- job configuration, sampled with the first activation beat --------------------
+        family_id = Signal(FAMILY_ID_BITS)
+        groups = Signal.like(self.groups)
+        col_tiles = Signal.like(self.col_tiles)
+        terms = Signal(range(w["terms"] + 1))
+        with m.Switch(family_id):
+            for name in config.families:
+                with m.Case(FAMILY_IDS[name]):
+                    m.d.comb += terms.eq(family(name).terms)
+            with m.Default():
+                m.d.comb += terms.eq(family(config.families[0]).terms)
+
+        loading = Signal(init=1)                 # job phase: loading activations, else running
+        load_row = Signal(range(rows))
+        load_addr = Signal(range(w["act_depth"]))
+        first_beat = Signal(init=1)
+        steps_per_row = Signal(range(w["act_depth"] + 1))
+        m.d.comb += steps_per_row.eq(groups * w["steps_per_group"])
+
+        # ---- activation buffer --------------------------------------------------------------
+        read_addr = Signal(range(w["act_depth"]))
+        read_enable = Signal()
+        activations = []
+        for r in range(rows):
+            memory = Memory(shape=len(self.act.payload.as_value()), depth=w["act_depth"], init=[])
+            m.submodules[f"act_mem{r}"] = memory
+            write = memory.write_port()
+            read = memory.read_port()
+            m.d.comb += [
+                write.addr.eq(load_addr),
+                write.data.eq(self.act.payload),
+                write.en.eq(self.act.valid & self.act.ready & (load_row == r)),
+                read.addr.eq(read_addr),
+                read.en.eq(read_enable),
+            ]
+            registered = Signal(data.ArrayLayout(signed(ACTIVATION_BITS), lanes), name=f"a{r}")
+            m.d.sync += registered.eq(read.data)
+            activations.append(registered)
+
+        m.d.comb += self.act.ready.eq(loading)
+        start = Signal()
+        with m.If(self.act.valid & self.act.ready):
+            row_length = Signal.like(steps_per_row)
+            m.d.comb += row_length.eq(steps_per_row)
+            with m.If(first_beat):
+                m.d.sync += [family_id.eq(self.family), groups.eq(self.groups), col_tiles.eq(self.col_tiles),
+                             first_beat.eq(0)]
+                m.d.comb += row_length.eq(self.groups * w["steps_per_group"])
+            m.d.sync += load_addr.eq(load_addr + 1)
+            with m.If(load_addr == row_length - 1):
+                m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1)]
+                with m.If(load_row == rows - 1):
+                    m.d.sync += [load_row.eq(0), loading.eq(0), first_beat.eq(1)]
+                    m.d.comb += start.eq(1)
+
+        # ---- weight front end -----------------------------------------------------------------
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=w["weight_beat_bits"], depth=WEIGHT_FIFO_DEPTH)
+        m.submodules.front = front = WeightSteps(config)
+        wiring.connect(m, wiring.flipped(self.w), fifo.w_stream)
+        wiring.connect(m, fifo.r_stream, front.words)
+        m.d.comb += [front.family.eq(family_id), front.groups.eq(groups), front.tiles.eq(col_tiles),
+                     front.start.eq(start)]
+
+        # ---- step sequencer: T cycles per step, one digit index per cycle ----------------------
+        step = Signal(front.layout)
+        holding = Signal()
+        digit = Signal(range(w["terms"]))
+        closing = Signal()                       # the tile's last step is in; wait for its results
+        last_digit = digit == terms - 1
+        accept = Signal()
+        m.d.comb += [
+            accept.eq(front.steps.valid & ~loading & ~closing & (~holding | last_digit)),
+            front.steps.ready.eq(accept),
+            read_enable.eq(accept),
+        ]
+        with m.If(accept):
+            m.d.sync += [step.eq(front.steps.payload), holding.eq(1), digit.eq(0),
+                         read_addr.eq(read_addr + 1)]
+            with m.If(front.steps.payload.last_tile):
+                m.d.sync += [closing.eq(1), read_addr.eq(0)]
+        with m.Elif(holding & last_digit):
+            m.d.sync += holding.eq(0)
+        with m.Elif(holding):
+            m.d.sync += digit.eq(digit + 1)
+
+        # The digit bus: what every PE sees this cycle (registered once for the whole array).
+        bus_sel = [Signal(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes), name=f"sel{c}")
+                   for c in range(cols)]
+        bus_neg = [Signal(lanes.bit_length(), name=f"neg_count{c}") for c in range(cols)]
+        bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}") for c in range(cols)]
+        bus_t = Signal.like(digit)
+        bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal()
+        for c in range(cols):
+            m.d.sync += [
+                bus_sel[c].eq(Array(step.sel[c][t] for t in range(w["terms"]))[digit]),
+                bus_neg[c].eq(Array(step.neg_count[c][t] for t in range(w["terms"]))[digit]),
+                bus_sq[c].eq(step.sq[c]),
+            ]
+        m.d.sync += [
+            bus_t.eq(digit),
+            bus_valid.eq(holding),
+            bus_last.eq(holding & last_digit & step.last_group),
+            bus_tile_end.eq(holding & last_digit & step.last_tile),
+        ]
+
+        # ---- the PEs and their dequantization units -------------------------------------------
+        pes = [[BitSerialPE(lanes, w["max_shift"], w["terms"], w["group_sum_bits"]) for _ in range(cols)]
+               for _ in range(rows)]
+        latency = pes[0][0].latency
+        # Metadata that must arrive with the group sum: delay it by the PE's latency.
+        sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
+        for stage in range(latency - 1):
+            delayed = [Signal.like(s, name=f"sq{c}_d{stage}") for c, s in enumerate(sq_at_done)]
+            tile_end = Signal(name=f"tile_end_d{stage}")
+            m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
+            m.d.sync += tile_end.eq(tile_end_at_done)
+            sq_at_done, tile_end_at_done = delayed, tile_end
+
+        clear = Signal()
+        serializers = []
+        for c in range(cols):
+            serializer = ScaleSerializer(config.scale_bits)
+            m.submodules[f"scale{c}"] = serializer
+            m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[0][0].done)]
+            serializers.append(serializer)
+        units = []
+        for r in range(rows):
+            row_units = []
+            for c in range(cols):
+                pe = pes[r][c]
+                unit = DequantUnit(w["group_sum_bits"], w["scaled_group_bits"], w["acc_bits"])
+                m.submodules[f"pe{r}_{c}"] = pe
+                m.submodules[f"dequant{r}_{c}"] = unit
+                m.d.comb += [
+                    pe.a.eq(activations[r]),
+                    pe.sel.eq(bus_sel[c]),
+                    pe.neg_count.eq(bus_neg[c]),
+                    pe.t.eq(bus_t),
+                    pe.valid.eq(bus_valid),
+                    pe.last.eq(bus_last),
+                    unit.group_sum.eq(pe.group_sum),
+                    unit.load.eq(pe.done),
+                    unit.bit.eq(serializers[c].bit),
+                    unit.active.eq(serializers[c].active),
+                    unit.clear.eq(clear),
+                ]
+                row_units.append(unit)
+            units.append(row_units)
+
+        # ---- results: after the tile's last dequantization, R beats of C results -------------
+        finishing = Signal()                     # the last group's dequantization is running
+        draining = Signal()
+        drain_row = Signal(range(rows))
+        tile = Signal.like(col_tiles)
+        with m.If(pes[0][0].done & tile_end_at_done):
+            m.d.sync += finishing.eq(1)
+        with m.If(finishing & ~serializers[0].active):
+            m.d.sync += [finishing.eq(0), draining.eq(1)]
+        results = Array(Cat(*(unit.acc for unit in row_units)) for row_units in units)
+        m.d.comb += [self.o.valid.eq(draining), self.o.payload.eq(results[drain_row])]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += drain_row.eq(drain_row + 1)
+            with m.If(drain_row == rows - 1):
+                m.d.comb += clear.eq(1)
+                m.d.sync += [drain_row.eq(0), draining.eq(0), closing.eq(0), tile.eq(tile + 1)]
+                with m.If(tile == col_tiles - 1):
+                    m.d.sync += [tile.eq(0), loading.eq(1)]
+        return m

@@ -1,0 +1,117 @@
+"""Parameters of the BitMoD PE array and every width derived from them (one place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from golden.tables import (
+    ACTIVATION_BITS,
+    WORD_BITS,
+    accumulator_widths,
+    check_families,
+    check_group_size,
+    check_scale_bits,
+    family,
+    max_code_bits,
+    max_digit_shift,
+    max_terms,
+    pack_layout,
+)
+
+__all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS"]
+
+#: Upper bounds that keep generation and simulation sane; raise them when a board needs it.
+MAX_ROWS = 256
+MAX_COLS = 64
+MAX_K = 1 << 16
+#: Width of the run-time ``col_tiles`` input: column tiles per activation load.
+TILE_COUNT_BITS = 16
+
+
+def _positive(name: str, value, upper: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
+        raise ValueError(f"{name} must be an integer in 1..{upper}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PeArrayConfig:
+    """A validated PE-array configuration and its derived widths.
+
+    Parameters (the names of ``mixbit generate pe_array -p``): ``rows`` (tokens per
+    tile, R), ``cols`` (output channels per tile, C), ``lanes`` (weights per PE per
+    step, L), ``group_size`` (G), ``scale_bits`` (S), ``families``, ``max_k``.
+    """
+
+    rows: int = 2
+    cols: int = 2
+    lanes: int = 8
+    group_size: int = 128
+    scale_bits: int = 8
+    families: tuple[str, ...] = ("fp4", "fp3", "int4", "int3", "int6", "int8")
+    max_k: int = 4096
+    widths: dict = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        _positive("rows", self.rows, MAX_ROWS)
+        _positive("cols", self.cols, MAX_COLS)
+        check_group_size(self.group_size)
+        check_scale_bits(self.scale_bits)
+        object.__setattr__(self, "families", check_families(self.families))
+        lanes = self.lanes
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1) \
+                or lanes > self.group_size:
+            raise ValueError(f"lanes must be a power of two in 1..group_size ({self.group_size}), not {lanes!r}")
+        group_cycles = 2 * self.group_size // lanes        # the fewest cycles a group can take
+        if group_cycles <= self.scale_bits:
+            raise ValueError(
+                f"lanes={lanes} with group_size={self.group_size} gives groups of {group_cycles} cycles, "
+                f"but the bit-serial dequantization of scale_bits={self.scale_bits} needs more: "
+                f"use fewer lanes, a larger group_size or fewer scale_bits"
+            )
+        if isinstance(self.max_k, bool) or not isinstance(self.max_k, int) or not \
+                (self.group_size <= self.max_k <= MAX_K and self.max_k % self.group_size == 0):
+            raise ValueError(f"max_k must be a multiple of group_size {self.group_size} in "
+                             f"{self.group_size}..{MAX_K}, not {self.max_k!r}")
+        object.__setattr__(self, "widths", self._derive())
+
+    @classmethod
+    def from_params(cls, params: dict) -> PeArrayConfig:
+        return cls(**{name: params[name] for name in
+                      ("rows", "cols", "lanes", "group_size", "scale_bits", "families", "max_k")})
+
+    def _derive(self) -> dict:
+        acc = accumulator_widths(self.max_k, self.group_size, self.scale_bits, self.families)
+        layouts = {name: pack_layout(name, self.group_size, self.scale_bits) for name in self.families}
+        code_bits = max_code_bits(self.families)
+        return {
+            "group_sum_bits": acc["group_sum_bits"],
+            "scaled_group_bits": acc["scaled_group_bits"],
+            "acc_bits": acc["acc_bits"],
+            "code_bits": code_bits,
+            "terms": max_terms(self.families),
+            "max_shift": max_digit_shift(self.families),
+            "words_per_group": max(layout["words_per_group"] for layout in layouts.values()),
+            # The code window holds one step's codes plus one word being appended.
+            "window_bits": self.lanes * code_bits + WORD_BITS - 1,
+            "steps_per_group": self.group_size // self.lanes,
+            "max_groups": self.max_k // self.group_size,
+            "act_depth": self.max_k // self.lanes,
+            "act_beat_bits": self.lanes * ACTIVATION_BITS,
+            "weight_beat_bits": self.cols * WORD_BITS,
+            "result_beat_bits": self.cols * acc["acc_bits"],
+            "tile_count_bits": TILE_COUNT_BITS,
+        }
+
+    def params(self) -> dict:
+        """The plain parameter dict (the names of ``mixbit generate pe_array -p``)."""
+        return {"rows": self.rows, "cols": self.cols, "lanes": self.lanes, "group_size": self.group_size,
+                "scale_bits": self.scale_bits, "families": self.families, "max_k": self.max_k}
+
+    def cycles_per_group(self, name: str) -> int:
+        """Cycles the PEs spend on one group of family ``name``: ``G / L`` steps of ``terms`` cycles."""
+        return self.group_size // self.lanes * family(name).terms
+
+    def peak_terms_per_cycle(self) -> int:
+        """Weight digits the array consumes per cycle at peak: ``R * C * L``."""
+        return self.rows * self.cols * self.lanes

@@ -1,0 +1,228 @@
+"""The PE array's weight front end: packed words in, one step of decoded digits out.
+
+A beat of the weight stream is word ``w`` of the ``cols`` records of one group (see
+``golden.bitmod_pack.weight_beats``). Per group the front end takes the metadata beat
+(``dt``, ``sg``, ``sq`` of each column), then appends code words to a per-column bit
+window and emits a step whenever the window holds ``lanes`` codes. All columns move in
+lockstep, so the control (counters, fill level) is shared and only the windows are
+per column. A second stage decodes each lane's code into its radix-4 digits, folds the
+group sign ``sg`` into them and turns each digit into a lane select
+(:func:`hdl.pe.lane_select_layout`) plus the column's count of negative lanes.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.tables import FAMILY_ID_BITS, FAMILY_IDS, WORD_BITS, family, pack_layout
+
+from .decoder import decode_terms
+from .pe import lane_select_layout
+from .pe_array_config import PeArrayConfig
+
+__all__ = ["step_layout", "WeightSteps"]
+
+
+def step_layout(config: PeArrayConfig) -> data.StructLayout:
+    """One step for the whole array: per column, per digit index, per lane."""
+    w = config.widths
+    lanes = config.lanes
+    return data.StructLayout({
+        "sel": data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes),
+                                                 w["terms"]), config.cols),
+        "neg_count": data.ArrayLayout(data.ArrayLayout(lanes.bit_length(), w["terms"]), config.cols),
+        "sq": data.ArrayLayout(config.scale_bits, config.cols),
+        "last_group": 1,     # the group's last step
+        "last_tile": 1,      # ... of the tile's last group
+        "last_job": 1,       # ... of the job's last tile
+    })
+
+
+class WeightSteps(wiring.Component):
+    """Packed weight beats in, decoded steps out (two pipeline stages).
+
+    ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
+    ``groups`` groups each; ``family``, ``groups`` and ``tiles`` must hold still until
+    the job's last step has left. A family ID that was not built in reads the stream
+    with the first built family's layout and gives all-zero digits.
+    """
+
+    def __init__(self, config: PeArrayConfig):
+        self.config = config
+        w = config.widths
+        self.layout = step_layout(config)
+        super().__init__({
+            "words": In(stream.Signature(w["weight_beat_bits"])),
+            "steps": Out(stream.Signature(self.layout)),
+            "family": In(FAMILY_ID_BITS),
+            "groups": In(w["max_groups"].bit_length()),
+            "tiles": In(w["tile_count_bits"]),
+            "start": In(1),
+            "busy": Out(1),
+        })
+
+    def _family_constants(self, m: Module, name_of_unbuilt: str) -> dict[str, Signal]:
+        config = self.config
+        lanes = config.lanes
+        constants = {
+            "bits": Signal(range(9)),
+            "used": Signal(range(WORD_BITS + 1)),
+            "need": Signal(range(lanes * 8 + 1)),
+            "code_words": Signal(range(config.widths["words_per_group"])),
+        }
+
+        def assign(name):
+            layout = pack_layout(name, config.group_size, config.scale_bits)
+            m.d.comb += [
+                constants["bits"].eq(layout["code_bits"]),
+                constants["used"].eq(layout["codes_per_word"] * layout["code_bits"]),
+                constants["need"].eq(lanes * layout["code_bits"]),
+                constants["code_words"].eq(layout["code_words"]),
+            ]
+
+        with m.Switch(self.family):
+            for name in config.families:
+                with m.Case(FAMILY_IDS[name]):
+                    assign(name)
+            with m.Default():
+                assign(name_of_unbuilt)
+        return constants
+
+    def elaborate(self, platform):
+        m = Module()
+        config, w = self.config, self.config.widths
+        cols, lanes = config.cols, config.lanes
+        k = self._family_constants(m, config.families[0])
+        window_bits = w["window_bits"]
+        code_field = lanes * w["code_bits"]
+
+        # ---- stage 1: metadata and code windows -------------------------------------------
+        phase = Signal(range(3))                 # 0 idle, 1 metadata, 2 codes
+        group = Signal.like(self.groups)
+        tile = Signal.like(self.tiles)
+        step = Signal(range(w["steps_per_group"]))
+        words_left = Signal(range(w["words_per_group"]))
+        fill = Signal(range(window_bits + 1))
+        windows = [Signal(window_bits, name=f"window{c}") for c in range(cols)]
+        dt = [Signal(name=f"dt{c}") for c in range(cols)]
+        sg = [Signal(name=f"sg{c}") for c in range(cols)]
+        sq = [Signal(config.scale_bits, name=f"sq{c}") for c in range(cols)]
+
+        raw = data.StructLayout({
+            "codes": data.ArrayLayout(code_field, cols), "dt": cols, "sg": cols,
+            "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1, "last_job": 1,
+        })
+        held = Signal(raw)
+        held_valid = Signal()
+        take_held = Signal()                     # stage 2 takes the held step this cycle
+        m.d.comb += self.busy.eq((phase != 0) | held_valid | self.steps.valid)
+
+        emit = Signal()
+        append = Signal()
+        last_step = step == w["steps_per_group"] - 1
+        m.d.comb += emit.eq((phase == 2) & (fill >= k["need"]) & (~held_valid | take_held))
+        fill_after = Signal.like(fill)
+        m.d.comb += fill_after.eq(Mux(emit, fill - k["need"], fill))
+        m.d.comb += append.eq((phase == 2) & self.words.valid & (words_left != 0) & (fill_after < k["need"])
+                              & ~(emit & last_step))
+        m.d.comb += self.words.ready.eq(((phase == 1) & self.words.valid) | append)
+
+        with m.If(take_held):
+            m.d.sync += held_valid.eq(0)
+
+        with m.If((phase == 0) & self.start):
+            m.d.sync += [phase.eq(1), group.eq(0), tile.eq(0), step.eq(0), fill.eq(0)]
+        with m.If((phase == 1) & self.words.valid):
+            layout = pack_layout(config.families[0], config.group_size, config.scale_bits)
+            for c in range(cols):
+                meta = self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS]
+                m.d.sync += [
+                    dt[c].eq(meta[layout["dt_bit"]]),
+                    sg[c].eq(meta[layout["sg_bit"]]),
+                    sq[c].eq(meta[layout["sq_shift"]:layout["sq_shift"] + config.scale_bits]),
+                ]
+            m.d.sync += [phase.eq(2), words_left.eq(k["code_words"])]
+
+        last_group = last_step & (group == self.groups - 1)
+        last_tile = last_group & (tile == self.tiles - 1)
+        with m.If(emit):
+            m.d.sync += [
+                held_valid.eq(1),
+                held.dt.eq(Cat(*dt)), held.sg.eq(Cat(*sg)),
+                held.last_group.eq(last_step), held.last_tile.eq(last_group), held.last_job.eq(last_tile),
+            ]
+            for c in range(cols):
+                m.d.sync += [held.codes[c].eq(windows[c][:code_field]), held.sq[c].eq(sq[c])]
+            m.d.sync += step.eq(step + 1)
+            with m.If(last_step):
+                m.d.sync += [step.eq(0), phase.eq(1), group.eq(group + 1)]
+                with m.If(last_group):
+                    m.d.sync += [group.eq(0), tile.eq(tile + 1)]
+                with m.If(last_tile):
+                    m.d.sync += phase.eq(0)
+
+        # The window: drop an emitted step, append a word above what is left.
+        with m.If(emit & last_step):
+            m.d.sync += fill.eq(0)
+            for c in range(cols):
+                m.d.sync += windows[c].eq(0)
+        with m.Elif(emit | append):
+            m.d.sync += fill.eq(Mux(append, fill_after + k["used"], fill_after))
+            for c in range(cols):
+                after = Signal(window_bits, name=f"after{c}")
+                m.d.comb += after.eq(windows[c])
+                with m.If(emit):
+                    with m.Switch(self.family):
+                        for name in config.families:
+                            with m.Case(FAMILY_IDS[name]):
+                                m.d.comb += after.eq(windows[c] >> (lanes * family(name).bits))
+                        with m.Default():
+                            m.d.comb += after.eq(windows[c] >> (lanes * family(config.families[0]).bits))
+                word = Signal(WORD_BITS, name=f"word{c}")
+                mask = Signal(WORD_BITS, name=f"mask{c}")
+                m.d.comb += [
+                    mask.eq((1 << k["used"]) - 1),
+                    word.eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS] & mask),
+                ]
+                with m.If(append):
+                    m.d.sync += windows[c].eq(after | (word << fill_after))
+                with m.Else():
+                    m.d.sync += windows[c].eq(after)
+            with m.If(append):
+                m.d.sync += words_left.eq(words_left - 1)
+
+        # ---- stage 2: decode every lane of every column ------------------------------------
+        out = self.steps
+        m.d.comb += take_held.eq(held_valid & (~out.valid | out.ready))
+        with m.If(out.ready):
+            m.d.sync += out.valid.eq(0)
+        with m.If(take_held):
+            m.d.sync += out.valid.eq(1)
+        decoded = Signal(self.layout)
+        for c in range(cols):
+            for lane in range(lanes):
+                code = Signal(w["code_bits"], name=f"code{c}_{lane}")
+                with m.Switch(self.family):
+                    for name in config.families:
+                        bits = family(name).bits
+                        with m.Case(FAMILY_IDS[name]):
+                            m.d.comb += code.eq(held.codes[c][lane * bits:(lane + 1) * bits])
+                terms = decode_terms(m, config.families, self.family, code, held.dt[c])
+                for t in range(w["terms"]):
+                    term, sel = terms[t], decoded.sel[c][t][lane]
+                    for shift in range(w["max_shift"] + 1):
+                        m.d.comb += sel.e[shift].eq(term.nonzero & (term.shift == shift))
+                    m.d.comb += sel.neg.eq(term.nonzero & (term.negative ^ held.sg[c]))
+            for t in range(w["terms"]):
+                m.d.comb += decoded.neg_count[c][t].eq(sum(decoded.sel[c][t][lane].neg for lane in range(lanes)))
+            m.d.comb += decoded.sq[c].eq(held.sq[c])
+        m.d.comb += [
+            decoded.last_group.eq(held.last_group),
+            decoded.last_tile.eq(held.last_tile),
+            decoded.last_job.eq(held.last_job),
+        ]
+        with m.If(take_held):
+            m.d.sync += out.payload.eq(decoded)
+        return m
