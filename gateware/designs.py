@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from amaranth.lib import wiring
 
+from golden.tables import GROUP_SIZES, SCALE_BITS_RANGE
 from hdl.decoder import WeightDecoder, decoder_widths
+from hdl.pe_array import PeArray
+from hdl.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 
-from .params import FamiliesParam, Param, resolve_params
+from .params import FamiliesParam, IntParam, Param, resolve_params
 
 __all__ = ["Design", "DESIGNS", "get_design"]
 
@@ -32,6 +35,9 @@ class Design:
         ``widths(params) -> dict`` of derived widths, for manifests and docs.
     regression : str
         Module holding the design's cocotb tests.
+    check : callable, optional
+        ``check(params)`` raising ValueError for combinations of valid values that do
+        not go together.
     """
 
     name: str
@@ -46,21 +52,48 @@ class Design:
         """Name of the generated Verilog top module."""
         return f"mixbit_{self.name}"
 
+    check: Callable[[dict], None] | None = None
+
     def resolve(self, given: Mapping[str, object] = {}) -> dict[str, object]:
         """Validated parameters: defaults overridden by ``given``."""
-        return resolve_params(self.name, self.params, given)
+        return resolve_params(self.name, self.params, given, extra_check=self.check)
 
+
+_PE_ARRAY_DEFAULTS = PeArrayConfig()
+_PE_ARRAY_PARAMS = (
+    IntParam("rows", help="PE rows: tokens per job", default=_PE_ARRAY_DEFAULTS.rows, low=1, high=MAX_ROWS),
+    IntParam("cols", help="PE columns: output channels per tile", default=_PE_ARRAY_DEFAULTS.cols,
+             low=1, high=MAX_COLS),
+    IntParam("lanes", help="weights per PE per step (power of two)", default=_PE_ARRAY_DEFAULTS.lanes,
+             low=1, high=max(GROUP_SIZES)),
+    IntParam("group_size", help="G, weights per group", default=_PE_ARRAY_DEFAULTS.group_size,
+             low=min(GROUP_SIZES), high=max(GROUP_SIZES)),
+    IntParam("scale_bits", help="S, bits of the group scale sq", default=_PE_ARRAY_DEFAULTS.scale_bits,
+             low=SCALE_BITS_RANGE.start, high=SCALE_BITS_RANGE.stop - 1),
+    FamiliesParam("families", help="weight families built in (run-time selectable)"),
+    IntParam("max_k", help="largest K (in-features) a job may have", default=_PE_ARRAY_DEFAULTS.max_k,
+             low=min(GROUP_SIZES), high=MAX_K),
+)
 
 DESIGNS: dict[str, Design] = {
     design.name: design
     for design in [
         Design(
             name="decoder",
-            summary="BitMoD mixed-datatype weight decoder: code word -> signed power-of-two terms",
+            summary="BitMoD mixed-datatype weight decoder: code word -> radix-4 digits",
             params=(FamiliesParam("families", help="weight families built in (run-time selectable)"),),
             build=lambda p: WeightDecoder(p["families"]),
             widths=lambda p: decoder_widths(p["families"]),
             regression="sim.tb_decoder",
+        ),
+        Design(
+            name="pe_array",
+            summary="BitMoD bit-serial PE array: rows x cols PEs of lanes lanes, all datatypes at run time",
+            params=_PE_ARRAY_PARAMS,
+            build=lambda p: PeArray(PeArrayConfig.from_params(p)),
+            widths=lambda p: PeArrayConfig.from_params(p).widths,
+            regression="sim.tb_pe_array",
+            check=lambda p: PeArrayConfig.from_params(p),
         ),
     ]
 }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from golden.tables import FAMILIES, check_families
 
-__all__ = ["Param", "FamiliesParam", "resolve_params"]
+__all__ = ["Param", "IntParam", "FamiliesParam", "resolve_params"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,31 @@ class Param:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class IntParam(Param):
+    """An integer in ``low..high``; the design's own check narrows it further."""
+
+    default: int = 0
+    low: int = 0
+    high: int = 0
+
+    def parse(self, text: str) -> int:
+        try:
+            return self.check(int(text, 0))
+        except ValueError:
+            if text.strip().lstrip("-").isdigit():
+                raise
+            raise ValueError(f"parameter {self.name} must be an integer, not {text!r}") from None
+
+    def check(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+            raise ValueError(f"parameter {self.name} must be an integer in {self.low}..{self.high}, not {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return f"integer {self.low}..{self.high}"
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ A beat of the weight stream is word ``w`` of the ``cols`` records of one group (
 (``dt``, ``sg``, ``sq`` of each column), then appends code words to a per-column bit
 window and emits a step whenever the window holds ``lanes`` codes. All columns move in
 lockstep, so the control (counters, fill level) is shared and only the windows are
-per column. A second stage decodes each lane's code into its radix-4 digits, folds the
-group sign ``sg`` into them and turns each digit into a lane select
+per column. A second stage decodes each lane's code into its radix-4 digits and folds the group
+sign ``sg`` into them; a third turns each digit into a lane select
 (:func:`hdl.pe.lane_select_layout`) plus the column's count of negative lanes.
 """
 
@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.tables import FAMILY_ID_BITS, FAMILY_IDS, WORD_BITS, family, pack_layout
 
-from .decoder import decode_terms
+from .decoder import decode_terms, term_layout
 from .pe import lane_select_layout
 from .pe_array_config import PeArrayConfig
 
@@ -41,7 +41,7 @@ def step_layout(config: PeArrayConfig) -> data.StructLayout:
 
 
 class WeightSteps(wiring.Component):
-    """Packed weight beats in, decoded steps out (two pipeline stages).
+    """Packed weight beats in, decoded steps out (three pipeline stages).
 
     ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
     ``groups`` groups each; ``family``, ``groups`` and ``tiles`` must hold still until
@@ -193,14 +193,26 @@ class WeightSteps(wiring.Component):
             with m.If(append):
                 m.d.sync += words_left.eq(words_left - 1)
 
-        # ---- stage 2: decode every lane of every column ------------------------------------
-        out = self.steps
-        m.d.comb += take_held.eq(held_valid & (~out.valid | out.ready))
-        with m.If(out.ready):
-            m.d.sync += out.valid.eq(0)
+        # ---- stage 2: decode every lane of every column, fold in the group sign ----------------
+        digit_layout = data.StructLayout({
+            "terms": data.ArrayLayout(data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"]), lanes),
+        })
+        decoded_layout = data.StructLayout({
+            "digits": data.ArrayLayout(digit_layout, cols),
+            "sq": data.ArrayLayout(config.scale_bits, cols),
+            "last_group": 1, "last_tile": 1, "last_job": 1,
+        })
+        decoded, decoded_valid, take_decoded = Signal(decoded_layout), Signal(), Signal()
+        m.d.comb += take_held.eq(held_valid & (~decoded_valid | take_decoded))
+        with m.If(take_decoded):
+            m.d.sync += decoded_valid.eq(0)
         with m.If(take_held):
-            m.d.sync += out.valid.eq(1)
-        decoded = Signal(self.layout)
+            m.d.sync += [
+                decoded_valid.eq(1),
+                decoded.last_group.eq(held.last_group),
+                decoded.last_tile.eq(held.last_tile),
+                decoded.last_job.eq(held.last_job),
+            ]
         for c in range(cols):
             for lane in range(lanes):
                 code = Signal(w["code_bits"], name=f"code{c}_{lane}")
@@ -210,19 +222,40 @@ class WeightSteps(wiring.Component):
                         with m.Case(FAMILY_IDS[name]):
                             m.d.comb += code.eq(held.codes[c][lane * bits:(lane + 1) * bits])
                 terms = decode_terms(m, config.families, self.family, code, held.dt[c])
-                for t in range(w["terms"]):
-                    term, sel = terms[t], decoded.sel[c][t][lane]
+                with m.If(take_held):
+                    for t in range(w["terms"]):
+                        target = decoded.digits[c].terms[lane][t]
+                        m.d.sync += [
+                            target.nonzero.eq(terms[t].nonzero),
+                            target.negative.eq(terms[t].nonzero & (terms[t].negative ^ held.sg[c])),
+                            target.shift.eq(terms[t].shift),
+                        ]
+            with m.If(take_held):
+                m.d.sync += decoded.sq[c].eq(held.sq[c])
+
+        # ---- stage 3: lane selects and each column's count of negative lanes ---------------
+        out = self.steps
+        m.d.comb += take_decoded.eq(decoded_valid & (~out.valid | out.ready))
+        with m.If(out.ready):
+            m.d.sync += out.valid.eq(0)
+        with m.If(take_decoded):
+            m.d.sync += out.valid.eq(1)
+        selects = Signal(self.layout)
+        for c in range(cols):
+            for t in range(w["terms"]):
+                for lane in range(lanes):
+                    term, sel = decoded.digits[c].terms[lane][t], selects.sel[c][t][lane]
                     for shift in range(w["max_shift"] + 1):
                         m.d.comb += sel.e[shift].eq(term.nonzero & (term.shift == shift))
-                    m.d.comb += sel.neg.eq(term.nonzero & (term.negative ^ held.sg[c]))
-            for t in range(w["terms"]):
-                m.d.comb += decoded.neg_count[c][t].eq(sum(decoded.sel[c][t][lane].neg for lane in range(lanes)))
-            m.d.comb += decoded.sq[c].eq(held.sq[c])
+                    m.d.comb += sel.neg.eq(term.negative)
+                m.d.comb += selects.neg_count[c][t].eq(
+                    sum(decoded.digits[c].terms[lane][t].negative for lane in range(lanes)))
+            m.d.comb += selects.sq[c].eq(decoded.sq[c])
         m.d.comb += [
-            decoded.last_group.eq(held.last_group),
-            decoded.last_tile.eq(held.last_tile),
-            decoded.last_job.eq(held.last_job),
+            selects.last_group.eq(decoded.last_group),
+            selects.last_tile.eq(decoded.last_tile),
+            selects.last_job.eq(decoded.last_job),
         ]
-        with m.If(take_held):
-            m.d.sync += out.payload.eq(decoded)
+        with m.If(take_decoded):
+            m.d.sync += out.payload.eq(selects)
         return m

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from golden.bitmod import BitmodWeights
+from golden.bitmod import BitmodWeights, quantize
 from golden.bitmod_pack import pack, weight_beats
 from golden.tables import ACTIVATION_BITS, FAMILY_IDS
 from hdl.pe_array_config import PeArrayConfig
 
-__all__ = ["Job", "plan_jobs", "check_inputs", "assemble", "first_mismatch"]
+__all__ = ["Job", "plan_jobs", "check_inputs", "assemble", "first_mismatch", "random_case"]
 
 
 @dataclass
@@ -31,12 +31,12 @@ class Job:
     weights: list[int]       # weight beats (cols 32-bit words each)
     first_row: int           # token of the job's row 0
 
-    @property
-    def results(self) -> int:
-        """Result beats the job returns: rows per column tile."""
-        return self.col_tiles * self._rows
+    results: int             # result beats: rows per column tile
 
-    _rows: int = 0
+    def as_dict(self) -> dict:
+        """The job as the cocotb side reads it (:mod:`sim.tb_pe_array`)."""
+        return {"family": self.family, "groups": self.groups, "col_tiles": self.col_tiles, "act": self.act,
+                "weights": self.weights, "results": self.results}
 
 
 def check_inputs(config: PeArrayConfig, a_q: torch.Tensor, bw: BitmodWeights) -> None:
@@ -84,10 +84,8 @@ def plan_jobs(config: PeArrayConfig, a_q: torch.Tensor, bw: BitmodWeights) -> li
         tokens = torch.zeros((config.rows, k), dtype=torch.int8)
         block = a_q[first:first + config.rows]
         tokens[:block.shape[0]] = block
-        job = Job(FAMILY_IDS[bw.family], k // config.group_size, col_tiles,
-                  _lane_words(tokens, config.lanes), weights, first)
-        job._rows = config.rows
-        jobs.append(job)
+        jobs.append(Job(FAMILY_IDS[bw.family], k // config.group_size, col_tiles,
+                        _lane_words(tokens, config.lanes), weights, first, col_tiles * config.rows))
     return jobs
 
 
@@ -120,3 +118,23 @@ def first_mismatch(got: torch.Tensor, want: torch.Tensor, a_q: torch.Tensor, bw:
             f"{int(want[m, n])}; family {bw.family}, dt {bw.dt[n].tolist()}, sg {bw.sg[n].tolist()}, "
             f"sq {bw.sq[n].tolist()}, codes[{n}, :{min(g, 8)}] {bw.codes[n, :min(g, 8)].tolist()}, "
             f"a_q[{m}, :8] {a_q[m, :8].tolist()}")
+
+
+def random_case(config: PeArrayConfig, name: str, generator: torch.Generator, *, max_groups: int = 3,
+                ) -> tuple[torch.Tensor, BitmodWeights]:
+    """Random int8 tokens and quantized weights of family ``name`` for ``config``.
+
+    M and N are drawn up to ``2 * rows + 1`` and ``2 * cols + 1``, so most are not
+    multiples of rows and cols; weights are heavy-tailed so that every grid point,
+    ER/EA and POS/NEG groups appear; activations cover -128..127.
+    """
+    def pick(low, high):
+        return int(torch.randint(low, high + 1, (), generator=generator))
+
+    m = pick(1, 2 * config.rows + 1)
+    n = pick(1, 2 * config.cols + 1)
+    k = config.group_size * pick(1, min(max_groups, config.max_k // config.group_size))
+    w = torch.randn((n, k), generator=generator, dtype=torch.float64)
+    w = w * torch.rand((n, k), generator=generator, dtype=torch.float64) ** -0.5
+    a_q = torch.randint(-128, 128, (m, k), generator=generator, dtype=torch.int8)
+    return a_q, quantize(w.to(torch.float32), name, config.group_size, config.scale_bits)

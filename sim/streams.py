@@ -58,9 +58,12 @@ class StreamDriver(_StreamPort):
     def __init__(self, dut, name: str, clock, rng: random.Random, stall: float = 0.0):
         super().__init__(dut, name, clock, rng, stall)
         self._valid.value = 0
+        #: Cycles from the start of :meth:`send` to the edge that took its last item.
+        self.last_cycle = 0
 
     async def send(self, items: Iterable[int | Mapping[str, int]]) -> None:
         """Send every item: a payload int, or a dict with ``payload`` and sideband signals."""
+        cycle = 0
         for item in items:
             if not isinstance(item, Mapping):
                 item = {"payload": item}
@@ -68,6 +71,7 @@ class StreamDriver(_StreamPort):
                 self._valid.value = 0
                 self.stall_cycles += 1
                 await RisingEdge(self._clock)
+                cycle += 1
             self._payload.value = item["payload"]
             for signal, value in item.items():
                 if signal != "payload":
@@ -77,8 +81,10 @@ class StreamDriver(_StreamPort):
                 await ReadOnly()
                 accepted = bool(self._ready.value)
                 await RisingEdge(self._clock)
+                cycle += 1
                 if accepted:
                     break
+        self.last_cycle = cycle
         self._valid.value = 0
 
 

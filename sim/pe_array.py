@@ -1,0 +1,86 @@
+"""Run the generated PE-array Verilog on a GEMM: ``run_pe_array(params, a_q, bw)``."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from golden.bitmod import BitmodWeights
+from hdl.pe_array_config import PeArrayConfig
+
+from .pe_array_jobs import assemble, plan_jobs
+from .runner import build_design, run_regression
+
+__all__ = ["PeArrayRun", "run_pe_array", "run_pe_array_detailed"]
+
+
+@dataclass
+class PeArrayRun:
+    """What a run of the PE array returned, with its cycle counts.
+
+    ``cycles`` counts every job from its first activation beat to its last result;
+    ``load_cycles`` is the part spent loading activations.
+    """
+
+    acc: torch.Tensor
+    cycles: int
+    load_cycles: int
+    job_cycles: list[int]
+    params: dict
+
+
+def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
+                          stall: float = 0.0, seed: int | None = None, reset_after: int | None = None,
+                          ) -> PeArrayRun:
+    """:func:`run_pe_array` with options for tests and benchmarks.
+
+    ``stall`` is the probability of a stall in each cycle of every stream (0: none);
+    ``reset_after`` interrupts the first job with a reset that many cycles in and then
+    runs every job again (the result must not notice).
+    """
+    from gateware.designs import get_design
+
+    params = get_design("pe_array").resolve(dict(params))
+    config = PeArrayConfig.from_params(params)
+    jobs = plan_jobs(config, a_q, bw)
+    seed = random.randrange(1 << 31) if seed is None else seed
+    build, params = build_design("pe_array", params, simulator)
+    with tempfile.TemporaryDirectory(prefix="mixbit-pe-array-") as scratch:
+        jobs_file, results_file = Path(scratch) / "jobs.json", Path(scratch) / "results.json"
+        jobs_file.write_text(json.dumps({"jobs": [job.as_dict() for job in jobs], "stall": stall, "seed": seed,
+                                         "reset_after": reset_after}))
+        run_regression(build, "sim.tb_pe_array", params, seed=seed, testcase="pe_array_run",
+                       env={"MIXBIT_JOBS": str(jobs_file), "MIXBIT_RESULTS": str(results_file)})
+        results = json.loads(results_file.read_text())
+    acc = assemble(config, a_q.shape[0], bw.shape[0], jobs, results["beats"])
+    return PeArrayRun(acc, sum(results["cycles"]), sum(results["load_cycles"]), results["cycles"], params)
+
+
+def run_pe_array(params: dict, a_q: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator",
+                 ) -> tuple[torch.Tensor, int]:
+    """Run ``acc = matmul_int(a_q, bw)`` on the generated PE-array Verilog; return ``(acc, cycles)``.
+
+    Parameters
+    ----------
+    params : dict
+        Generator parameters, the names of ``mixbit generate pe_array -p`` (rows, cols,
+        lanes, group_size, scale_bits, families, max_k); missing ones take defaults.
+    a_q : int8 tensor [M, K]
+        Tokens (any M; the array runs ``ceil(M / rows)`` jobs).
+    bw : golden.bitmod.BitmodWeights
+        Weights [N, K] of a family built into the array, with its group_size and scale_bits.
+    simulator : "verilator" or "icarus"
+
+    Returns ``acc`` (int64 [M, N], bit-exact ``golden.bitmod.matmul_int``) and the
+    cycles the array took, activation loads included. The design is built once per
+    parameter set and simulator and cached (``$MIXBIT_CACHE_DIR``). Errors in the
+    inputs raise ValueError/TypeError naming the argument; a failed simulation raises
+    :class:`sim.runner.SimulationFailed`.
+    """
+    run = run_pe_array_detailed(params, a_q, bw, simulator)
+    return run.acc, run.cycles

@@ -1,0 +1,129 @@
+"""cocotb side of the PE-array runs (``mixbit_pe_array``).
+
+The host side (:func:`sim.pe_array.run_pe_array`) writes the jobs to the JSON file named
+by ``MIXBIT_JOBS`` (see :mod:`sim.pe_array_jobs`) and reads the result beats and cycle
+counts back from ``MIXBIT_RESULTS``; it also does the comparison with golden. Random
+stalls on every stream come from ``stall`` and ``seed`` in the jobs file; when
+``reset_after`` is set, the first job is interrupted by a reset that many cycles in,
+and then every job runs again from the start.
+
+``mixbit sim pe_array`` runs ``pe_array_self_check``, which makes its own random jobs
+for every built family and checks them against golden, with stalls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+
+from sim.streams import StreamDriver, StreamMonitor
+
+# Far above any run the tests make (the biggest is ~200,000 cycles): a hang fails, never blocks.
+_TIMEOUT_MS = 20
+
+
+async def _reset(dut, cycles: int = 3) -> None:
+    dut.rst.value = 1
+    dut.act__valid.value = 0
+    dut.w__valid.value = 0
+    dut.o__ready.value = 0
+    await ClockCycles(dut.clk, cycles)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+class _Counter:
+    """Counts rising edges from its start."""
+
+    def __init__(self, dut):
+        self.cycles = 0
+        self._task = cocotb.start_soon(self._count(dut))
+
+    async def _count(self, dut):
+        while True:
+            await RisingEdge(dut.clk)
+            self.cycles += 1
+
+    def stop(self) -> int:
+        self._task.cancel()
+        return self.cycles
+
+
+async def run_job(dut, job: dict, rng: random.Random, stall: float) -> tuple[list[int], int, int]:
+    """Drive one job; return its result beats, its cycles and the cycles until its last activation beat."""
+    dut.family.value = job["family"]
+    dut.groups.value = job["groups"]
+    dut.col_tiles.value = job["col_tiles"]
+    act = StreamDriver(dut, "act", dut.clk, random.Random(rng.getrandbits(32)), stall)
+    weights = StreamDriver(dut, "w", dut.clk, random.Random(rng.getrandbits(32)), stall)
+    results = StreamMonitor(dut, "o", dut.clk, random.Random(rng.getrandbits(32)), stall)
+    counter = _Counter(dut)
+    act_task = cocotb.start_soon(act.send(job["act"]))
+    weight_task = cocotb.start_soon(weights.send(job["weights"]))
+    work = len(job["weights"]) + len(job["act"])
+    beats = await results.receive(job["results"], max_cycles=256 + 64 * work)
+    await act_task
+    await weight_task
+    return beats, counter.stop(), act.last_cycle
+
+
+@cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" not in os.environ)
+async def pe_array_run(dut):
+    """Run the jobs of ``MIXBIT_JOBS`` and write the results to ``MIXBIT_RESULTS``."""
+    with open(os.environ["MIXBIT_JOBS"]) as file:
+        spec = json.load(file)
+    rng = random.Random(spec["seed"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await _reset(dut)
+    if spec.get("reset_after") is not None:
+        job = spec["jobs"][0]
+        act = StreamDriver(dut, "act", dut.clk, random.Random(rng.getrandbits(32)), spec["stall"])
+        weights = StreamDriver(dut, "w", dut.clk, random.Random(rng.getrandbits(32)), spec["stall"])
+        dut.family.value, dut.groups.value, dut.col_tiles.value = job["family"], job["groups"], job["col_tiles"]
+        tasks = [cocotb.start_soon(act.send(job["act"])), cocotb.start_soon(weights.send(job["weights"]))]
+        dut.o__ready.value = 1
+        await ClockCycles(dut.clk, spec["reset_after"])
+        for task in tasks:
+            task.cancel()
+        await _reset(dut)
+    beats, cycles, loads = [], [], []
+    for job in spec["jobs"]:
+        job_beats, job_cycles, load_cycles = await run_job(dut, job, rng, spec["stall"])
+        beats.append(job_beats)
+        cycles.append(job_cycles)
+        loads.append(load_cycles)
+    monitor = StreamMonitor(dut, "o", dut.clk, rng)
+    await monitor.expect_idle(16)
+    with open(os.environ["MIXBIT_RESULTS"], "w") as file:
+        json.dump({"beats": beats, "cycles": cycles, "load_cycles": loads}, file)
+
+
+@cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" in os.environ)
+async def pe_array_self_check(dut):
+    """Random weights of every built family against golden, with stalls (for ``mixbit sim``)."""
+    import torch
+
+    from golden.bitmod import matmul_int
+    from hdl.pe_array_config import PeArrayConfig
+    from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
+
+    config = PeArrayConfig.from_params(json.loads(os.environ["MIXBIT_PARAMS"]))
+    seed = int(os.environ.get("MIXBIT_SEED", "1"))
+    rng = random.Random(seed)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await _reset(dut)
+    for name in config.families:
+        a_q, bw = random_case(config, name, torch.Generator().manual_seed(rng.getrandbits(32)))
+        jobs = plan_jobs(config, a_q, bw)
+        beats = []
+        for job in jobs:
+            job_beats, _, _ = await run_job(dut, job.as_dict(), rng, 0.3)
+            beats.append(job_beats)
+        got = assemble(config, a_q.shape[0], bw.shape[0], jobs, beats)
+        mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
+        assert mismatch is None, f"{name}: {mismatch} (seed {seed})"
