@@ -78,7 +78,7 @@ class BitSerialPE(wiring.Component):
     sum (combinational, valid only while ``done``); the accumulator then restarts at 0.
     """
 
-    def __init__(self, lanes: int, max_shift: int, max_t: int, group_sum_bits: int, levels_per_stage: int = 2):
+    def __init__(self, lanes: int, max_shift: int, max_t: int, group_sum_bits: int, levels_per_stage: int = 1):
         self.lanes, self.max_shift, self.group_sum_bits = lanes, max_shift, group_sum_bits
         self.levels_per_stage = levels_per_stage
         self.sum_bits = lane_sum_bits(lanes, max_shift)

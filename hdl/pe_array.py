@@ -40,8 +40,9 @@ class PeArray(wiring.Component):
     Members
     -------
     family : In(3)
-        Run-time weight family (``golden.tables.FAMILY_IDS``), sampled with the first
-        activation beat of a job.
+        Run-time weight family (``golden.tables.FAMILY_IDS``). Sampled in every cycle
+        before a job's first activation beat is taken: set it at least one cycle before
+        that beat and hold it until the beat is taken.
     groups : In
         ``K / group_size`` of the job (1..max_k / group_size), sampled likewise.
     col_tiles : In(16)
@@ -79,20 +80,22 @@ class PeArray(wiring.Component):
         family_id = Signal(FAMILY_ID_BITS)
         groups = Signal.like(self.groups)
         col_tiles = Signal.like(self.col_tiles)
-        terms = Signal(range(w["terms"] + 1))
+        last_term = Signal(range(w["terms"]))     # terms - 1 of the job's family, registered
         with m.Switch(family_id):
             for name in config.families:
                 with m.Case(FAMILY_IDS[name]):
-                    m.d.comb += terms.eq(family(name).terms)
+                    m.d.sync += last_term.eq(family(name).terms - 1)
             with m.Default():
-                m.d.comb += terms.eq(family(config.families[0]).terms)
+                m.d.sync += last_term.eq(family(config.families[0]).terms - 1)
 
         loading = Signal(init=1)                 # job phase: loading activations, else running
         load_row = Signal(range(rows))
         load_addr = Signal(range(w["act_depth"]))
         first_beat = Signal(init=1)
+        # Registered after `groups`: it is first compared at a row's second beat (a row has
+        # at least two steps, since the dequantization limit keeps lanes <= group_size / 2).
         steps_per_row = Signal(range(w["act_depth"] + 1))
-        m.d.comb += steps_per_row.eq(groups * w["steps_per_group"])
+        m.d.sync += steps_per_row.eq(groups * w["steps_per_group"])
 
         # ---- activation buffer --------------------------------------------------------------
         read_addr = Signal(range(w["act_depth"]))
@@ -115,20 +118,16 @@ class PeArray(wiring.Component):
             activations.append(registered)
 
         m.d.comb += self.act.ready.eq(loading)
-        start = Signal()
+        start = Signal()                         # registered: the front end starts a cycle later
+        m.d.sync += start.eq(0)
+        with m.If(loading & first_beat):
+            m.d.sync += [family_id.eq(self.family), groups.eq(self.groups), col_tiles.eq(self.col_tiles)]
         with m.If(self.act.valid & self.act.ready):
-            row_length = Signal.like(steps_per_row)
-            m.d.comb += row_length.eq(steps_per_row)
-            with m.If(first_beat):
-                m.d.sync += [family_id.eq(self.family), groups.eq(self.groups), col_tiles.eq(self.col_tiles),
-                             first_beat.eq(0)]
-                m.d.comb += row_length.eq(self.groups * w["steps_per_group"])
-            m.d.sync += load_addr.eq(load_addr + 1)
-            with m.If(load_addr == row_length - 1):
+            m.d.sync += [load_addr.eq(load_addr + 1), first_beat.eq(0)]
+            with m.If(load_addr == steps_per_row - 1):
                 m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1)]
                 with m.If(load_row == rows - 1):
-                    m.d.sync += [load_row.eq(0), loading.eq(0), first_beat.eq(1)]
-                    m.d.comb += start.eq(1)
+                    m.d.sync += [load_row.eq(0), loading.eq(0), first_beat.eq(1), start.eq(1)]
 
         # ---- weight front end -----------------------------------------------------------------
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=w["weight_beat_bits"], depth=WEIGHT_FIFO_DEPTH)
@@ -143,7 +142,7 @@ class PeArray(wiring.Component):
         holding = Signal()
         digit = Signal(range(w["terms"]))
         closing = Signal()                       # the tile's last step is in; wait for its results
-        last_digit = digit == terms - 1
+        last_digit = digit == last_term
         accept = Signal()
         m.d.comb += [
             accept.eq(front.steps.valid & ~loading & ~closing & (~holding | last_digit)),

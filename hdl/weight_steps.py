@@ -5,9 +5,9 @@ A beat of the weight stream is word ``w`` of the ``cols`` records of one group (
 (``dt``, ``sg``, ``sq`` of each column), then appends code words to a per-column bit
 window and emits a step whenever the window holds ``lanes`` codes. All columns move in
 lockstep, so the control (counters, fill level) is shared and only the windows are
-per column. A second stage decodes each lane's code into its radix-4 digits and folds the group
-sign ``sg`` into them; a third turns each digit into a lane select
-(:func:`hdl.pe.lane_select_layout`) plus the column's count of negative lanes.
+per column. Later stages cut the window into one code per lane, decode each code into its
+radix-4 digits with the group sign ``sg`` folded in, and turn each digit into a lane
+select (:func:`hdl.pe.lane_select_layout`) plus the column's count of negative lanes.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def step_layout(config: PeArrayConfig) -> data.StructLayout:
 
 
 class WeightSteps(wiring.Component):
-    """Packed weight beats in, decoded steps out (three pipeline stages).
+    """Packed weight beats in, decoded steps out (four pipeline stages).
 
     ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
     ``groups`` groups each; ``family``, ``groups`` and ``tiles`` must hold still until
@@ -71,13 +71,17 @@ class WeightSteps(wiring.Component):
             "used": Signal(range(WORD_BITS + 1)),
             "need": Signal(range(lanes * 8 + 1)),
             "code_words": Signal(range(config.widths["words_per_group"])),
+            "mask": Signal(WORD_BITS),
         }
 
+        # The family holds still for a whole job: registered constants keep it off every path.
         def assign(name):
             layout = pack_layout(name, config.group_size, config.scale_bits)
-            m.d.comb += [
+            used = layout["codes_per_word"] * layout["code_bits"]
+            m.d.sync += [
+                constants["mask"].eq((1 << used) - 1),
                 constants["bits"].eq(layout["code_bits"]),
-                constants["used"].eq(layout["codes_per_word"] * layout["code_bits"]),
+                constants["used"].eq(used),
                 constants["need"].eq(lanes * layout["code_bits"]),
                 constants["code_words"].eq(layout["code_words"]),
             ]
@@ -119,21 +123,42 @@ class WeightSteps(wiring.Component):
         take_held = Signal()                     # stage 2 takes the held step this cycle
         m.d.comb += self.busy.eq((phase != 0) | held_valid | self.steps.valid)
 
+        # The fill level and two flags about it are registers, so that the emit/append
+        # decisions are shallow: `low` = fill < need, `low_after_emit` = fill - need < need.
+        fill_minus_need = Signal.like(fill)
+        low, low_after_emit = Signal(init=1), Signal(init=1)
         emit = Signal()
         append = Signal()
         last_step = step == w["steps_per_group"] - 1
-        m.d.comb += emit.eq((phase == 2) & (fill >= k["need"]) & (~held_valid | take_held))
+        # Each stage takes a step only into an empty register, so no ready signal ripples
+        # back through the stages; a stage still passes one step per two cycles, which is
+        # the most the PEs take (a step lasts terms >= 2 cycles).
+        m.d.comb += emit.eq((phase == 2) & ~low & ~held_valid)
         fill_after = Signal.like(fill)
-        m.d.comb += fill_after.eq(Mux(emit, fill - k["need"], fill))
-        m.d.comb += append.eq((phase == 2) & self.words.valid & (words_left != 0) & (fill_after < k["need"])
+        m.d.comb += fill_after.eq(Mux(emit, fill_minus_need, fill))
+        m.d.comb += append.eq((phase == 2) & self.words.valid & (words_left != 0) & Mux(emit, low_after_emit, low)
                               & ~(emit & last_step))
         m.d.comb += self.words.ready.eq(((phase == 1) & self.words.valid) | append)
+        fill_next = Signal.like(fill)
+        m.d.comb += fill_next.eq(fill)
+        with m.If(emit & last_step):
+            m.d.comb += fill_next.eq(0)
+        with m.Elif(emit | append):
+            m.d.comb += fill_next.eq(Mux(append, fill_after + k["used"], fill_after))
+        with m.If((phase == 0) & self.start):
+            m.d.comb += fill_next.eq(0)
+        m.d.sync += [
+            fill.eq(fill_next),
+            fill_minus_need.eq(fill_next - k["need"]),
+            low.eq(fill_next < k["need"]),
+            low_after_emit.eq(fill_next < 2 * k["need"]),
+        ]
 
         with m.If(take_held):
             m.d.sync += held_valid.eq(0)
 
         with m.If((phase == 0) & self.start):
-            m.d.sync += [phase.eq(1), group.eq(0), tile.eq(0), step.eq(0), fill.eq(0)]
+            m.d.sync += [phase.eq(1), group.eq(0), tile.eq(0), step.eq(0)]
         with m.If((phase == 1) & self.words.valid):
             layout = pack_layout(config.families[0], config.group_size, config.scale_bits)
             for c in range(cols):
@@ -165,11 +190,9 @@ class WeightSteps(wiring.Component):
 
         # The window: drop an emitted step, append a word above what is left.
         with m.If(emit & last_step):
-            m.d.sync += fill.eq(0)
             for c in range(cols):
                 m.d.sync += windows[c].eq(0)
         with m.Elif(emit | append):
-            m.d.sync += fill.eq(Mux(append, fill_after + k["used"], fill_after))
             for c in range(cols):
                 after = Signal(window_bits, name=f"after{c}")
                 m.d.comb += after.eq(windows[c])
@@ -181,11 +204,7 @@ class WeightSteps(wiring.Component):
                         with m.Default():
                             m.d.comb += after.eq(windows[c] >> (lanes * family(config.families[0]).bits))
                 word = Signal(WORD_BITS, name=f"word{c}")
-                mask = Signal(WORD_BITS, name=f"mask{c}")
-                m.d.comb += [
-                    mask.eq((1 << k["used"]) - 1),
-                    word.eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS] & mask),
-                ]
+                m.d.comb += word.eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
                 with m.If(append):
                     m.d.sync += windows[c].eq(after | (word << fill_after))
                 with m.Else():
@@ -193,7 +212,28 @@ class WeightSteps(wiring.Component):
             with m.If(append):
                 m.d.sync += words_left.eq(words_left - 1)
 
-        # ---- stage 2: decode every lane of every column, fold in the group sign ----------------
+        # ---- stage 2: cut the window into one code per lane --------------------------------
+        split_layout = data.StructLayout({
+            "codes": data.ArrayLayout(data.ArrayLayout(w["code_bits"], lanes), cols), "dt": cols, "sg": cols,
+            "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1, "last_job": 1,
+        })
+        split, split_valid, take_split = Signal(split_layout), Signal(), Signal()
+        m.d.comb += take_held.eq(held_valid & ~split_valid)
+        with m.If(take_split):
+            m.d.sync += split_valid.eq(0)
+        with m.If(take_held):
+            m.d.sync += [split_valid.eq(1), split.dt.eq(held.dt), split.sg.eq(held.sg), split.sq.eq(held.sq),
+                         split.last_group.eq(held.last_group), split.last_tile.eq(held.last_tile),
+                         split.last_job.eq(held.last_job)]
+            with m.Switch(self.family):
+                for name in config.families:
+                    bits = family(name).bits
+                    with m.Case(FAMILY_IDS[name]):
+                        for c in range(cols):
+                            for lane in range(lanes):
+                                m.d.sync += split.codes[c][lane].eq(held.codes[c][lane * bits:(lane + 1) * bits])
+
+        # ---- stage 3: decode every lane of every column, fold in the group sign ----------------
         digit_layout = data.StructLayout({
             "terms": data.ArrayLayout(data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"]), lanes),
         })
@@ -203,39 +243,33 @@ class WeightSteps(wiring.Component):
             "last_group": 1, "last_tile": 1, "last_job": 1,
         })
         decoded, decoded_valid, take_decoded = Signal(decoded_layout), Signal(), Signal()
-        m.d.comb += take_held.eq(held_valid & (~decoded_valid | take_decoded))
+        m.d.comb += take_split.eq(split_valid & ~decoded_valid)
         with m.If(take_decoded):
             m.d.sync += decoded_valid.eq(0)
-        with m.If(take_held):
+        with m.If(take_split):
             m.d.sync += [
                 decoded_valid.eq(1),
-                decoded.last_group.eq(held.last_group),
-                decoded.last_tile.eq(held.last_tile),
-                decoded.last_job.eq(held.last_job),
+                decoded.last_group.eq(split.last_group),
+                decoded.last_tile.eq(split.last_tile),
+                decoded.last_job.eq(split.last_job),
             ]
         for c in range(cols):
             for lane in range(lanes):
-                code = Signal(w["code_bits"], name=f"code{c}_{lane}")
-                with m.Switch(self.family):
-                    for name in config.families:
-                        bits = family(name).bits
-                        with m.Case(FAMILY_IDS[name]):
-                            m.d.comb += code.eq(held.codes[c][lane * bits:(lane + 1) * bits])
-                terms = decode_terms(m, config.families, self.family, code, held.dt[c])
-                with m.If(take_held):
+                terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split.dt[c])
+                with m.If(take_split):
                     for t in range(w["terms"]):
                         target = decoded.digits[c].terms[lane][t]
                         m.d.sync += [
                             target.nonzero.eq(terms[t].nonzero),
-                            target.negative.eq(terms[t].nonzero & (terms[t].negative ^ held.sg[c])),
+                            target.negative.eq(terms[t].nonzero & (terms[t].negative ^ split.sg[c])),
                             target.shift.eq(terms[t].shift),
                         ]
-            with m.If(take_held):
-                m.d.sync += decoded.sq[c].eq(held.sq[c])
+            with m.If(take_split):
+                m.d.sync += decoded.sq[c].eq(split.sq[c])
 
-        # ---- stage 3: lane selects and each column's count of negative lanes ---------------
+        # ---- stage 4: lane selects and each column's count of negative lanes ---------------
         out = self.steps
-        m.d.comb += take_decoded.eq(decoded_valid & (~out.valid | out.ready))
+        m.d.comb += take_decoded.eq(decoded_valid & ~out.valid)
         with m.If(out.ready):
             m.d.sync += out.valid.eq(0)
         with m.If(take_decoded):

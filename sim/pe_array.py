@@ -14,7 +14,7 @@ from golden.bitmod import BitmodWeights
 from hdl.pe_array_config import PeArrayConfig
 
 from .pe_array_jobs import assemble, plan_jobs
-from .runner import build_design, run_regression
+from .runner import Build, build_design, run_regression
 
 __all__ = ["PeArrayRun", "run_pe_array", "run_pe_array_detailed"]
 
@@ -36,12 +36,13 @@ class PeArrayRun:
 
 def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
                           stall: float = 0.0, seed: int | None = None, reset_after: int | None = None,
-                          ) -> PeArrayRun:
+                          build: Build | None = None) -> PeArrayRun:
     """:func:`run_pe_array` with options for tests and benchmarks.
 
     ``stall`` is the probability of a stall in each cycle of every stream (0: none);
     ``reset_after`` interrupts the first job with a reset that many cycles in and then
-    runs every job again (the result must not notice).
+    runs every job again (the result must not notice); ``build`` runs an existing
+    simulator build (e.g. a synthesized netlist) instead of the generated RTL.
     """
     from gateware.designs import get_design
 
@@ -49,7 +50,8 @@ def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, si
     config = PeArrayConfig.from_params(params)
     jobs = plan_jobs(config, a_q, bw)
     seed = random.randrange(1 << 31) if seed is None else seed
-    build, params = build_design("pe_array", params, simulator)
+    if build is None:
+        build, params = build_design("pe_array", params, simulator)
     with tempfile.TemporaryDirectory(prefix="mixbit-pe-array-") as scratch:
         jobs_file, results_file = Path(scratch) / "jobs.json", Path(scratch) / "results.json"
         jobs_file.write_text(json.dumps({"jobs": [job.as_dict() for job in jobs], "stall": stall, "seed": seed,

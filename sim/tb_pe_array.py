@@ -59,6 +59,7 @@ async def run_job(dut, job: dict, rng: random.Random, stall: float) -> tuple[lis
     dut.family.value = job["family"]
     dut.groups.value = job["groups"]
     dut.col_tiles.value = job["col_tiles"]
+    await RisingEdge(dut.clk)            # the configuration leads the first activation beat
     act = StreamDriver(dut, "act", dut.clk, random.Random(rng.getrandbits(32)), stall)
     weights = StreamDriver(dut, "w", dut.clk, random.Random(rng.getrandbits(32)), stall)
     results = StreamMonitor(dut, "o", dut.clk, random.Random(rng.getrandbits(32)), stall)
@@ -85,6 +86,7 @@ async def pe_array_run(dut):
         act = StreamDriver(dut, "act", dut.clk, random.Random(rng.getrandbits(32)), spec["stall"])
         weights = StreamDriver(dut, "w", dut.clk, random.Random(rng.getrandbits(32)), spec["stall"])
         dut.family.value, dut.groups.value, dut.col_tiles.value = job["family"], job["groups"], job["col_tiles"]
+        await RisingEdge(dut.clk)
         tasks = [cocotb.start_soon(act.send(job["act"])), cocotb.start_soon(weights.send(job["weights"]))]
         dut.o__ready.value = 1
         await ClockCycles(dut.clk, spec["reset_after"])

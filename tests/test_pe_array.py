@@ -1,0 +1,208 @@
+"""The PE array and its parts under Amaranth's simulator, against golden.bitmod.matmul_int."""
+
+import random
+
+import pytest
+import torch
+from amaranth.sim import Simulator
+
+from golden.bitmod import BitmodWeights, matmul_int, quantize
+from golden.bitmod_pack import pack, weight_beats
+from golden.tables import FAMILIES, pack_layout
+from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
+from hdl.pe_array import PeArray
+from hdl.pe_array_config import PeArrayConfig
+from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
+
+
+def simulate_array(config, a_q, bw, *, stall=0.0, seed=1):
+    """Run the jobs of ``matmul_int(a_q, bw)`` through PeArray; return acc and cycles."""
+    dut = PeArray(config)
+    jobs = plan_jobs(config, a_q, bw)
+    rng = random.Random(seed)
+    results, cycles = [], 0
+
+    async def testbench(ctx):
+        nonlocal cycles
+        for job in jobs:
+            ctx.set(dut.family, job.family)
+            ctx.set(dut.groups, job.groups)
+            ctx.set(dut.col_tiles, job.col_tiles)
+            await ctx.tick()                 # the configuration leads the first activation beat
+            act = weights = 0
+            beats, held = [], None
+            while len(beats) < job.results:
+                act_valid = act < len(job.act) and rng.random() >= stall
+                weight_valid = weights < len(job.weights) and rng.random() >= stall
+                ready = rng.random() >= stall
+                ctx.set(dut.act.valid, act_valid)
+                ctx.set(dut.act.payload.as_value(), job.act[act] if act_valid else 0)
+                ctx.set(dut.w.valid, weight_valid)
+                ctx.set(dut.w.payload, job.weights[weights] if weight_valid else 0)
+                ctx.set(dut.o.ready, ready)
+                _, _, act_ready, weight_ready, valid, payload = await ctx.tick().sample(
+                    dut.act.ready, dut.w.ready, dut.o.valid, dut.o.payload.as_value())
+                cycles += 1
+                act += act_valid and act_ready
+                weights += weight_valid and weight_ready
+                if held is not None:
+                    assert valid and payload == held, "a stalled result was withdrawn or changed"
+                held = payload if valid and not ready else None
+                if valid and ready:
+                    beats.append(payload)
+                assert cycles < 100_000, f"{len(beats)} of {job.results} results came"
+            ctx.set(dut.act.valid, 0)
+            ctx.set(dut.w.valid, 0)
+            results.append(beats)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return assemble(config, a_q.shape[0], bw.shape[0], jobs, results), cycles
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_small_array_every_family_with_stalls(name):
+    config = PeArrayConfig(rows=2, cols=2, lanes=4, group_size=32, scale_bits=4, max_k=128)
+    seed = random.randrange(1 << 31)
+    a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
+    got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
+    mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
+    assert mismatch is None, f"{mismatch} (seed {seed})"
+
+
+def test_int_only_array_and_one_lane():
+    config = PeArrayConfig(rows=1, cols=3, lanes=1, group_size=32, scale_bits=12, families=("int4", "int3"),
+                           max_k=64)
+    a_q, bw = random_case(config, "int3", torch.Generator().manual_seed(5))
+    got, _ = simulate_array(config, a_q, bw, stall=0.2, seed=5)
+    assert first_mismatch(got, matmul_int(a_q, bw), a_q, bw) is None
+
+
+def _pe_model(lanes, steps):
+    """Group sum of ``steps``: each a list over t of (digits[l], a[l])."""
+    return sum(d * a * 4 ** t for t, (digits, acts) in enumerate(steps) for d, a in zip(digits, acts))
+
+
+def test_pe_accumulates_digits_and_restarts_each_group():
+    lanes, max_t = 4, 4
+    dut = BitSerialPE(lanes, max_shift=2, max_t=max_t, group_sum_bits=24)
+    rng = random.Random(3)
+    digit_values = (0, 1, -1, 2, -2, 4, -4)
+    groups = [[[(rng.choice(digit_values), rng.randrange(-128, 128)) for _ in range(lanes)]
+               for _ in range(max_t)] for _ in range(3)]
+    for group in groups:                      # extremes in the last group
+        group[-1] = [(-4, -128)] * lanes
+    got = []
+
+    async def testbench(ctx):
+        for group in groups:
+            for step in range(2):                 # two steps per group, same digits
+                for t, lanes_in in enumerate(group):
+                    for lane, (digit, a) in enumerate(lanes_in):
+                        sel = dut.sel[lane]
+                        ctx.set(sel.e, 0 if digit == 0 else 1 << (abs(digit).bit_length() - 1))
+                        ctx.set(sel.neg, int(digit < 0))
+                        ctx.set(dut.a[lane], a)
+                    ctx.set(dut.neg_count, sum(digit < 0 for digit, _ in lanes_in))
+                    ctx.set(dut.t, t)
+                    ctx.set(dut.valid, 1)
+                    ctx.set(dut.last, int(step == 1 and t == max_t - 1))
+                    await ctx.tick()
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.latency + 2):
+            await ctx.tick()
+
+    async def watcher(ctx):
+        async for _, _, done, value in ctx.tick().sample(dut.done, dut.group_sum):
+            if done:
+                got.append(value)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.add_process(watcher)
+    sim.run_until(1e-8 * (3 * 2 * max_t + dut.latency + 10))
+    want = [2 * sum(d * a * 4 ** t for t, lanes_in in enumerate(group) for d, a in lanes_in) for group in groups]
+    assert got == want
+
+
+def test_dequant_unit_multiplies_bit_serially_and_overlaps():
+    scale_bits = 8
+    serializer = ScaleSerializer(scale_bits)
+    unit = DequantUnit(group_sum_bits=24, scaled_bits=32, acc_bits=40)
+    rng = random.Random(4)
+    groups = [(rng.randrange(-(1 << 23), 1 << 23), rng.randrange(1 << scale_bits)) for _ in range(6)]
+    groups += [(-(1 << 23), (1 << scale_bits) - 1), ((1 << 23) - 1, (1 << scale_bits) - 1), (0, 255), (5, 0)]
+    from amaranth import Module
+
+    m = Module()
+    m.submodules.serializer, m.submodules.unit = serializer, unit
+    m.d.comb += [unit.bit.eq(serializer.bit), unit.active.eq(serializer.active)]
+    seen = []
+
+    async def testbench(ctx):
+        for index, (value, sq) in enumerate(groups):
+            ctx.set(unit.group_sum, value)
+            ctx.set(serializer.sq, sq)
+            ctx.set(unit.load, 1)
+            ctx.set(serializer.load, 1)
+            await ctx.tick()
+            ctx.set(unit.load, 0)
+            ctx.set(serializer.load, 0)
+            for _ in range(scale_bits):       # the next group may load right after
+                await ctx.tick()
+            seen.append(ctx.get(unit.acc))
+        ctx.set(unit.clear, 1)
+        await ctx.tick()
+        seen.append(ctx.get(unit.acc))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    running, want = 0, []
+    for value, sq in groups:
+        running += value * sq
+        want.append(running)
+    assert seen == want + [0]
+
+
+def test_weight_beats_are_the_packed_words_column_by_column():
+    w = torch.randn(5, 64, generator=torch.Generator().manual_seed(1))
+    bw = quantize(w, "int3", group_size=32)
+    packed = pack(bw, cols=2)
+    beats = weight_beats(packed)
+    words = pack_layout("int3", 32, 8)["words_per_group"]      # 1 metadata + 4 code words
+    assert beats.shape == (3 * 2 * words, 2)                    # tiles x groups x words, cols
+    assert sorted(beats.flatten().tolist()) == sorted(packed.words.tolist())
+    # Column 1 of tile 0 is row 1: its two records (metadata, then codes) come beat by beat.
+    row1 = pack(BitmodWeights(bw.codes[1:2], bw.dt[1:2], bw.sg[1:2], bw.sq[1:2], bw.cs[1:2], "int3", 32, 8)).words
+    assert beats[:2 * words, 1].tolist() == row1.tolist()
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"lanes": 3}, "lanes must be a power of two in 1..group_size"),
+    ({"lanes": 256}, "lanes must be a power of two in 1..group_size"),
+    ({"lanes": 32, "group_size": 64}, "gives groups of 4 cycles, but the bit-serial dequantization"),
+    ({"max_k": 100}, "max_k must be a multiple of group_size 128"),
+    ({"rows": 0}, r"rows must be an integer in 1..256, not 0"),
+    ({"cols": 65}, r"cols must be an integer in 1..64, not 65"),
+    ({"group_size": 48}, r"group_size must be one of \(32, 64, 128\), not 48"),
+    ({"scale_bits": 13}, r"scale_bits must be an integer in 4..12, not 13"),
+    ({"families": "fp5"}, "'fp5' is unknown"),
+])
+def test_bad_configurations(params, message):
+    with pytest.raises(ValueError, match=message):
+        PeArrayConfig(**params)
+
+
+def test_widths_come_from_golden():
+    from golden.tables import accumulator_widths
+
+    config = PeArrayConfig()
+    widths = accumulator_widths(config.max_k, config.group_size, config.scale_bits, config.families)
+    assert config.widths["acc_bits"] == widths["acc_bits"] == 35
+    assert config.widths["group_sum_bits"] == widths["group_sum_bits"]
+    assert config.widths["result_beat_bits"] == config.cols * 35
