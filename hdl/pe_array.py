@@ -89,7 +89,7 @@ class PeArray(wiring.Component):
                 m.d.sync += last_term.eq(family(config.families[0]).terms - 1)
 
         loading = Signal(init=1)                 # job phase: loading activations, else running
-        load_row = Signal(range(rows))
+        load_row = Signal(range(max(rows, 2)))     # (a 0-bit signal is an illegal Verilog range)
         load_addr = Signal(range(w["act_depth"]))
         first_beat = Signal(init=1)
         # Registered after `groups`: it is first compared at a row's second beat (a row has
@@ -226,7 +226,7 @@ class PeArray(wiring.Component):
         # ---- results: after the tile's last dequantization, R beats of C results -------------
         finishing = Signal()                     # the last group's dequantization is running
         draining = Signal()
-        drain_row = Signal(range(rows))
+        drain_row = Signal(range(max(rows, 2)))
         tile = Signal.like(col_tiles)
         with m.If(pes[0][0].done & tile_end_at_done):
             m.d.sync += finishing.eq(1)

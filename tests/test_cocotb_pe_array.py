@@ -1,0 +1,132 @@
+"""The generated PE-array Verilog on Verilator and Icarus, bit for bit against golden.matmul_int."""
+
+import random
+
+import pytest
+import torch
+
+from golden.bitmod import BitmodWeights, matmul_int
+from golden.tables import FAMILIES, family
+from hdl.pe_array_config import PeArrayConfig
+from sim.pe_array import run_pe_array, run_pe_array_detailed
+from sim.pe_array_jobs import first_mismatch, random_case
+from sim.tools import SIMULATORS
+
+SMALL = {"rows": 2, "cols": 2, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 128}
+SHAPES = [
+    SMALL,
+    {"rows": 3, "cols": 1, "lanes": 8, "group_size": 64, "scale_bits": 8, "max_k": 256},
+    {"rows": 1, "cols": 3, "lanes": 2, "group_size": 32, "scale_bits": 12, "max_k": 96,
+     "families": ("fp3", "int4", "int6")},
+]
+
+
+def _check(got, a_q, bw, seed):
+    mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
+    assert mismatch is None, f"{mismatch} (seed {seed})"
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+def test_every_family_random_with_stalls(simulator, shape):
+    params = SHAPES[shape]
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
+    for name in config.families:
+        seed = random.randrange(1 << 31)
+        a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
+        run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.3, seed=seed)
+        _check(run.acc, a_q, bw, seed)
+
+
+def _extreme_weights(name, n, k, group_size, scale_bits, generator):
+    """Weights at the corners: the largest |v|, sq = 2**S - 1, both signs, ER/EA, zero groups."""
+    fam = family(name)
+    ng = k // group_size
+    if fam.kind == "fp":
+        codes = torch.full((n, k), fam.special_code, dtype=torch.uint8)          # +16 / +6 with dt = 1
+        codes[:, 1::3] = (1 << fam.bits) - 1                                       # -12 / -4
+    else:
+        codes = torch.full((n, k), 1 << (fam.bits - 1), dtype=torch.uint8)       # -2**(bits-1)
+        codes[:, 1::3] = (1 << (fam.bits - 1)) - 1                                 # the largest positive
+    dt = torch.randint(0, 2, (n, ng), generator=generator, dtype=torch.uint8) if fam.kind == "fp" else \
+        torch.zeros((n, ng), dtype=torch.uint8)
+    dt[:, 0] = 1 if fam.kind == "fp" else 0
+    sg = torch.randint(0, 2, (n, ng), generator=generator, dtype=torch.uint8) if fam.kind == "fp" else \
+        torch.zeros((n, ng), dtype=torch.uint8)
+    sq = torch.full((n, ng), (1 << scale_bits) - 1, dtype=torch.int32)
+    sq[0, -1] = 0                                                                   # an all-zero group
+    codes[0, (ng - 1) * group_size:] = 0
+    return BitmodWeights(codes, dt, sg, sq, torch.ones(n), name, group_size, scale_bits)
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_extremes_at_max_k(simulator):
+    params = SMALL
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
+    generator = torch.Generator().manual_seed(11)
+    for name in FAMILIES:
+        bw = _extreme_weights(name, 3, config.max_k, config.group_size, config.scale_bits, generator)
+        a_q = torch.full((3, config.max_k), -128, dtype=torch.int8)
+        a_q[1] = 127
+        a_q[2, ::2] = 127
+        a_q[2, 1::4] = 0
+        run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.2, seed=11)
+        _check(run.acc, a_q, bw, 11)
+        assert run.acc.abs().max() > 0
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+def test_reset_in_mid_run_loses_nothing_afterwards(simulator):
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **SMALL})
+    seed = random.randrange(1 << 31)
+    a_q, bw = random_case(config, "fp4", torch.Generator().manual_seed(seed))
+    for reset_after in (5, 60, 150):
+        run = run_pe_array_detailed(SMALL, a_q, bw, simulator, stall=0.3, seed=seed, reset_after=reset_after)
+        _check(run.acc, a_q, bw, seed)
+
+
+@pytest.mark.parametrize("name", ["fp4", "int8"])
+def test_unstalled_long_gemm_sustains_90_percent_of_peak(name):
+    params = {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 2048}
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
+    generator = torch.Generator().manual_seed(2)
+    a_q = torch.randint(-128, 128, (4, 2048), generator=generator, dtype=torch.int8)
+    from golden.bitmod import quantize
+
+    bw = quantize(torch.randn((4, 2048), generator=generator), name)
+    run = run_pe_array_detailed(params, a_q, bw, "verilator", stall=0.0, seed=2)
+    _check(run.acc, a_q, bw, 2)
+    jobs, tiles, groups = 2, 2, 2048 // 128
+    busy = jobs * tiles * groups * config.cycles_per_group(name)     # cycles with every PE busy
+    efficiency = busy / (run.cycles - run.load_cycles)
+    assert efficiency >= 0.9, f"{name}: {busy} ideal cycles took {run.cycles - run.load_cycles}"
+
+
+def test_run_pe_array_returns_acc_and_cycles():
+    a_q = torch.randint(-128, 128, (1, 64), dtype=torch.int8)
+    from golden.bitmod import quantize
+
+    bw = quantize(torch.randn(3, 64), "int4", group_size=32, scale_bits=4)
+    acc, cycles = run_pe_array(SMALL, a_q, bw, "icarus")
+    assert torch.equal(acc, matmul_int(a_q, bw)) and acc.dtype == torch.int64
+    assert cycles > 64 // 4 * 2
+
+
+@pytest.mark.parametrize("change,error,message", [
+    ({"a_q": torch.zeros((1, 64), dtype=torch.int32)}, ValueError, "a_q must be a 2-D int8 tensor"),
+    ({"a_q": torch.zeros((1, 32), dtype=torch.int8)}, ValueError, "a_q has K = 32 columns but the weights have K = 64"),
+    ({"params": {**SMALL, "families": "fp4"}}, ValueError, "bw.family 'int4' is not built into this array"),
+    ({"params": {**SMALL, "group_size": 64}}, ValueError, "bw has group_size=32, scale_bits=4"),
+    ({"params": {**SMALL, "max_k": 32}}, ValueError, "K = 64 exceeds the array's max_k = 32"),
+    ({"params": {**SMALL, "lanes": 3}}, ValueError, "lanes must be a power of two"),
+    ({"params": {**SMALL, "depth": 3}}, ValueError, "unknown parameter 'depth' for design pe_array"),
+    ({"bw": "weights"}, TypeError, "bw must be golden.bitmod.BitmodWeights, not str"),
+])
+def test_bad_inputs_are_named(change, error, message):
+    from golden.bitmod import quantize
+
+    args = {"params": SMALL, "a_q": torch.zeros((1, 64), dtype=torch.int8),
+            "bw": quantize(torch.randn(3, 64), "int4", group_size=32, scale_bits=4)}
+    args.update(change)
+    with pytest.raises(error, match=message):
+        run_pe_array(args["params"], args["a_q"], args["bw"], "icarus")
