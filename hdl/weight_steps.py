@@ -60,7 +60,6 @@ class WeightSteps(wiring.Component):
             "groups": In(w["max_groups"].bit_length()),
             "tiles": In(w["tile_count_bits"]),
             "start": In(1),
-            "busy": Out(1),
         })
 
     def _family_constants(self, m: Module, name_of_unbuilt: str) -> dict[str, Signal]:
@@ -121,7 +120,6 @@ class WeightSteps(wiring.Component):
         held = Signal(raw)
         held_valid = Signal()
         take_held = Signal()                     # stage 2 takes the held step this cycle
-        m.d.comb += self.busy.eq((phase != 0) | held_valid | self.steps.valid)
 
         # The fill level and two flags about it are registers, so that the emit/append
         # decisions are shallow: `low` = fill < need, `low_after_emit` = fill - need < need.
@@ -133,7 +131,10 @@ class WeightSteps(wiring.Component):
         # Each stage takes a step only into an empty register, so no ready signal ripples
         # back through the stages; a stage still passes one step per two cycles, which is
         # the most the PEs take (a step lasts terms >= 2 cycles).
-        m.d.comb += emit.eq((phase == 2) & ~low & ~held_valid)
+        # The window itself lags the decisions by a cycle (see below), so an emit also
+        # waits for the previous one to reach `held`.
+        emit_d, append_d, last_d = Signal(), Signal(), Signal()
+        m.d.comb += emit.eq((phase == 2) & ~low & ~held_valid & ~emit_d)
         fill_after = Signal.like(fill)
         m.d.comb += fill_after.eq(Mux(emit, fill_minus_need, fill))
         m.d.comb += append.eq((phase == 2) & self.words.valid & (words_left != 0) & Mux(emit, low_after_emit, low)
@@ -173,13 +174,6 @@ class WeightSteps(wiring.Component):
         last_group = last_step & (group == self.groups - 1)
         last_tile = last_group & (tile == self.tiles - 1)
         with m.If(emit):
-            m.d.sync += [
-                held_valid.eq(1),
-                held.dt.eq(Cat(*dt)), held.sg.eq(Cat(*sg)),
-                held.last_group.eq(last_step), held.last_tile.eq(last_group), held.last_job.eq(last_tile),
-            ]
-            for c in range(cols):
-                m.d.sync += [held.codes[c].eq(windows[c][:code_field]), held.sq[c].eq(sq[c])]
             m.d.sync += step.eq(step + 1)
             with m.If(last_step):
                 m.d.sync += [step.eq(0), phase.eq(1), group.eq(group + 1)]
@@ -187,30 +181,45 @@ class WeightSteps(wiring.Component):
                     m.d.sync += [group.eq(0), tile.eq(tile + 1)]
                 with m.If(last_tile):
                     m.d.sync += phase.eq(0)
+        with m.If(append):
+            m.d.sync += words_left.eq(words_left - 1)
 
-        # The window: drop an emitted step, append a word above what is left.
-        with m.If(emit & last_step):
+        # The windows apply the decisions one cycle later, from registers: the barrel
+        # shifter that places a word starts at a flip-flop instead of behind the
+        # emit/append logic. Decisions only depend on the fill level, never on data.
+        shift_d = Signal.like(fill)
+        words_d = [Signal(WORD_BITS, name=f"word_d{c}") for c in range(cols)]
+        step_d = Signal(raw)                     # everything of the emitted step but its codes
+        m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step), shift_d.eq(fill_after)]
+        for c in range(cols):
+            m.d.sync += words_d[c].eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
+        with m.If(emit):
+            m.d.sync += [
+                step_d.dt.eq(Cat(*dt)), step_d.sg.eq(Cat(*sg)), step_d.sq.eq(Cat(*sq)),
+                step_d.last_group.eq(last_step), step_d.last_tile.eq(last_group), step_d.last_job.eq(last_tile),
+            ]
+        with m.If(emit_d):
+            m.d.sync += [held_valid.eq(1), held.dt.eq(step_d.dt), held.sg.eq(step_d.sg), held.sq.eq(step_d.sq),
+                         held.last_group.eq(step_d.last_group), held.last_tile.eq(step_d.last_tile),
+                         held.last_job.eq(step_d.last_job)]
             for c in range(cols):
+                m.d.sync += held.codes[c].eq(windows[c][:code_field])
+        for c in range(cols):
+            after = Signal(window_bits, name=f"after{c}")
+            m.d.comb += after.eq(windows[c])
+            with m.If(emit_d):
+                with m.Switch(self.family):
+                    for name in config.families:
+                        with m.Case(FAMILY_IDS[name]):
+                            m.d.comb += after.eq(windows[c] >> (lanes * family(name).bits))
+                    with m.Default():
+                        m.d.comb += after.eq(windows[c] >> (lanes * family(config.families[0]).bits))
+            with m.If(last_d):
                 m.d.sync += windows[c].eq(0)
-        with m.Elif(emit | append):
-            for c in range(cols):
-                after = Signal(window_bits, name=f"after{c}")
-                m.d.comb += after.eq(windows[c])
-                with m.If(emit):
-                    with m.Switch(self.family):
-                        for name in config.families:
-                            with m.Case(FAMILY_IDS[name]):
-                                m.d.comb += after.eq(windows[c] >> (lanes * family(name).bits))
-                        with m.Default():
-                            m.d.comb += after.eq(windows[c] >> (lanes * family(config.families[0]).bits))
-                word = Signal(WORD_BITS, name=f"word{c}")
-                m.d.comb += word.eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
-                with m.If(append):
-                    m.d.sync += windows[c].eq(after | (word << fill_after))
-                with m.Else():
-                    m.d.sync += windows[c].eq(after)
-            with m.If(append):
-                m.d.sync += words_left.eq(words_left - 1)
+            with m.Elif(append_d):
+                m.d.sync += windows[c].eq(after | (words_d[c] << shift_d))
+            with m.Elif(emit_d):
+                m.d.sync += windows[c].eq(after)
 
         # ---- stage 2: cut the window into one code per lane --------------------------------
         split_layout = data.StructLayout({
