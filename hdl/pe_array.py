@@ -16,14 +16,14 @@ channels, accumulates, dequantizes group by group and returns R beats of C resul
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Signal, signed
+from amaranth import Array, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
 
+from .array_io import JobControl, drain_results
 from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout
 from .pe_array_config import PeArrayConfig
 from .weight_steps import WeightSteps
@@ -76,10 +76,11 @@ class PeArray(wiring.Component):
         config, w = self.config, self.config.widths
         rows, cols, lanes = config.rows, config.cols, config.lanes
 
-        # ---- job configuration, sampled with the first activation beat --------------------
-        family_id = Signal(FAMILY_ID_BITS)
-        groups = Signal.like(self.groups)
-        col_tiles = Signal.like(self.col_tiles)
+        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles)
+        m.submodules.job = job
+        family_id, groups, col_tiles = job.family_id, job.groups, job.col_tiles
+        loading, start, activations = job.loading, job.start, job.activations
+        read_addr, read_enable = job.read_addr, job.read_enable
         last_term = Signal(range(w["terms"]))     # terms - 1 of the job's family, registered
         with m.Switch(family_id):
             for name in config.families:
@@ -87,47 +88,6 @@ class PeArray(wiring.Component):
                     m.d.sync += last_term.eq(family(name).terms - 1)
             with m.Default():
                 m.d.sync += last_term.eq(family(config.families[0]).terms - 1)
-
-        loading = Signal(init=1)                 # job phase: loading activations, else running
-        load_row = Signal(range(max(rows, 2)))     # (a 0-bit signal is an illegal Verilog range)
-        load_addr = Signal(range(w["act_depth"]))
-        first_beat = Signal(init=1)
-        # Registered after `groups`: it is first compared at a row's second beat (a row has
-        # at least two steps, since the dequantization limit keeps lanes <= group_size / 2).
-        steps_per_row = Signal(range(w["act_depth"] + 1))
-        m.d.sync += steps_per_row.eq(groups * w["steps_per_group"])
-
-        # ---- activation buffer --------------------------------------------------------------
-        read_addr = Signal(range(w["act_depth"]))
-        read_enable = Signal()
-        activations = []
-        for r in range(rows):
-            memory = Memory(shape=len(self.act.payload.as_value()), depth=w["act_depth"], init=[])
-            m.submodules[f"act_mem{r}"] = memory
-            write = memory.write_port()
-            read = memory.read_port()
-            m.d.comb += [
-                write.addr.eq(load_addr),
-                write.data.eq(self.act.payload),
-                write.en.eq(self.act.valid & self.act.ready & (load_row == r)),
-                read.addr.eq(read_addr),
-                read.en.eq(read_enable),
-            ]
-            registered = Signal(data.ArrayLayout(signed(ACTIVATION_BITS), lanes), name=f"a{r}")
-            m.d.sync += registered.eq(read.data)
-            activations.append(registered)
-
-        m.d.comb += self.act.ready.eq(loading)
-        start = Signal()                         # registered: the front end starts a cycle later
-        m.d.sync += start.eq(0)
-        with m.If(loading & first_beat):
-            m.d.sync += [family_id.eq(self.family), groups.eq(self.groups), col_tiles.eq(self.col_tiles)]
-        with m.If(self.act.valid & self.act.ready):
-            m.d.sync += [load_addr.eq(load_addr + 1), first_beat.eq(0)]
-            with m.If(load_addr == steps_per_row - 1):
-                m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1)]
-                with m.If(load_row == rows - 1):
-                    m.d.sync += [load_row.eq(0), loading.eq(0), first_beat.eq(1), start.eq(1)]
 
         # ---- weight front end -----------------------------------------------------------------
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=w["weight_beat_bits"], depth=WEIGHT_FIFO_DEPTH)
@@ -225,20 +185,10 @@ class PeArray(wiring.Component):
 
         # ---- results: after the tile's last dequantization, R beats of C results -------------
         finishing = Signal()                     # the last group's dequantization is running
-        draining = Signal()
-        drain_row = Signal(range(max(rows, 2)))
-        tile = Signal.like(col_tiles)
         with m.If(pes[0][0].done & tile_end_at_done):
             m.d.sync += finishing.eq(1)
         with m.If(finishing & ~serializers[0].active):
-            m.d.sync += [finishing.eq(0), draining.eq(1)]
-        results = Array(Cat(*(unit.acc for unit in row_units)) for row_units in units)
-        m.d.comb += [self.o.valid.eq(draining), self.o.payload.eq(results[drain_row])]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += drain_row.eq(drain_row + 1)
-            with m.If(drain_row == rows - 1):
-                m.d.comb += clear.eq(1)
-                m.d.sync += [drain_row.eq(0), draining.eq(0), closing.eq(0), tile.eq(tile + 1)]
-                with m.If(tile == col_tiles - 1):
-                    m.d.sync += [tile.eq(0), loading.eq(1)]
+            m.d.sync += finishing.eq(0)
+        drain_results(m, self.o, [[unit.acc for unit in row_units] for row_units in units],
+                      start=finishing & ~serializers[0].active, job=job, clear=clear, drained=closing)
         return m
