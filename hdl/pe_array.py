@@ -3,7 +3,7 @@
 Data path (docs/pe_array.md has the picture and the stream formats)::
 
     act stream --> activation buffer (one Memory per row) --------> a[r] ---+
-    w stream ----> FIFO --> WeightSteps (windows, decoders) --> step --> digit bus[c]
+    w stream ----> WeightSteps (skid, windows, decoders) ---> step --> digit bus[c]
                                                                             |
                                         PE[r][c] = lanes x (select, invert), adder tree,
                                         group accumulator --> DequantUnit[r][c] (acc)
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from amaranth import Array, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
@@ -28,10 +27,7 @@ from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout
 from .pe_array_config import PeArrayConfig
 from .weight_steps import WeightSteps
 
-__all__ = ["PeArray", "WEIGHT_FIFO_DEPTH"]
-
-#: Beats of the weight FIFO in front of the decoders (covers the metadata bubble).
-WEIGHT_FIFO_DEPTH = 16
+__all__ = ["PeArray"]
 
 
 class PeArray(wiring.Component):
@@ -90,10 +86,8 @@ class PeArray(wiring.Component):
                 m.d.sync += last_term.eq(family(config.families[0]).terms - 1)
 
         # ---- weight front end -----------------------------------------------------------------
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=w["weight_beat_bits"], depth=WEIGHT_FIFO_DEPTH)
         m.submodules.front = front = WeightSteps(config)
-        wiring.connect(m, wiring.flipped(self.w), fifo.w_stream)
-        wiring.connect(m, fifo.r_stream, front.words)
+        wiring.connect(m, wiring.flipped(self.w), front.words)
         m.d.comb += [front.family.eq(family_id), front.groups.eq(groups), front.tiles.eq(col_tiles),
                      front.start.eq(start)]
 

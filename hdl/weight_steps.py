@@ -101,6 +101,27 @@ class WeightSteps(wiring.Component):
         window_bits = w["window_bits"]
         code_field = lanes * w["code_bits"]
 
+        # ---- stage 0: a two-entry skid buffer, so that `words.ready` only depends on its fill
+        count = Signal(range(3))
+        entries = [Signal(w["weight_beat_bits"], name=f"skid{i}") for i in range(2)]
+        head_valid, head = count != 0, entries[0]
+        pop = Signal()
+        push = self.words.valid & self.words.ready
+        m.d.comb += self.words.ready.eq(count != 2)
+        with m.If(pop & push):
+            with m.If(count == 1):
+                m.d.sync += entries[0].eq(self.words.payload)
+            with m.Else():
+                m.d.sync += [entries[0].eq(entries[1]), entries[1].eq(self.words.payload)]
+        with m.Elif(pop):
+            m.d.sync += [entries[0].eq(entries[1]), count.eq(count - 1)]
+        with m.Elif(push):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == 0):
+                m.d.sync += entries[0].eq(self.words.payload)
+            with m.Else():
+                m.d.sync += entries[1].eq(self.words.payload)
+
         # ---- stage 1: metadata and code windows -------------------------------------------
         phase = Signal(range(3))                 # 0 idle, 1 metadata, 2 codes
         group = Signal.like(self.groups)
@@ -137,9 +158,9 @@ class WeightSteps(wiring.Component):
         m.d.comb += emit.eq((phase == 2) & ~low & ~held_valid & ~emit_d)
         fill_after = Signal.like(fill)
         m.d.comb += fill_after.eq(Mux(emit, fill_minus_need, fill))
-        m.d.comb += append.eq((phase == 2) & self.words.valid & (words_left != 0) & Mux(emit, low_after_emit, low)
+        m.d.comb += append.eq((phase == 2) & head_valid & (words_left != 0) & Mux(emit, low_after_emit, low)
                               & ~(emit & last_step))
-        m.d.comb += self.words.ready.eq(((phase == 1) & self.words.valid) | append)
+        m.d.comb += pop.eq(((phase == 1) & head_valid) | append)
         fill_next = Signal.like(fill)
         m.d.comb += fill_next.eq(fill)
         with m.If(emit & last_step):
@@ -160,10 +181,10 @@ class WeightSteps(wiring.Component):
 
         with m.If((phase == 0) & self.start):
             m.d.sync += [phase.eq(1), group.eq(0), tile.eq(0), step.eq(0)]
-        with m.If((phase == 1) & self.words.valid):
+        with m.If((phase == 1) & head_valid):
             layout = pack_layout(config.families[0], config.group_size, config.scale_bits)
             for c in range(cols):
-                meta = self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS]
+                meta = head[c * WORD_BITS:(c + 1) * WORD_BITS]
                 m.d.sync += [
                     dt[c].eq(meta[layout["dt_bit"]]),
                     sg[c].eq(meta[layout["sg_bit"]]),
@@ -192,7 +213,7 @@ class WeightSteps(wiring.Component):
         step_d = Signal(raw)                     # everything of the emitted step but its codes
         m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step), shift_d.eq(fill_after)]
         for c in range(cols):
-            m.d.sync += words_d[c].eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
+            m.d.sync += words_d[c].eq(head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
         with m.If(emit):
             m.d.sync += [
                 step_d.dt.eq(Cat(*dt)), step_d.sg.eq(Cat(*sg)), step_d.sq.eq(Cat(*sq)),
