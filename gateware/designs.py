@@ -9,10 +9,11 @@ from amaranth.lib import wiring
 
 from golden.tables import GROUP_SIZES, SCALE_BITS_RANGE
 from hdl.decoder import WeightDecoder, decoder_widths
+from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
 from hdl.pe_array import PeArray
 from hdl.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 
-from .params import FamiliesParam, IntParam, Param, resolve_params
+from .params import ChoiceParam, FamiliesParam, IntParam, Param, resolve_params
 
 __all__ = ["Design", "DESIGNS", "get_design"]
 
@@ -38,6 +39,9 @@ class Design:
     check : callable, optional
         ``check(params)`` raising ValueError for combinations of valid values that do
         not go together.
+    config : callable, optional
+        ``config(params)``: the design's configuration object (PE arrays:
+        :class:`hdl.pe_array_config.PeArrayConfig`), for simulation drivers.
     """
 
     name: str
@@ -53,6 +57,7 @@ class Design:
         return f"mixbit_{self.name}"
 
     check: Callable[[dict], None] | None = None
+    config: Callable[[dict], object] | None = None
 
     def resolve(self, given: Mapping[str, object] = {}) -> dict[str, object]:
         """Validated parameters: defaults overridden by ``given``."""
@@ -75,6 +80,16 @@ _PE_ARRAY_PARAMS = (
              low=min(GROUP_SIZES), high=MAX_K),
 )
 
+_PARALLEL_PARAMS = tuple(p for p in _PE_ARRAY_PARAMS if p.name != "families") + (
+    ChoiceParam("multiplier", help="lut: shifts and adds; dsp: '*' for the FPGA's multipliers", default="lut",
+                choices=MULTIPLIERS),
+)
+
+
+def _parallel(params: dict) -> PeArrayConfig:
+    return parallel_config(PeArrayConfig.from_params({**params, "families": ("int4",)}))
+
+
 DESIGNS: dict[str, Design] = {
     design.name: design
     for design in [
@@ -94,6 +109,17 @@ DESIGNS: dict[str, Design] = {
             widths=lambda p: PeArrayConfig.from_params(p).widths,
             regression="sim.tb_pe_array",
             check=lambda p: PeArrayConfig.from_params(p),
+            config=lambda p: PeArrayConfig.from_params(p),
+        ),
+        Design(
+            name="pe_array_parallel",
+            summary="baseline: bit-parallel int8 x int4 array with pe_array's streams (LUT or DSP multipliers)",
+            params=_PARALLEL_PARAMS,
+            build=lambda p: ParallelArray(_parallel(p), p["multiplier"]),
+            widths=lambda p: _parallel(p).widths,
+            regression="sim.tb_pe_array",
+            check=lambda p: _parallel(p),
+            config=lambda p: _parallel(p),
         ),
     ]
 }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from golden.tables import FAMILIES, check_families
 
-__all__ = ["Param", "IntParam", "FamiliesParam", "resolve_params"]
+__all__ = ["Param", "IntParam", "ChoiceParam", "FamiliesParam", "resolve_params"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,22 @@ class IntParam(Param):
 
     def describe(self) -> str:
         return f"integer {self.low}..{self.high}"
+
+
+@dataclass(frozen=True)
+class ChoiceParam(Param):
+    """One of a fixed set of words."""
+
+    default: str = ""
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: object) -> str:
+        if value not in self.choices:
+            raise ValueError(f"parameter {self.name} must be one of {', '.join(self.choices)}, not {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.choices)
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,9 @@ def drain_results(m: Module, o, accs, *, start, job: JobControl, clear: Signal, 
     rows = len(accs)
     draining = Signal()
     drain_row = Signal(range(max(rows, 2)))
-    tile = Signal.like(job.col_tiles)
+    tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
+    with m.If(job.start):
+        m.d.sync += tiles_left.eq(job.col_tiles - 1)
     with m.If(start):
         m.d.sync += draining.eq(1)
     results = Array(Cat(*row) for row in accs)
@@ -103,7 +105,6 @@ def drain_results(m: Module, o, accs, *, start, job: JobControl, clear: Signal, 
         m.d.sync += drain_row.eq(drain_row + 1)
         with m.If(drain_row == rows - 1):
             m.d.comb += clear.eq(1)
-            m.d.sync += [drain_row.eq(0), draining.eq(0), drained.eq(0), tile.eq(tile + 1)]
-            with m.If(tile == job.col_tiles - 1):
-                m.d.sync += tile.eq(0)
+            m.d.sync += [drain_row.eq(0), draining.eq(0), drained.eq(0), tiles_left.eq(tiles_left - 1)]
+            with m.If(tiles_left == 0):
                 m.d.comb += job.reload.eq(1)

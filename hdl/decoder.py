@@ -13,8 +13,8 @@ from golden.tables import (
     check_families,
     code_values,
     family,
-    max_code_bits,
     fp_digits,
+    max_code_bits,
     max_digit_shift,
     max_terms,
 )

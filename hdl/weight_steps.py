@@ -152,10 +152,10 @@ class WeightSteps(wiring.Component):
         # Each stage takes a step only into an empty register, so no ready signal ripples
         # back through the stages; a stage still passes one step per two cycles, which is
         # the most the PEs take (a step lasts terms >= 2 cycles).
-        # The window itself lags the decisions by a cycle (see below), so an emit also
-        # waits for the previous one to reach `held`.
+        # The window itself lags the decisions by a cycle (see below): an emit needs `held`
+        # free by the next cycle, and no emit in the cycle before.
         emit_d, append_d, last_d = Signal(), Signal(), Signal()
-        m.d.comb += emit.eq((phase == 2) & ~low & ~held_valid & ~emit_d)
+        m.d.comb += emit.eq((phase == 2) & ~low & ~emit_d & (~held_valid | take_held))
         fill_after = Signal.like(fill)
         m.d.comb += fill_after.eq(Mux(emit, fill_minus_need, fill))
         m.d.comb += append.eq((phase == 2) & head_valid & (words_left != 0) & Mux(emit, low_after_emit, low)

@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 
 from golden.bitmod import BitmodWeights
-from hdl.pe_array_config import PeArrayConfig
 
 from .pe_array_jobs import assemble, plan_jobs
 from .runner import Build, build_design, run_regression
@@ -36,22 +35,24 @@ class PeArrayRun:
 
 def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
                           stall: float = 0.0, seed: int | None = None, reset_after: int | None = None,
-                          build: Build | None = None) -> PeArrayRun:
+                          build: Build | None = None, design: str = "pe_array") -> PeArrayRun:
     """:func:`run_pe_array` with options for tests and benchmarks.
 
     ``stall`` is the probability of a stall in each cycle of every stream (0: none);
     ``reset_after`` interrupts the first job with a reset that many cycles in and then
     runs every job again (the result must not notice); ``build`` runs an existing
-    simulator build (e.g. a synthesized netlist) instead of the generated RTL.
+    simulator build (e.g. a synthesized netlist) instead of the generated RTL;
+    ``design`` may name another array with the same streams (``pe_array_parallel``).
     """
     from gateware.designs import get_design
 
-    params = get_design("pe_array").resolve(dict(params))
-    config = PeArrayConfig.from_params(params)
+    array = get_design(design)
+    params = array.resolve(dict(params))
+    config = array.config(params)
     jobs = plan_jobs(config, a_q, bw)
     seed = random.randrange(1 << 31) if seed is None else seed
     if build is None:
-        build, params = build_design("pe_array", params, simulator)
+        build, params = build_design(design, params, simulator)
     with tempfile.TemporaryDirectory(prefix="mixbit-pe-array-") as scratch:
         jobs_file, results_file = Path(scratch) / "jobs.json", Path(scratch) / "results.json"
         jobs_file.write_text(json.dumps({"jobs": [job.as_dict() for job in jobs], "stall": stall, "seed": seed,

@@ -130,3 +130,15 @@ def test_bad_inputs_are_named(change, error, message):
     args.update(change)
     with pytest.raises(error, match=message):
         run_pe_array(args["params"], args["a_q"], args["bw"], "icarus")
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("multiplier", ["lut", "dsp"])
+def test_parallel_baseline_same_streams(simulator, multiplier):
+    params = {"rows": 2, "cols": 2, "lanes": 8, "group_size": 64, "scale_bits": 6, "max_k": 256,
+              "multiplier": multiplier}
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params, "families": ("int4",)})
+    seed = random.randrange(1 << 31)
+    a_q, bw = random_case(config, "int4", torch.Generator().manual_seed(seed))
+    run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.3, seed=seed, design="pe_array_parallel")
+    _check(run.acc, a_q, bw, seed)

@@ -9,15 +9,16 @@ from amaranth.sim import Simulator
 from golden.bitmod import BitmodWeights, matmul_int, quantize
 from golden.bitmod_pack import pack, weight_beats
 from golden.tables import FAMILIES, pack_layout
+from hdl.parallel_array import MULTIPLIERS, ParallelArray
 from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
 from hdl.pe_array import PeArray
 from hdl.pe_array_config import PeArrayConfig
 from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
 
 
-def simulate_array(config, a_q, bw, *, stall=0.0, seed=1):
-    """Run the jobs of ``matmul_int(a_q, bw)`` through PeArray; return acc and cycles."""
-    dut = PeArray(config)
+def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray):
+    """Run the jobs of ``matmul_int(a_q, bw)`` through ``build(config)``; return acc and cycles."""
+    dut = build(config)
     jobs = plan_jobs(config, a_q, bw)
     rng = random.Random(seed)
     results, cycles = [], 0
@@ -70,6 +71,27 @@ def test_small_array_every_family_with_stalls(name):
     got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
     mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
     assert mismatch is None, f"{mismatch} (seed {seed})"
+
+
+@pytest.mark.parametrize("multiplier", MULTIPLIERS)
+def test_parallel_baseline_with_stalls(multiplier):
+    config = PeArrayConfig(rows=2, cols=3, lanes=8, group_size=64, scale_bits=6, families=("int4",), max_k=256)
+    seed = random.randrange(1 << 31)
+    a_q, bw = random_case(config, "int4", torch.Generator().manual_seed(seed))
+    got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed, build=lambda c: ParallelArray(c, multiplier))
+    mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
+    assert mismatch is None, f"{mismatch} (seed {seed})"
+
+
+def test_parallel_baseline_refuses_what_it_cannot_run():
+    with pytest.raises(ValueError, match="families of the bit-parallel baseline must be int4, not fp4"):
+        ParallelArray(PeArrayConfig(families=("fp4",)))
+    with pytest.raises(ValueError, match="lanes of the bit-parallel int4 baseline must be 8"):
+        ParallelArray(PeArrayConfig(families=("int4",), lanes=4))
+    with pytest.raises(ValueError, match="too few for the bit-serial dequantization of scale_bits=8"):
+        ParallelArray(PeArrayConfig(families=("int4",), group_size=64))
+    with pytest.raises(ValueError, match="multiplier must be one of lut, dsp, not 'abacus'"):
+        ParallelArray(PeArrayConfig(families=("int4",)), "abacus")
 
 
 def test_int_only_array_and_one_lane():

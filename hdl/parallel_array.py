@@ -1,0 +1,206 @@
+"""The baseline: a bit-parallel int8 x int4 PE array with the PE array's streams and protocol.
+
+Each lane multiplies its int8 activation by a whole int4 weight every cycle (one step
+per cycle, so one code word of 8 codes per column per cycle: lanes is 8). The product
+is either written out as shifts and adds (``multiplier="lut"``: yosys cannot map it
+to a DSP) or as ``*`` (``multiplier="dsp"``: MULT18X18D on ECP5). Group accumulation,
+the bit-serial dequantization, the activation buffer and the result stream are those
+of :class:`hdl.pe_array.PeArray`, so the two differ only in how a lane multiplies.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, WORD_BITS, pack_layout
+
+from .array_io import JobControl, drain_results
+from .pe import DequantUnit, ScaleSerializer, adder_tree, lane_sum_bits
+from .pe_array_config import PeArrayConfig
+
+__all__ = ["MULTIPLIERS", "ParallelPE", "ParallelArray", "parallel_config"]
+
+MULTIPLIERS = ("lut", "dsp")
+_WEIGHT_BITS = 5            # an int4 value with the group sign folded in: -8..8
+
+
+def parallel_config(config: PeArrayConfig) -> PeArrayConfig:
+    """Check that ``config`` suits the int4 baseline; return it."""
+    if config.families != ("int4",):
+        raise ValueError(f"families of the bit-parallel baseline must be int4, not {','.join(config.families)}")
+    if config.lanes != 8:
+        raise ValueError(f"lanes of the bit-parallel int4 baseline must be 8 (one code word per step), "
+                         f"not {config.lanes}")
+    group_cycles = config.group_size // config.lanes
+    if group_cycles <= config.scale_bits:
+        raise ValueError(f"group_size={config.group_size} gives groups of {group_cycles} cycles, too few for the "
+                         f"bit-serial dequantization of scale_bits={config.scale_bits}")
+    return config
+
+
+class ParallelPE(wiring.Component):
+    """``lanes`` int8 x int5 multipliers, their adder tree and the group accumulator.
+
+    Same contract as :class:`hdl.pe.BitSerialPE`, with whole weights ``v`` instead of
+    digits: ``latency`` cycles after a ``valid & last`` input, ``done`` pulses with
+    ``group_sum``.
+    """
+
+    def __init__(self, lanes: int, group_sum_bits: int, multiplier: str):
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        self.lanes, self.group_sum_bits, self.multiplier = lanes, group_sum_bits, multiplier
+        self.sum_bits = lane_sum_bits(lanes, 3)          # |v| <= 8 = 2**3
+        self.latency = 1 + max(1, (lanes - 1).bit_length()) + 1
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
+            "v": In(data.ArrayLayout(signed(_WEIGHT_BITS), lanes)),
+            "valid": In(1),
+            "last": In(1),
+            "group_sum": Out(signed(group_sum_bits)),
+            "done": Out(1),
+        })
+
+    def _product(self, a, v):
+        if self.multiplier == "dsp":
+            return a * v
+        # Two's complement: v = sum(v[i] * 2**i for i < 4) - v[4] * 2**4, as shifts and adds.
+        positive = sum(Mux(v[i], (a << i).as_signed(), 0) for i in range(_WEIGHT_BITS - 1))
+        return positive - Mux(v[_WEIGHT_BITS - 1], (a << (_WEIGHT_BITS - 1)).as_signed(), 0)
+
+    def elaborate(self, platform):
+        m = Module()
+        products = []
+        for lane in range(self.lanes):
+            product = Signal(signed(ACTIVATION_BITS + 4), name=f"product{lane}")
+            m.d.sync += product.eq(self._product(self.a[lane], self.v[lane]))
+            products.append(product)
+        tree, tree_latency = adder_tree(m, products, self.sum_bits, 1)
+        assert 1 + tree_latency + 1 == self.latency
+        valid, last = self.valid, self.last
+        for stage in range(self.latency - 1):
+            valid_next, last_next = Signal(name=f"valid_{stage}"), Signal(name=f"last_{stage}")
+            m.d.sync += [valid_next.eq(valid), last_next.eq(last)]
+            valid, last = valid_next, last_next
+        accumulator = Signal(signed(self.group_sum_bits))
+        m.d.comb += [self.group_sum.eq(accumulator + tree), self.done.eq(valid & last)]
+        with m.If(valid & last):
+            m.d.sync += accumulator.eq(0)
+        with m.Elif(valid):
+            m.d.sync += accumulator.eq(self.group_sum)
+        return m
+
+
+class ParallelArray(wiring.Component):
+    """The bit-parallel int4 baseline with :class:`hdl.pe_array.PeArray`'s members."""
+
+    def __init__(self, config: PeArrayConfig, multiplier: str = "lut"):
+        self.config = parallel_config(config)
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        self.multiplier = multiplier
+        w = config.widths
+        super().__init__({
+            "family": In(FAMILY_ID_BITS),
+            "groups": In(w["max_groups"].bit_length()),
+            "col_tiles": In(w["tile_count_bits"]),
+            "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
+            "w": In(stream.Signature(w["weight_beat_bits"])),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(w["acc_bits"]), config.cols))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, w = self.config, self.config.widths
+        rows, cols, lanes = config.rows, config.cols, config.lanes
+        layout = pack_layout("int4", config.group_size, config.scale_bits)
+        m.submodules.job = job = JobControl(config, self.act, self.family, self.groups, self.col_tiles)
+
+        # ---- weight sequencer: a metadata beat, then one step per code-word beat ------------
+        running, meta_phase, closing = Signal(), Signal(init=1), Signal()
+        step = Signal(range(w["steps_per_group"]))
+        group = Signal.like(job.groups)
+        tile = Signal.like(job.col_tiles)
+        sq = [Signal(config.scale_bits, name=f"sq{c}") for c in range(cols)]
+        sg = [Signal(name=f"sg{c}") for c in range(cols)]
+        with m.If(job.start):
+            m.d.sync += [running.eq(1), meta_phase.eq(1), step.eq(0), group.eq(0), tile.eq(0)]
+        take_meta = running & meta_phase
+        take_step = running & ~meta_phase & ~closing
+        m.d.comb += self.w.ready.eq(take_meta | take_step)
+        words = [self.w.payload[c * WORD_BITS:(c + 1) * WORD_BITS] for c in range(cols)]
+        with m.If(self.w.valid & take_meta):
+            m.d.sync += meta_phase.eq(0)
+            for c in range(cols):
+                m.d.sync += [sq[c].eq(words[c][layout["sq_shift"]:layout["sq_shift"] + config.scale_bits]),
+                             sg[c].eq(words[c][layout["sg_bit"]])]
+        accept = self.w.valid & take_step
+        last_step = step == w["steps_per_group"] - 1
+        last_group = last_step & (group == job.groups - 1)
+        last_tile = last_group & (tile == job.col_tiles - 1)
+        m.d.comb += [job.read_enable.eq(accept)]
+        with m.If(accept):
+            m.d.sync += [step.eq(step + 1), job.read_addr.eq(job.read_addr + 1)]
+            with m.If(last_step):
+                m.d.sync += [step.eq(0), group.eq(group + 1), meta_phase.eq(1)]
+            with m.If(last_group):
+                m.d.sync += [group.eq(0), tile.eq(tile + 1), closing.eq(1), job.read_addr.eq(0)]
+            with m.If(last_tile):
+                m.d.sync += [tile.eq(0), running.eq(0)]
+
+        # Registered twice like PeArray's digit bus, to meet the activations.
+        values = [Signal(data.ArrayLayout(signed(_WEIGHT_BITS), lanes), name=f"v{c}") for c in range(cols)]
+        bus = [Signal.like(v, name=f"bus_v{c}") for c, v in enumerate(values)]
+        step_valid, step_last, step_tile_end = Signal(), Signal(), Signal()
+        bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal()
+        step_sq = [Signal(config.scale_bits, name=f"step_sq{c}") for c in range(cols)]
+        bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}") for c in range(cols)]
+        for c in range(cols):
+            for lane in range(lanes):
+                code = words[c][4 * lane:4 * lane + 4].as_signed()
+                m.d.sync += values[c][lane].eq(Mux(sg[c], -code, code))
+            m.d.sync += [step_sq[c].eq(sq[c]), bus[c].eq(values[c]), bus_sq[c].eq(step_sq[c])]
+        m.d.sync += [
+            step_valid.eq(accept), step_last.eq(accept & last_step), step_tile_end.eq(accept & last_group),
+            bus_valid.eq(step_valid), bus_last.eq(step_last), bus_tile_end.eq(step_tile_end),
+        ]
+
+        # ---- PEs, dequantization, results ------------------------------------------------------
+        pes = [[ParallelPE(lanes, w["group_sum_bits"], self.multiplier) for _ in range(cols)] for _ in range(rows)]
+        sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
+        for stage in range(pes[0][0].latency - 1):
+            delayed = [Signal.like(s, name=f"sq{c}_d{stage}") for c, s in enumerate(sq_at_done)]
+            tile_end = Signal(name=f"tile_end_d{stage}")
+            m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
+            m.d.sync += tile_end.eq(tile_end_at_done)
+            sq_at_done, tile_end_at_done = delayed, tile_end
+        clear = Signal()
+        serializers = []
+        for c in range(cols):
+            serializer = ScaleSerializer(config.scale_bits)
+            m.submodules[f"scale{c}"] = serializer
+            m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[0][0].done)]
+            serializers.append(serializer)
+        accs = []
+        for r in range(rows):
+            row = []
+            for c in range(cols):
+                pe, unit = pes[r][c], DequantUnit(w["group_sum_bits"], w["scaled_group_bits"], w["acc_bits"])
+                m.submodules[f"pe{r}_{c}"], m.submodules[f"dequant{r}_{c}"] = pe, unit
+                m.d.comb += [
+                    pe.a.eq(job.activations[r]), pe.v.eq(bus[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last),
+                    unit.group_sum.eq(pe.group_sum), unit.load.eq(pe.done),
+                    unit.bit.eq(serializers[c].bit), unit.active.eq(serializers[c].active), unit.clear.eq(clear),
+                ]
+                row.append(unit.acc)
+            accs.append(row)
+        finishing = Signal()
+        with m.If(pes[0][0].done & tile_end_at_done):
+            m.d.sync += finishing.eq(1)
+        with m.If(finishing & ~serializers[0].active):
+            m.d.sync += finishing.eq(0)
+        drain_results(m, self.o, accs, start=finishing & ~serializers[0].active, job=job, clear=clear,
+                      drained=closing)
+        return m
