@@ -264,9 +264,8 @@ class WeightSteps(wiring.Component):
                                 m.d.sync += split.codes[c][lane].eq(held.codes[c][lane * bits:(lane + 1) * bits])
 
         # ---- stage 3: decode every lane of every column, fold in the group sign ----------------
-        digit_layout = data.StructLayout({
-            "terms": data.ArrayLayout(data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"]), lanes),
-        })
+        digits = data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"])
+        digit_layout = data.StructLayout({"terms": data.ArrayLayout(digits, lanes)})
         decoded_layout = data.StructLayout({
             "digits": data.ArrayLayout(digit_layout, cols),
             "sq": data.ArrayLayout(config.scale_bits, cols),

@@ -66,7 +66,7 @@ def _lane_words(values: torch.Tensor, lanes: int) -> list[int]:
     unsigned = values.to(torch.int64).reshape(-1, lanes) & ((1 << ACTIVATION_BITS) - 1)
     shifts = torch.arange(lanes, dtype=torch.int64) * ACTIVATION_BITS
     # Python ints: a beat can be wider than 64 bits.
-    return [sum(int(v) << int(s) for v, s in zip(row, shifts)) for row in unsigned]
+    return [sum(int(v) << int(s) for v, s in zip(row, shifts, strict=True)) for row in unsigned]
 
 
 def _beat_words(beats: torch.Tensor) -> list[int]:

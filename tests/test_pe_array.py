@@ -102,11 +102,6 @@ def test_int_only_array_and_one_lane():
     assert first_mismatch(got, matmul_int(a_q, bw), a_q, bw) is None
 
 
-def _pe_model(lanes, steps):
-    """Group sum of ``steps``: each a list over t of (digits[l], a[l])."""
-    return sum(d * a * 4 ** t for t, (digits, acts) in enumerate(steps) for d, a in zip(digits, acts))
-
-
 def test_pe_accumulates_digits_and_restarts_each_group():
     lanes, max_t = 4, 4
     dut = BitSerialPE(lanes, max_shift=2, max_t=max_t, group_sum_bits=24)
@@ -165,7 +160,7 @@ def test_dequant_unit_multiplies_bit_serially_and_overlaps():
     seen = []
 
     async def testbench(ctx):
-        for index, (value, sq) in enumerate(groups):
+        for value, sq in groups:
             ctx.set(unit.group_sum, value)
             ctx.set(serializer.sq, sq)
             ctx.set(unit.load, 1)
