@@ -40,8 +40,9 @@ def build_netlist(netlist: Path, top: str, target_name: str, simulator: str) -> 
         args = ["-DNO_ICE40_DEFAULT_ASSIGNMENTS"] if simulator == "icarus" else []
     else:
         # cells_sim.v includes cells_ff.vh itself; NO_INCLUDES stops common_sim.vh doing it twice.
-        # The models' specify blocks and the TRELLIS_FF pins left open by synth_ecp5 warn.
-        args = ["-DNO_INCLUDES", f"-I{models}", "-Wno-SPECIFYIGN", "-Wno-PINMISSING"]
+        # The models' specify blocks, the TRELLIS_FF pins left open by synth_ecp5 and the
+        # LUT RAM model's `<=` in an initial block warn.
+        args = ["-DNO_INCLUDES", f"-I{models}", "-Wno-SPECIFYIGN", "-Wno-PINMISSING", "-Wno-INITIALDLY"]
     if simulator == "verilator":
         # Netlist vectors are wired bit by bit; Verilator sees a false loop through the
         # vector as a whole (a speed warning only).

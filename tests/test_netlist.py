@@ -43,3 +43,27 @@ def test_netlist_matches_rtl(tmp_path, target, simulator):
 def test_ecp5_netlist_on_icarus_is_refused(tmp_path):
     with pytest.raises(ValueError, match="simulator for ecp5 netlists must be one of verilator, not 'icarus'"):
         build_netlist(tmp_path / "x.v", "top", "ecp5-85f", "icarus")
+
+
+@pytest.mark.parametrize("target,simulator", [("ice40-up5k", "icarus"), ("ecp5-85f", "verilator")])
+def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator):
+    import torch
+
+    from golden.bitmod import matmul_int
+    from hdl.pe_array_config import PeArrayConfig
+    from sim.pe_array import run_pe_array_detailed
+    from sim.pe_array_jobs import first_mismatch, random_case
+
+    design = get_design("pe_array")
+    params = design.resolve({"rows": 2, "cols": 1, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 64,
+                             "families": ("fp4", "int8")})
+    _, cells, netlist = synthesize_core("pe_array", params, target, tmp_path)
+    assert cells, "yosys produced no cells"
+    build = build_netlist(netlist, design.top, target, simulator)
+    config = PeArrayConfig.from_params(params)
+    seed = random.randrange(1 << 31)
+    for name in config.families:
+        a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
+        run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.2, seed=seed, build=build)
+        mismatch = first_mismatch(run.acc, matmul_int(a_q, bw), a_q, bw)
+        assert mismatch is None, f"{target} netlist: {mismatch} (seed {seed})"
