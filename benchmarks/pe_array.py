@@ -1,0 +1,119 @@
+"""PE array: sustained throughput (cycle counts on Verilator) and area/Fmax against the baselines.
+
+Prints Markdown tables and writes build/bench/pe_array.json. Usage:
+
+    python benchmarks/pe_array.py [--out build/bench] [--skip-synth] [--large]
+
+``--large`` adds the ECP5 configuration that fills at least half of the LUTs (it takes
+tens of minutes in the WebAssembly tools).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from golden.bitmod import matmul_int, quantize
+from golden.tables import FAMILIES
+from hdl.pe_array_config import PeArrayConfig
+from sim.pe_array import run_pe_array_detailed
+from synth.flow import synthesize
+
+THROUGHPUT = [
+    {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096},
+    {"rows": 2, "cols": 2, "lanes": 16, "group_size": 128, "scale_bits": 8, "max_k": 4096},
+]
+
+#: (label, design, params, target); MAC/s use 2 cycles per 4-bit weight for BitMoD, 1 for the baselines.
+_MID = {"rows": 8, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}
+_ICE = {"rows": 2, "cols": 1, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 1024}
+SYNTH = [
+    ("BitMoD, all six families", "pe_array", _MID, "ecp5-85f"),
+    ("BitMoD, fp4+int4", "pe_array", {**_MID, "families": "fp4,int4"}, "ecp5-85f"),
+    ("baseline int8 x int4, LUT", "pe_array_parallel", {**_MID, "multiplier": "lut"}, "ecp5-85f"),
+    ("baseline int8 x int4, DSP", "pe_array_parallel", {**_MID, "multiplier": "dsp"}, "ecp5-85f"),
+    ("BitMoD, fp4+int4", "pe_array", {**_ICE, "families": "fp4,int4"}, "ice40-up5k"),
+    ("BitMoD, all six families", "pe_array", _ICE, "ice40-up5k"),
+    ("baseline int8 x int4, LUT", "pe_array_parallel", {**_ICE, "multiplier": "lut"}, "ice40-up5k"),
+]
+LARGE = ("BitMoD, all six families (large)", "pe_array",
+         {"rows": 24, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}, "ecp5-85f")
+
+
+def throughput(params: dict) -> list[dict]:
+    """Cycles of an unstalled GEMM (2 jobs x 2 column tiles, K = 2048) per family."""
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
+    rows = []
+    for name in FAMILIES:
+        generator = torch.Generator().manual_seed(1)
+        m, n, k = 2 * config.rows, 2 * config.cols, 2048
+        a_q = torch.randint(-128, 128, (m, k), generator=generator, dtype=torch.int8)
+        bw = quantize(torch.randn((n, k), generator=generator), name, config.group_size, config.scale_bits)
+        run = run_pe_array_detailed(params, a_q, bw, "verilator", seed=1)
+        assert torch.equal(run.acc, matmul_int(a_q, bw)), f"{name}: the array disagrees with golden"
+        busy = 2 * 2 * (k // config.group_size) * config.cycles_per_group(name)
+        compute = run.cycles - run.load_cycles
+        rows.append({
+            "params": params, "family": name, "m": m, "n": n, "k": k, "cycles": run.cycles,
+            "load_cycles": run.load_cycles, "busy_cycles": busy, "efficiency": round(busy / compute, 4),
+            "efficiency_with_loads": round(busy / run.cycles, 4),
+            "macs_per_cycle": round(m * n * k / compute, 2),
+        })
+    return rows
+
+
+def synthesis(label: str, design: str, params: dict, target: str, out: Path) -> dict:
+    folder = out / "pe_array" / f"{target}-{design}-{'-'.join(f'{k}{v}' for k, v in params.items())}"
+    report = synthesize(design, params, target, folder.with_name(folder.name.replace(",", "_")))
+    p = report["parameters"]
+    core = report["core"]
+    # ECP5's carry cell CCU2C holds two LUT4s; iCE40's SB_CARRY sits beside a counted SB_LUT4.
+    luts = core["lut4"] + (2 * core["carry"] if target.startswith("ecp5") else 0)
+    cycles_per_weight = 2 if design == "pe_array" else 1
+    fmax = report["timing"]["fmax_mhz"]
+    macs = p["rows"] * p["cols"] * p["lanes"] * fmax * 1e6 / cycles_per_weight
+    return {
+        "label": label, "design": design, "target": target, "params": p, "lut4": luts, "ff": core["ff"],
+        "bram": core["bram"], "dsp": core["dsp"], "logic_percent": report["placed"]["logic_percent"],
+        "fmax_mhz": fmax, "met": report["timing"]["met"], "mmac_per_s": round(macs / 1e6, 1),
+        "mmac_per_s_per_lut4": round(macs / 1e6 / luts, 3),
+        "lut4_per_lane": round(luts / (p["rows"] * p["cols"] * p["lanes"]), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("build/bench"))
+    parser.add_argument("--skip-synth", action="store_true", help="only the throughput runs")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the syntheses")
+    parser.add_argument("--large", action="store_true", help="add the large ECP5 configuration")
+    args = parser.parse_args()
+    result = {"throughput": [], "synthesis": []}
+    if not args.skip_throughput:
+        print("| rows x cols x lanes | family | cycles | loads | busy | efficiency | MAC/cycle |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for params in THROUGHPUT:
+            for row in throughput(params):
+                result["throughput"].append(row)
+                print(f"| {params['rows']}x{params['cols']}x{params['lanes']} | {row['family']} | {row['cycles']} "
+                      f"| {row['load_cycles']} | {row['busy_cycles']} | {row['efficiency']:.1%} "
+                      f"| {row['macs_per_cycle']} |", flush=True)
+    if not args.skip_synth:
+        print("\n| design | target | R x C x L | LUT4 | FF | BRAM | DSP | logic | Fmax | M MAC/s | per LUT4 |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for label, design, params, target in SYNTH + ([LARGE] if args.large else []):
+            row = synthesis(label, design, params, target, args.out)
+            result["synthesis"].append(row)
+            p = row["params"]
+            print(f"| {label} | {target} | {p['rows']}x{p['cols']}x{p['lanes']} | {row['lut4']} | {row['ff']} "
+                  f"| {row['bram']} | {row['dsp']} | {row['logic_percent']}% | {row['fmax_mhz']} "
+                  f"| {row['mmac_per_s']} | {row['mmac_per_s_per_lut4']} |", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pe_array.json").write_text(json.dumps(result, indent=2, default=list) + "\n")
+
+
+if __name__ == "__main__":
+    main()
