@@ -70,7 +70,7 @@ def _cmd_sim(args) -> None:
         import random
 
         seed = random.randrange(1 << 31)
-    passed = run_regression(build, design.regression, params, seed=seed)
+    passed = run_regression(build, design.regression, params, seed=seed, env={"MIXBIT_DESIGN": design.name})
     print(f"{design.name}: {passed} cocotb tests passed on {args.simulator} (seed {seed})")
 
 

@@ -110,11 +110,12 @@ async def pe_array_self_check(dut):
     """Random weights of every built family against golden, with stalls (for ``mixbit sim``)."""
     import torch
 
+    from gateware.designs import get_design
     from golden.bitmod import matmul_int
-    from hdl.pe_array_config import PeArrayConfig
     from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
 
-    config = PeArrayConfig.from_params(json.loads(os.environ["MIXBIT_PARAMS"]))
+    design = get_design(os.environ.get("MIXBIT_DESIGN", "pe_array"))
+    config = design.config(design.resolve(json.loads(os.environ["MIXBIT_PARAMS"])))
     seed = int(os.environ.get("MIXBIT_SEED", "1"))
     rng = random.Random(seed)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())

