@@ -19,7 +19,8 @@ from golden.tables import (
     max_terms,
 )
 
-__all__ = ["term_layout", "decoder_widths", "decoder_layouts", "decode_terms", "WeightDecoder", "fp_terms"]
+__all__ = ["term_layout", "decoder_widths", "decoder_layouts", "sign_extend", "decode_terms", "WeightDecoder",
+           "fp_terms"]
 
 
 def decoder_widths(families) -> dict[str, int]:
@@ -63,12 +64,30 @@ def fp_terms(value: int) -> list[tuple[int, int, int]]:
     return [(int(d != 0), int(d < 0), abs(d).bit_length() - 1 if d else 0) for d in fp_digits(value)]
 
 
-def decode_terms(m: Module, families, family_id, code, dt):
+def sign_extend(m: Module, families, family_id, code):
+    """``code`` of the int family ``family_id`` sign-extended to the Booth recoder's width.
+
+    None when no int family is built in. :func:`decode_terms` calls it, or takes its
+    (registered) result, so a pipeline can split the decoder here.
+    """
+    int_families = [f for f in check_families(families) if family(f).kind == "int"]
+    if not int_families:
+        return None
+    extended = Signal(2 * max(family(f).terms for f in int_families))
+    with m.Switch(family_id):
+        for name in int_families:
+            with m.Case(FAMILY_IDS[name]):
+                m.d.comb += extended.eq(code[:family(name).bits].as_signed())
+    return extended
+
+
+def decode_terms(m: Module, families, family_id, code, dt, extended=None):
     """Combinational decoder: the digits of ``(family_id, code, dt)`` as a new signal.
 
     ``families`` are the families built in; any other ``family_id`` gives all-zero
-    digits. ``code`` holds the code word in its low bits. Shared by
-    :class:`WeightDecoder` and the PE array's column decoders.
+    digits. ``code`` holds the code word in its low bits; ``extended``, if given, is
+    :func:`sign_extend` of it. Shared by :class:`WeightDecoder` and the PE array's
+    column decoders.
     """
     families = check_families(families)
     _, layout = decoder_layouts(families)
@@ -82,12 +101,9 @@ def decode_terms(m: Module, families, family_id, code, dt):
         # One Booth recoder serves every int family: each family only differs in
         # how its code is sign-extended, and sign extension zeroes the digits
         # above the family's own.
-        booth_bits = 2 * max(family(f).terms for f in int_families)
-        extended = Signal(booth_bits)
-        with m.Switch(family_id):
-            for name in int_families:
-                with m.Case(FAMILY_IDS[name]):
-                    m.d.comb += extended.eq(code[:family(name).bits].as_signed())
+        if extended is None:
+            extended = sign_extend(m, families, family_id, code)
+        booth_bits = len(extended)
         padded = Cat(Const(0, 1), extended)      # b[-1] = 0
         booth_terms = Signal(layout)
         for digit in range(booth_bits // 2):

@@ -1,23 +1,25 @@
 """The baseline: a bit-parallel int8 x int4 PE array with the PE array's streams and protocol.
 
 Each lane multiplies its int8 activation by a whole int4 weight every cycle (one step
-per cycle, so one code word of 8 codes per column per cycle: lanes is 8). The product
-is either written out as shifts and adds (``multiplier="lut"``: yosys cannot map it
-to a DSP) or as ``*`` (``multiplier="dsp"``: MULT18X18D on ECP5). Group accumulation,
+per cycle, so one code word of 8 codes per column per cycle: lanes is 8). With
+``multiplier="lut"`` the product is two radix-4 Booth partial products (select 0, a
+or 2a, invert; the column counts the inversions once, as in the bit-serial PE) and one
+add, which yosys cannot map to a DSP; with ``multiplier="dsp"`` it is ``*`` (MULT18X18D
+on ECP5). Group accumulation,
 the bit-serial dequantization, the activation buffer and the result stream are those
 of :class:`hdl.pe_array.PeArray`, so the two differ only in how a lane multiplies.
 """
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, WORD_BITS, pack_layout
 
 from .array_io import JobControl, drain_results
-from .pe import DequantUnit, ScaleSerializer, adder_tree, lane_sum_bits
+from .pe import DequantUnit, ScaleSerializer, adder_tree, lane_select_layout, lane_sum_bits
 from .pe_array_config import PeArrayConfig
 
 __all__ = ["MULTIPLIERS", "ParallelPE", "ParallelArray", "parallel_config"]
@@ -41,11 +43,13 @@ def parallel_config(config: PeArrayConfig) -> PeArrayConfig:
 
 
 class ParallelPE(wiring.Component):
-    """``lanes`` int8 x int5 multipliers, their adder tree and the group accumulator.
+    """``lanes`` int8 x int4 multipliers, their adder tree and the group accumulator.
 
-    Same contract as :class:`hdl.pe.BitSerialPE`, with whole weights ``v`` instead of
-    digits: ``latency`` cycles after a ``valid & last`` input, ``done`` pulses with
-    ``group_sum``.
+    Same contract as :class:`hdl.pe.BitSerialPE`, with whole weights instead of one
+    digit per cycle: ``dsp`` takes ``v`` (the weight with its group sign, -8..8);
+    ``lut`` takes ``sel[l][i]``, the two Booth digits of each weight (sign folded in),
+    and ``neg_count``, the column's ``sum(neg[l][0] + 4 * neg[l][1])``. ``latency``
+    cycles after a ``valid & last`` input, ``done`` pulses with ``group_sum``.
     """
 
     def __init__(self, lanes: int, group_sum_bits: int, multiplier: str):
@@ -53,30 +57,40 @@ class ParallelPE(wiring.Component):
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
         self.lanes, self.group_sum_bits, self.multiplier = lanes, group_sum_bits, multiplier
         self.sum_bits = lane_sum_bits(lanes, 3)          # |v| <= 8 = 2**3
-        self.latency = 1 + max(1, (lanes - 1).bit_length()) + 1
+        inputs = lanes + (multiplier == "lut")
+        self.latency = 1 + max(1, (inputs - 1).bit_length()) + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
             "v": In(data.ArrayLayout(signed(_WEIGHT_BITS), lanes)),
+            "sel": In(data.ArrayLayout(data.ArrayLayout(lane_select_layout(1), 2), lanes)),
+            "neg_count": In(range(5 * lanes + 1)),
             "valid": In(1),
             "last": In(1),
             "group_sum": Out(signed(group_sum_bits)),
             "done": Out(1),
         })
 
-    def _product(self, a, v):
+    def _product(self, lane):
+        a = self.a[lane]
         if self.multiplier == "dsp":
-            return a * v
-        # Two's complement: v = sum(v[i] * 2**i for i < 4) - v[4] * 2**4, as shifts and adds.
-        positive = sum(Mux(v[i], (a << i).as_signed(), 0) for i in range(_WEIGHT_BITS - 1))
-        return positive - Mux(v[_WEIGHT_BITS - 1], (a << (_WEIGHT_BITS - 1)).as_signed(), 0)
+            return a * self.v[lane]
+        partial = []
+        for index, sel in enumerate(self.sel[lane]):
+            picked = Mux(sel.e[0], a.as_signed(), 0) | Mux(sel.e[1], (a << 1).as_signed(), 0)
+            partial.append((picked ^ sel.neg.replicate(ACTIVATION_BITS + 1).as_signed()) << (2 * index))
+        return partial[0] + partial[1]
 
     def elaborate(self, platform):
         m = Module()
         products = []
         for lane in range(self.lanes):
-            product = Signal(signed(ACTIVATION_BITS + 4), name=f"product{lane}")
-            m.d.sync += product.eq(self._product(self.a[lane], self.v[lane]))
+            product = Signal(signed(ACTIVATION_BITS + 5), name=f"product{lane}")
+            m.d.sync += product.eq(self._product(lane))
             products.append(product)
+        if self.multiplier == "lut":
+            count = Signal.like(self.neg_count, name="neg_count_1")
+            m.d.sync += count.eq(self.neg_count)
+            products.append(Cat(count, 0).as_signed())
         tree, tree_latency = adder_tree(m, products, self.sum_bits, 1)
         assert 1 + tree_latency + 1 == self.latency
         valid, last = self.valid, self.last
@@ -153,14 +167,31 @@ class ParallelArray(wiring.Component):
         # Registered twice like PeArray's digit bus, to meet the activations.
         values = [Signal(data.ArrayLayout(signed(_WEIGHT_BITS), lanes), name=f"v{c}") for c in range(cols)]
         bus = [Signal.like(v, name=f"bus_v{c}") for c, v in enumerate(values)]
+        booth_layout = data.ArrayLayout(data.ArrayLayout(lane_select_layout(1), 2), lanes)
+        selects = [Signal(booth_layout, name=f"booth{c}") for c in range(cols)]
+        bus_sel = [Signal(booth_layout, name=f"bus_booth{c}") for c in range(cols)]
+        counts = [Signal(range(5 * lanes + 1), name=f"count{c}") for c in range(cols)]
+        bus_count = [Signal.like(count, name=f"bus_count{c}") for c, count in enumerate(counts)]
         step_valid, step_last, step_tile_end = Signal(), Signal(), Signal()
         bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal()
         step_sq = [Signal(config.scale_bits, name=f"step_sq{c}") for c in range(cols)]
         bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}") for c in range(cols)]
         for c in range(cols):
+            negatives = []
             for lane in range(lanes):
-                code = words[c][4 * lane:4 * lane + 4].as_signed()
-                m.d.sync += values[c][lane].eq(Mux(sg[c], -code, code))
+                code = words[c][4 * lane:4 * lane + 4]
+                m.d.sync += values[c][lane].eq(Mux(sg[c], -code.as_signed(), code.as_signed()))
+                bits = [0, code[0], code[1], code[2], code[3]]           # b[-1] = 0
+                for index in range(2):
+                    below, low, high = bits[2 * index], bits[2 * index + 1], bits[2 * index + 2]
+                    nonzero = ~((high == low) & (low == below))
+                    sel = selects[c][lane][index]
+                    neg = Signal(name=f"neg{c}_{lane}_{index}")
+                    m.d.comb += neg.eq(nonzero & (high ^ sg[c]))
+                    m.d.sync += [sel.e[0].eq(nonzero & (low != below)), sel.e[1].eq(nonzero & (low == below)),
+                                 sel.neg.eq(neg)]
+                    negatives.append(neg << (2 * index))
+            m.d.sync += [counts[c].eq(sum(negatives)), bus_count[c].eq(counts[c]), bus_sel[c].eq(selects[c])]
             m.d.sync += [step_sq[c].eq(sq[c]), bus[c].eq(values[c]), bus_sq[c].eq(step_sq[c])]
         m.d.sync += [
             step_valid.eq(accept), step_last.eq(accept & last_step), step_tile_end.eq(accept & last_group),
@@ -190,7 +221,8 @@ class ParallelArray(wiring.Component):
                 pe, unit = pes[r][c], DequantUnit(w["group_sum_bits"], w["scaled_group_bits"], w["acc_bits"])
                 m.submodules[f"pe{r}_{c}"], m.submodules[f"dequant{r}_{c}"] = pe, unit
                 m.d.comb += [
-                    pe.a.eq(job.activations[r]), pe.v.eq(bus[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last),
+                    pe.a.eq(job.activations[r]), pe.v.eq(bus[c]), pe.sel.eq(bus_sel[c]), pe.neg_count.eq(bus_count[c]),
+                    pe.valid.eq(bus_valid), pe.last.eq(bus_last),
                     unit.group_sum.eq(pe.group_sum), unit.load.eq(pe.done),
                     unit.bit.eq(serializers[c].bit), unit.active.eq(serializers[c].active), unit.clear.eq(clear),
                 ]

@@ -243,8 +243,12 @@ class WeightSteps(wiring.Component):
                 m.d.sync += windows[c].eq(after)
 
         # ---- stage 2: cut the window into one code per lane --------------------------------
+        int_built = any(family(name).kind == "int" for name in config.families)
+        booth_bits = 2 * max((family(name).terms for name in config.families if family(name).kind == "int"),
+                             default=0)
         split_layout = data.StructLayout({
-            "codes": data.ArrayLayout(data.ArrayLayout(w["code_bits"], lanes), cols), "dt": cols, "sg": cols,
+            "codes": data.ArrayLayout(data.ArrayLayout(w["code_bits"], lanes), cols),
+            "extended": data.ArrayLayout(data.ArrayLayout(max(booth_bits, 1), lanes), cols), "dt": cols, "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1, "last_job": 1,
         })
         split, split_valid, take_split = Signal(split_layout), Signal(), Signal()
@@ -261,13 +265,16 @@ class WeightSteps(wiring.Component):
                     with m.Case(FAMILY_IDS[name]):
                         for c in range(cols):
                             for lane in range(lanes):
-                                m.d.sync += split.codes[c][lane].eq(held.codes[c][lane * bits:(lane + 1) * bits])
+                                code = held.codes[c][lane * bits:(lane + 1) * bits]
+                                m.d.sync += split.codes[c][lane].eq(code)
+                                if family(name).kind == "int":
+                                    m.d.sync += split.extended[c][lane].eq(code.as_signed())
 
-        # ---- stage 3: decode every lane of every column, fold in the group sign ----------------
+        # ---- stage 3: decode every lane of every column -----------------------------------------
         digits = data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"])
         digit_layout = data.StructLayout({"terms": data.ArrayLayout(digits, lanes)})
         decoded_layout = data.StructLayout({
-            "digits": data.ArrayLayout(digit_layout, cols),
+            "digits": data.ArrayLayout(digit_layout, cols), "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols),
             "last_group": 1, "last_tile": 1, "last_job": 1,
         })
@@ -278,25 +285,21 @@ class WeightSteps(wiring.Component):
         with m.If(take_split):
             m.d.sync += [
                 decoded_valid.eq(1),
+                decoded.sg.eq(split.sg),
                 decoded.last_group.eq(split.last_group),
                 decoded.last_tile.eq(split.last_tile),
                 decoded.last_job.eq(split.last_job),
             ]
         for c in range(cols):
             for lane in range(lanes):
-                terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split.dt[c])
+                terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split.dt[c],
+                                     extended=split.extended[c][lane] if int_built else None)
                 with m.If(take_split):
-                    for t in range(w["terms"]):
-                        target = decoded.digits[c].terms[lane][t]
-                        m.d.sync += [
-                            target.nonzero.eq(terms[t].nonzero),
-                            target.negative.eq(terms[t].nonzero & (terms[t].negative ^ split.sg[c])),
-                            target.shift.eq(terms[t].shift),
-                        ]
+                    m.d.sync += decoded.digits[c].terms[lane].eq(terms)
             with m.If(take_split):
                 m.d.sync += decoded.sq[c].eq(split.sq[c])
 
-        # ---- stage 4: lane selects and each column's count of negative lanes ---------------
+        # ---- stage 4: lane selects (group sign folded in), each column's count of negative lanes
         out = self.steps
         m.d.comb += take_decoded.eq(decoded_valid & ~out.valid)
         with m.If(out.ready):
@@ -310,9 +313,8 @@ class WeightSteps(wiring.Component):
                     term, sel = decoded.digits[c].terms[lane][t], selects.sel[c][t][lane]
                     for shift in range(w["max_shift"] + 1):
                         m.d.comb += sel.e[shift].eq(term.nonzero & (term.shift == shift))
-                    m.d.comb += sel.neg.eq(term.negative)
-                m.d.comb += selects.neg_count[c][t].eq(
-                    sum(decoded.digits[c].terms[lane][t].negative for lane in range(lanes)))
+                    m.d.comb += sel.neg.eq(term.nonzero & (term.negative ^ decoded.sg[c]))
+                m.d.comb += selects.neg_count[c][t].eq(sum(selects.sel[c][t][lane].neg for lane in range(lanes)))
             m.d.comb += selects.sq[c].eq(decoded.sq[c])
         m.d.comb += [
             selects.last_group.eq(decoded.last_group),
