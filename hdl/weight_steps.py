@@ -248,7 +248,8 @@ class WeightSteps(wiring.Component):
                              default=0)
         split_layout = data.StructLayout({
             "codes": data.ArrayLayout(data.ArrayLayout(w["code_bits"], lanes), cols),
-            "extended": data.ArrayLayout(data.ArrayLayout(max(booth_bits, 1), lanes), cols), "dt": cols, "sg": cols,
+            "extended": data.ArrayLayout(data.ArrayLayout(max(booth_bits, 1), lanes), cols),
+            "dt": cols, "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1, "last_job": 1,
         })
         split, split_valid, take_split = Signal(split_layout), Signal(), Signal()
