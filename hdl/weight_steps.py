@@ -36,7 +36,6 @@ def step_layout(config: PeArrayConfig) -> data.StructLayout:
         "sq": data.ArrayLayout(config.scale_bits, config.cols),
         "last_group": 1,     # the group's last step
         "last_tile": 1,      # ... of the tile's last group
-        "last_job": 1,       # ... of the job's last tile
     })
 
 
@@ -136,7 +135,7 @@ class WeightSteps(wiring.Component):
 
         raw = data.StructLayout({
             "codes": data.ArrayLayout(code_field, cols), "dt": cols, "sg": cols,
-            "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1, "last_job": 1,
+            "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
         held = Signal(raw)
         held_valid = Signal()
@@ -217,12 +216,11 @@ class WeightSteps(wiring.Component):
         with m.If(emit):
             m.d.sync += [
                 step_d.dt.eq(Cat(*dt)), step_d.sg.eq(Cat(*sg)), step_d.sq.eq(Cat(*sq)),
-                step_d.last_group.eq(last_step), step_d.last_tile.eq(last_group), step_d.last_job.eq(last_tile),
+                step_d.last_group.eq(last_step), step_d.last_tile.eq(last_group),
             ]
         with m.If(emit_d):
             m.d.sync += [held_valid.eq(1), held.dt.eq(step_d.dt), held.sg.eq(step_d.sg), held.sq.eq(step_d.sq),
-                         held.last_group.eq(step_d.last_group), held.last_tile.eq(step_d.last_tile),
-                         held.last_job.eq(step_d.last_job)]
+                         held.last_group.eq(step_d.last_group), held.last_tile.eq(step_d.last_tile)]
             for c in range(cols):
                 m.d.sync += held.codes[c].eq(windows[c][:code_field])
         for c in range(cols):
@@ -250,7 +248,7 @@ class WeightSteps(wiring.Component):
             "codes": data.ArrayLayout(data.ArrayLayout(w["code_bits"], lanes), cols),
             "extended": data.ArrayLayout(data.ArrayLayout(max(booth_bits, 1), lanes), cols),
             "dt": cols, "sg": cols,
-            "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1, "last_job": 1,
+            "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
         split, split_valid, take_split = Signal(split_layout), Signal(), Signal()
         m.d.comb += take_held.eq(held_valid & ~split_valid)
@@ -258,8 +256,7 @@ class WeightSteps(wiring.Component):
             m.d.sync += split_valid.eq(0)
         with m.If(take_held):
             m.d.sync += [split_valid.eq(1), split.dt.eq(held.dt), split.sg.eq(held.sg), split.sq.eq(held.sq),
-                         split.last_group.eq(held.last_group), split.last_tile.eq(held.last_tile),
-                         split.last_job.eq(held.last_job)]
+                         split.last_group.eq(held.last_group), split.last_tile.eq(held.last_tile)]
             with m.Switch(self.family):
                 for name in config.families:
                     bits = family(name).bits
@@ -277,7 +274,7 @@ class WeightSteps(wiring.Component):
         decoded_layout = data.StructLayout({
             "digits": data.ArrayLayout(digit_layout, cols), "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols),
-            "last_group": 1, "last_tile": 1, "last_job": 1,
+            "last_group": 1, "last_tile": 1,
         })
         decoded, decoded_valid, take_decoded = Signal(decoded_layout), Signal(), Signal()
         m.d.comb += take_split.eq(split_valid & ~decoded_valid)
@@ -289,7 +286,6 @@ class WeightSteps(wiring.Component):
                 decoded.sg.eq(split.sg),
                 decoded.last_group.eq(split.last_group),
                 decoded.last_tile.eq(split.last_tile),
-                decoded.last_job.eq(split.last_job),
             ]
         for c in range(cols):
             for lane in range(lanes):
@@ -320,7 +316,6 @@ class WeightSteps(wiring.Component):
         m.d.comb += [
             selects.last_group.eq(decoded.last_group),
             selects.last_tile.eq(decoded.last_tile),
-            selects.last_job.eq(decoded.last_job),
         ]
         with m.If(take_decoded):
             m.d.sync += out.payload.eq(selects)
