@@ -306,12 +306,18 @@ class WeightSteps(wiring.Component):
         selects = Signal(self.layout)
         for c in range(cols):
             for t in range(w["terms"]):
+                negatives = []
                 for lane in range(lanes):
                     term, sel = decoded.digits[c].terms[lane][t], selects.sel[c][t][lane]
+                    # Separate signals: summing fields of `selects` into `selects` is a false
+                    # combinational loop for Verilator.
+                    neg = Signal(name=f"neg{c}_{t}_{lane}")
+                    m.d.comb += neg.eq(term.nonzero & (term.negative ^ decoded.sg[c]))
                     for shift in range(w["max_shift"] + 1):
                         m.d.comb += sel.e[shift].eq(term.nonzero & (term.shift == shift))
-                    m.d.comb += sel.neg.eq(term.nonzero & (term.negative ^ decoded.sg[c]))
-                m.d.comb += selects.neg_count[c][t].eq(sum(selects.sel[c][t][lane].neg for lane in range(lanes)))
+                    m.d.comb += sel.neg.eq(neg)
+                    negatives.append(neg)
+                m.d.comb += selects.neg_count[c][t].eq(sum(negatives))
             m.d.comb += selects.sq[c].eq(decoded.sq[c])
         m.d.comb += [
             selects.last_group.eq(decoded.last_group),
