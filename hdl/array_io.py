@@ -88,23 +88,25 @@ class JobControl(Elaboratable):
 def drain_results(m: Module, o, accs, *, start, job: JobControl, clear: Signal, drained: Signal) -> None:
     """Send R beats of C results once ``start`` is high; then pulse ``clear`` (comb).
 
-    ``accs[r][c]`` are the accumulators. ``drained`` (a register the caller also sets)
-    is cleared with the last beat; after the job's last tile ``job.reload`` pulses.
+    ``accs[r][c]`` are the accumulators; they must hold still until ``clear``. The
+    payload is a register (the row multiplexer never reaches the stream's consumer).
+    ``drained`` (a register the caller also sets) is cleared with the last beat; after
+    the job's last tile ``job.reload`` pulses.
     """
     rows = len(accs)
     draining = Signal()
-    drain_row = Signal(range(max(rows, 2)))
+    next_row = Signal(range(rows + 1))
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
+    results = Array(Cat(*row) for row in accs)
     with m.If(job.start):
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
-    with m.If(start):
-        m.d.sync += draining.eq(1)
-    results = Array(Cat(*row) for row in accs)
-    m.d.comb += [o.valid.eq(draining), o.payload.eq(results[drain_row])]
+    with m.If(start & ~draining):
+        m.d.sync += [draining.eq(1), o.payload.eq(results[0]), next_row.eq(1)]
+    m.d.comb += o.valid.eq(draining)
     with m.If(o.valid & o.ready):
-        m.d.sync += drain_row.eq(drain_row + 1)
-        with m.If(drain_row == rows - 1):
+        m.d.sync += [o.payload.eq(results[next_row]), next_row.eq(next_row + 1)]
+        with m.If(next_row == rows):
             m.d.comb += clear.eq(1)
-            m.d.sync += [drain_row.eq(0), draining.eq(0), drained.eq(0), tiles_left.eq(tiles_left - 1)]
+            m.d.sync += [draining.eq(0), drained.eq(0), tiles_left.eq(tiles_left - 1)]
             with m.If(tiles_left == 0):
                 m.d.comb += job.reload.eq(1)
