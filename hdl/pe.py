@@ -82,9 +82,9 @@ class BitSerialPE(wiring.Component):
         self.lanes, self.max_shift, self.group_sum_bits = lanes, max_shift, group_sum_bits
         self.levels_per_stage = levels_per_stage
         self.sum_bits = lane_sum_bits(lanes, max_shift)
-        # Register the products, then the tree's stages; the accumulator adds after that.
+        # Register the products, the tree's stages and the weighted sum; the accumulator adds after that.
         tree_levels = lanes.bit_length()          # lanes + 1 inputs (the count of negatives)
-        self.latency = 1 + -(-tree_levels // levels_per_stage) + 1
+        self.latency = 1 + -(-tree_levels // levels_per_stage) + 1 + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
             "sel": In(data.ArrayLayout(lane_select_layout(max_shift), lanes)),
@@ -114,23 +114,28 @@ class BitSerialPE(wiring.Component):
         m.d.sync += count.eq(self.neg_count)
         tree, tree_latency = adder_tree(m, lanes + [Cat(count, 0).as_signed()], self.sum_bits,
                                         self.levels_per_stage)
-        assert 1 + tree_latency + 1 == self.latency, (tree_latency, self.latency)
+        assert 1 + tree_latency + 1 + 1 == self.latency, (tree_latency, self.latency)
 
-        # Control follows the data through the same number of registers.
+        # Control follows the data through the same number of registers (`t` is used
+        # one stage before the accumulator).
         t, valid, last = self.t, self.valid, self.last
         for stage in range(self.latency - 1):
-            t_next, valid_next, last_next = (Signal.like(t, name=f"t_{stage}"), Signal(name=f"valid_{stage}"),
-                                             Signal(name=f"last_{stage}"))
-            m.d.sync += [t_next.eq(t), valid_next.eq(valid), last_next.eq(last)]
-            t, valid, last = t_next, valid_next, last_next
+            valid_next, last_next = Signal(name=f"valid_{stage}"), Signal(name=f"last_{stage}")
+            m.d.sync += [valid_next.eq(valid), last_next.eq(last)]
+            valid, last = valid_next, last_next
+            if stage < self.latency - 2:
+                t_next = Signal.like(t, name=f"t_{stage}")
+                m.d.sync += t_next.eq(t)
+                t = t_next
 
-        # Stage 3: the group accumulator, restarted when a group is done.
+        # Stage 3: the lane sum weighted by 4**t, registered; stage 4: the group
+        # accumulator, restarted when a group is done.
         accumulator = Signal(signed(self.group_sum_bits))
         shifted = Signal(signed(self.group_sum_bits))
         with m.Switch(t):
             for index in range(1 << len(t)):
                 with m.Case(index):
-                    m.d.comb += shifted.eq(tree << (2 * index))
+                    m.d.sync += shifted.eq(tree << (2 * index))
         m.d.comb += [
             self.group_sum.eq(accumulator + shifted),
             self.done.eq(valid & last),
