@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--skip-synth", action="store_true", help="only the throughput runs")
     parser.add_argument("--skip-throughput", action="store_true", help="only the syntheses")
     parser.add_argument("--large", action="store_true", help="add the large ECP5 configuration")
+    parser.add_argument("--only", default="", help="synthesize only the rows whose label or target contains this")
     args = parser.parse_args()
     result = {"throughput": [], "synthesis": []}
     if not args.skip_throughput:
@@ -105,6 +106,8 @@ def main() -> None:
         print("\n| design | target | R x C x L | LUT4 | FF | BRAM | DSP | logic | Fmax | M MAC/s | per LUT4 |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, design, params, target in SYNTH + ([LARGE] if args.large else []):
+            if args.only not in label and args.only not in target:
+                continue
             row = synthesis(label, design, params, target, args.out)
             result["synthesis"].append(row)
             p = row["params"]
