@@ -86,10 +86,11 @@ def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netli
         _run([_YOSYS, "-p", script("")], out_dir, log)
     except SynthesisError:
         # YoWASP's yosys 0.69 was seen to exit with status 1 and no message inside ABC9
-        # on some designs (the DSP baseline's harness); the older ABC mapping works.
+        # on some designs (the DSP baseline's harness, a small PE array for iCE40); the
+        # mapping without ABC9 works (iCE40's `-noabc` maps LUTs with yosys alone: more LUTs).
         if "ABC9" not in log.read_text(errors="replace")[-2000:]:
             raise
-        _run([_YOSYS, "-p", script(" -noabc9")], out_dir, fallback_log)
+        _run([_YOSYS, "-p", script(f" {target.no_abc9}")], out_dir, fallback_log)
     stat = json.loads((out_dir / f"{stem}.{target.name}.stat.json").read_text())
     return dict(stat["design"]["num_cells_by_type"])
 
@@ -218,5 +219,5 @@ def write_markdown(report: dict) -> str:
     ]
     fallback = [part for part, used in report.get("abc9_fallback", {}).items() if used]
     if fallback:
-        lines += [f"yosys's ABC9 failed on the {' and '.join(fallback)}; mapped with `-noabc9` instead.", ""]
+        lines += [f"yosys's ABC9 failed on the {' and '.join(fallback)}; mapped without ABC9 instead.", ""]
     return "\n".join(lines)

