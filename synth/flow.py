@@ -18,11 +18,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from contextlib import nullcontext
 from functools import cache
 from pathlib import Path
 
+from filelock import FileLock
+
 from gateware.designs import get_design
 from gateware.generate import generate, to_verilog, tool_versions
+from sim.runner import cache_dir
 from sim.tools import ToolNotFoundError, tool_path
 
 from .harness import Harness
@@ -40,7 +44,15 @@ class SynthesisError(RuntimeError):
 
 def _run(args: list[str], cwd: Path, log: Path) -> None:
     executable = tool_path(args[0], _INSTALL_HINT)
-    with open(log, "w") as log_file:
+    # Several YoWASP yosys processes at once (pytest -n, a benchmark beside a build) were
+    # seen dying inside ABC9 without a message, seemingly at random; one at a time they
+    # have not. Suspected: ABC's temporary directories collide between WebAssembly
+    # instances. So yosys runs one at a time per machine.
+    lock = nullcontext()
+    if args[0] == _YOSYS:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(cache_dir() / "yosys.lock"))
+    with lock, open(log, "w") as log_file:
         result = subprocess.run([executable, *args[1:]], cwd=cwd, stdout=log_file,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
