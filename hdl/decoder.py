@@ -81,17 +81,22 @@ def sign_extend(m: Module, families, family_id, code):
     return extended
 
 
-def decode_terms(m: Module, families, family_id, code, dt, extended=None):
+def decode_terms(m: Module, families, family_id, code, dt, extended=None, selected=None):
     """Combinational decoder: the digits of ``(family_id, code, dt)`` as a new signal.
 
     ``families`` are the families built in; any other ``family_id`` gives all-zero
     digits. ``code`` holds the code word in its low bits; ``extended``, if given, is
-    :func:`sign_extend` of it. Shared by :class:`WeightDecoder` and the PE array's
-    column decoders.
+    :func:`sign_extend` of it. ``selected``, if given, maps each built family to a
+    one-bit signal that is high when ``family_id`` is that family (a pipeline can
+    register these flags once for many decoders; ``family_id`` then only reaches
+    :func:`sign_extend`). Shared by :class:`WeightDecoder` and the PE array's column
+    decoders.
     """
     families = check_families(families)
     _, layout = decoder_layouts(families)
     terms = Signal(layout)
+    if selected is None:
+        selected = {name: family_id == FAMILY_IDS[name] for name in families}
 
     def set_term(target, nonzero, negative, shift):
         m.d.comb += [target.nonzero.eq(nonzero), target.negative.eq(negative), target.shift.eq(shift)]
@@ -112,19 +117,28 @@ def decode_terms(m: Module, families, family_id, code, dt, extended=None):
             set_term(booth_terms[digit], nonzero=~((high == low) & (low == below)),
                      negative=high, shift=(low == below))
 
-    with m.Switch(family_id):
-        for name in families:
-            fam = family(name)
-            with m.Case(FAMILY_IDS[name]):
-                if fam.kind == "int":
-                    m.d.comb += terms.eq(booth_terms)
-                    continue
-                with m.Switch(Cat(code[:fam.bits], dt)):
-                    for dt_value in (0, 1):
-                        for code_value, value in enumerate(code_values(name, dt_value)):
-                            with m.Case(code_value | dt_value << fam.bits):
-                                for index, fields in enumerate(fp_terms(value)):
-                                    set_term(terms[index], *fields)
+    # An AND-OR of the selected family's digits: the flags are one-hot (or all low).
+    candidates = []
+    if int_families:
+        int_selected = Signal(name="int_selected")
+        m.d.comb += int_selected.eq(Cat(*(selected[name] for name in int_families)).any())
+        candidates.append((int_selected, booth_terms))
+    for name in families:
+        fam = family(name)
+        if fam.kind == "int":
+            continue
+        fp_table = Signal(data.ArrayLayout(layout.elem_shape, fam.terms), name=f"{name}_terms")
+        with m.Switch(Cat(code[:fam.bits], dt)):
+            for dt_value in (0, 1):
+                for code_value, value in enumerate(code_values(name, dt_value)):
+                    with m.Case(code_value | dt_value << fam.bits):
+                        for index, fields in enumerate(fp_terms(value)):
+                            set_term(fp_table[index], *fields)
+        candidates.append((selected[name], fp_table))
+    merged = 0
+    for flag, candidate in candidates:
+        merged = merged | (candidate.as_value() & flag.replicate(len(candidate.as_value())))
+    m.d.comb += terms.eq(merged)
     return terms
 
 

@@ -102,8 +102,9 @@ class WeightSteps(wiring.Component):
 
         # ---- stage 0: a two-entry skid buffer, so that `words.ready` only depends on its fill
         count = Signal(range(3))
+        head_valid = Signal()                    # count != 0, as its own flip-flop
         entries = [Signal(w["weight_beat_bits"], name=f"skid{i}") for i in range(2)]
-        head_valid, head = count != 0, entries[0]
+        head = entries[0]
         pop = Signal()
         push = self.words.valid & self.words.ready
         m.d.comb += self.words.ready.eq(count != 2)
@@ -113,16 +114,16 @@ class WeightSteps(wiring.Component):
             with m.Else():
                 m.d.sync += [entries[0].eq(entries[1]), entries[1].eq(self.words.payload)]
         with m.Elif(pop):
-            m.d.sync += [entries[0].eq(entries[1]), count.eq(count - 1)]
+            m.d.sync += [entries[0].eq(entries[1]), count.eq(count - 1), head_valid.eq(count == 2)]
         with m.Elif(push):
-            m.d.sync += count.eq(count + 1)
+            m.d.sync += [count.eq(count + 1), head_valid.eq(1)]
             with m.If(count == 0):
                 m.d.sync += entries[0].eq(self.words.payload)
             with m.Else():
                 m.d.sync += entries[1].eq(self.words.payload)
 
         # ---- stage 1: metadata and code windows -------------------------------------------
-        phase = Signal(range(3))                 # 0 idle, 1 metadata, 2 codes
+        in_meta, in_codes = Signal(), Signal()   # the phase, one-hot (neither: idle)
         group = Signal.like(self.groups)
         tile = Signal.like(self.tiles)
         step = Signal(range(w["steps_per_group"]))
@@ -139,48 +140,65 @@ class WeightSteps(wiring.Component):
         })
         held = Signal(raw)
         held_valid = Signal()
-        take_held = Signal()                     # stage 2 takes the held step this cycle
+        split_valid = Signal()                   # stage 2 holds a step (it takes `held` when not)
 
-        # The fill level and two flags about it are registers, so that the emit/append
-        # decisions are shallow: `low` = fill < need, `low_after_emit` = fill - need < need.
-        fill_minus_need = Signal.like(fill)
+        # The emit/append decisions are a shallow function of flip-flops only: the fill
+        # level's comparisons, `last_step` and `words_left != 0` are registered flags,
+        # computed from the next values in parallel with the decisions.
+        #   low            fill < need           (no step can leave)
+        #   low_after_emit fill - need < need    (after a step leaves, a word must come in)
+        #   last_step      this group's last step
         low, low_after_emit = Signal(init=1), Signal(init=1)
-        emit = Signal()
-        append = Signal()
-        last_step = step == w["steps_per_group"] - 1
+        last_step, words_left_nonzero = Signal(), Signal()
+        emit, append = Signal(), Signal()
+        emit_d, append_d, last_d = Signal(), Signal(), Signal()
         # Each stage takes a step only into an empty register, so no ready signal ripples
         # back through the stages; a stage still passes one step per two cycles, which is
         # the most the PEs take (a step lasts terms >= 2 cycles).
         # The window itself lags the decisions by a cycle (see below): an emit needs `held`
         # free by the next cycle, and no emit in the cycle before.
-        emit_d, append_d, last_d = Signal(), Signal(), Signal()
-        m.d.comb += emit.eq((phase == 2) & ~low & ~emit_d & (~held_valid | take_held))
-        fill_after = Signal.like(fill)
-        m.d.comb += fill_after.eq(Mux(emit, fill_minus_need, fill))
-        m.d.comb += append.eq((phase == 2) & head_valid & (words_left != 0) & Mux(emit, low_after_emit, low)
-                              & ~(emit & last_step))
-        m.d.comb += pop.eq(((phase == 1) & head_valid) | append)
-        fill_next = Signal.like(fill)
-        m.d.comb += fill_next.eq(fill)
-        with m.If(emit & last_step):
-            m.d.comb += fill_next.eq(0)
-        with m.Elif(emit | append):
-            m.d.comb += fill_next.eq(Mux(append, fill_after + k["used"], fill_after))
-        with m.If((phase == 0) & self.start):
-            m.d.comb += fill_next.eq(0)
-        m.d.sync += [
-            fill.eq(fill_next),
-            fill_minus_need.eq(fill_next - k["need"]),
-            low.eq(fill_next < k["need"]),
-            low_after_emit.eq(fill_next < 2 * k["need"]),
+        can_emit = ~emit_d & ~(held_valid & split_valid)
+        m.d.comb += [
+            emit.eq(in_codes & ~low & can_emit),
+            # = in_codes & head_valid & words_left != 0 & Mux(emit, low_after_emit, low) & ~(emit & last_step)
+            append.eq(in_codes & head_valid & words_left_nonzero
+                      & (low | (can_emit & low_after_emit & ~last_step))),
+            pop.eq((in_meta & head_valid) | append),
         ]
 
+        # The fill level's candidates and their comparisons, from registers only.
+        need, used = k["need"], k["used"]
+        fill_emitted, fill_appended, fill_both = (Signal.like(fill, name=n) for n in
+                                                  ("fill_emitted", "fill_appended", "fill_both"))
+        m.d.comb += [
+            fill_emitted.eq(fill - need),
+            fill_appended.eq(fill + used),
+            fill_both.eq(fill - need + used),
+        ]
+        fill_next = Signal.like(fill)
+        low_next, low_after_emit_next = Signal(), Signal()
+        for cond, value in ((None, fill), (emit & ~append, fill_emitted), (append & ~emit, fill_appended),
+                            (append & emit, fill_both)):
+            compare = (value < need, value < 2 * need)
+            if cond is None:
+                m.d.comb += [fill_next.eq(value), low_next.eq(compare[0]), low_after_emit_next.eq(compare[1])]
+            else:
+                with m.If(cond):
+                    m.d.comb += [fill_next.eq(value), low_next.eq(compare[0]),
+                                 low_after_emit_next.eq(compare[1])]
+        with m.If((emit & last_step) | (~in_meta & ~in_codes & self.start)):
+            m.d.comb += [fill_next.eq(0), low_next.eq(1), low_after_emit_next.eq(1)]
+        m.d.sync += [fill.eq(fill_next), low.eq(low_next), low_after_emit.eq(low_after_emit_next)]
+
+        take_held = Signal()                     # stage 2 takes the held step this cycle
+        m.d.comb += take_held.eq(held_valid & ~split_valid)
         with m.If(take_held):
             m.d.sync += held_valid.eq(0)
 
-        with m.If((phase == 0) & self.start):
-            m.d.sync += [phase.eq(1), group.eq(0), tile.eq(0), step.eq(0)]
-        with m.If((phase == 1) & head_valid):
+        with m.If(~in_meta & ~in_codes & self.start):
+            m.d.sync += [in_meta.eq(1), group.eq(0), tile.eq(0), step.eq(0),
+                         last_step.eq(w["steps_per_group"] == 1)]
+        with m.If(in_meta & head_valid):
             layout = pack_layout(config.families[0], config.group_size, config.scale_bits)
             for c in range(cols):
                 meta = head[c * WORD_BITS:(c + 1) * WORD_BITS]
@@ -189,20 +207,20 @@ class WeightSteps(wiring.Component):
                     sg[c].eq(meta[layout["sg_bit"]]),
                     sq[c].eq(meta[layout["sq_shift"]:layout["sq_shift"] + config.scale_bits]),
                 ]
-            m.d.sync += [phase.eq(2), words_left.eq(k["code_words"])]
+            m.d.sync += [in_meta.eq(0), in_codes.eq(1), words_left.eq(k["code_words"]),
+                         words_left_nonzero.eq(k["code_words"] != 0)]
 
         last_group = last_step & (group == self.groups - 1)
         last_tile = last_group & (tile == self.tiles - 1)
         with m.If(emit):
-            m.d.sync += step.eq(step + 1)
+            m.d.sync += [step.eq(step + 1), last_step.eq(step == w["steps_per_group"] - 2)]
             with m.If(last_step):
-                m.d.sync += [step.eq(0), phase.eq(1), group.eq(group + 1)]
+                m.d.sync += [step.eq(0), last_step.eq(w["steps_per_group"] == 1),
+                             in_codes.eq(0), in_meta.eq(~last_tile), group.eq(group + 1)]
                 with m.If(last_group):
                     m.d.sync += [group.eq(0), tile.eq(tile + 1)]
-                with m.If(last_tile):
-                    m.d.sync += phase.eq(0)
         with m.If(append):
-            m.d.sync += words_left.eq(words_left - 1)
+            m.d.sync += [words_left.eq(words_left - 1), words_left_nonzero.eq(words_left != 1)]
 
         # The windows apply the decisions one cycle later, from registers: the barrel
         # shifter that places a word starts at a flip-flop instead of behind the
@@ -210,7 +228,8 @@ class WeightSteps(wiring.Component):
         shift_d = Signal.like(fill)
         words_d = [Signal(WORD_BITS, name=f"word_d{c}") for c in range(cols)]
         step_d = Signal(raw)                     # everything of the emitted step but its codes
-        m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step), shift_d.eq(fill_after)]
+        m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step),
+                     shift_d.eq(Mux(emit, fill_emitted, fill))]
         for c in range(cols):
             m.d.sync += words_d[c].eq(head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
         with m.If(emit):
@@ -250,8 +269,7 @@ class WeightSteps(wiring.Component):
             "dt": cols, "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
-        split, split_valid, take_split = Signal(split_layout), Signal(), Signal()
-        m.d.comb += take_held.eq(held_valid & ~split_valid)
+        split, take_split = Signal(split_layout), Signal()
         with m.If(take_split):
             m.d.sync += split_valid.eq(0)
         with m.If(take_held):
@@ -287,10 +305,16 @@ class WeightSteps(wiring.Component):
                 decoded.last_group.eq(split.last_group),
                 decoded.last_tile.eq(split.last_tile),
             ]
+        # One-hot family flags, registered once for all decoders (the family holds still
+        # for a job, and a decoder sees its first code several cycles after `start`).
+        selected = {}
+        for name in config.families:
+            selected[name] = Signal(name=f"is_{name}")
+            m.d.sync += selected[name].eq(self.family == FAMILY_IDS[name])
         for c in range(cols):
             for lane in range(lanes):
                 terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split.dt[c],
-                                     extended=split.extended[c][lane] if int_built else None)
+                                     extended=split.extended[c][lane] if int_built else None, selected=selected)
                 with m.If(take_split):
                     m.d.sync += decoded.digits[c].terms[lane].eq(terms)
             with m.If(take_split):
