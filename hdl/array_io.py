@@ -24,12 +24,16 @@ class JobControl(Elaboratable):
     ``col_tiles`` follow the inputs; then ``act`` beats are written row by row, and
     ``start`` pulses a cycle after the last one, when ``loading`` falls. The PE side
     reads all rows at ``read_addr`` (with ``read_enable``); ``activations[r]`` is row
-    ``r``'s data two cycles after the read (memory, then a register). Setting
+    ``r``'s data two cycles after the read. With ``prefetch`` the memories read
+    ``read_addr`` in every cycle and ``read_enable`` takes what they read in the cycle
+    before, so ``read_addr`` must have held still for a cycle (reads at least two cycles
+    apart); ``activations[r]`` then holds until two cycles after the next read.
+    Without it, the read is the memories' clock enable. Setting
     ``loading`` again (``reload``) ends the job.
     """
 
-    def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles):
-        self.config = config
+    def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles, prefetch: bool = False):
+        self.config, self.prefetch = config, prefetch
         w = config.widths
         self._act, self._family, self._groups, self._col_tiles = act, family, groups, col_tiles
         self.family_id = Signal(FAMILY_ID_BITS)
@@ -65,9 +69,19 @@ class JobControl(Elaboratable):
                 write.data.eq(act.payload),
                 write.en.eq(act.valid & act.ready & (load_row == r)),
                 read.addr.eq(self.read_addr),
-                read.en.eq(self.read_enable),
             ]
-            m.d.sync += self.activations[r].eq(read.data)
+            if self.prefetch:
+                # The memory reads in every cycle; a register takes its data when asked
+                # (a flip-flop's enable, not the memories' clock enables, is on the
+                # path from `read_enable`), and a second one leaves the memory's slow
+                # clock-to-output alone on its path.
+                staged = Signal.like(self.activations[r], name=f"staged{r}")
+                with m.If(self.read_enable):
+                    m.d.sync += staged.eq(read.data)
+                m.d.sync += self.activations[r].eq(staged)
+            else:
+                m.d.comb += read.en.eq(self.read_enable)
+                m.d.sync += self.activations[r].eq(read.data)
 
         m.d.comb += act.ready.eq(self.loading)
         m.d.sync += self.start.eq(0)
@@ -85,28 +99,34 @@ class JobControl(Elaboratable):
         return m
 
 
-def drain_results(m: Module, o, accs, *, start, job: JobControl, clear: Signal, drained: Signal) -> None:
-    """Send R beats of C results once ``start`` is high; then pulse ``clear`` (comb).
+def drain_results(m: Module, o, accs, *, done, job: JobControl, clear: Signal) -> Signal:
+    """Move a finished tile into result registers and send it as R beats of C results.
 
-    ``accs[r][c]`` are the accumulators; they must hold still until ``clear``. The
-    payload is a register (the row multiplexer never reaches the stream's consumer).
-    ``drained`` (a register the caller also sets) is cleared with the last beat; after
-    the job's last tile ``job.reload`` pulses.
+    ``done`` (one cycle) says the accumulators ``accs[r][c]`` hold the tile's results:
+    they are copied in that cycle and ``clear`` (comb) pulses, so the accumulators take
+    the next tile while this one is sent. The returned ``full`` is high until the
+    tile's last beat has left; the caller must not let another tile finish meanwhile.
+    The payload is a register (the row multiplexer never reaches the stream's consumer).
+    After the copy of the job's last tile ``job.reload`` pulses.
     """
     rows = len(accs)
-    draining = Signal()
+    full = Signal()
     next_row = Signal(range(rows + 1))
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
-    results = Array(Cat(*row) for row in accs)
+    # Row 0 goes straight into the payload register; rows 1.. wait in result registers.
+    results = [[Signal.like(acc, name=f"result{r}_{c}") for c, acc in enumerate(row)]
+               for r, row in enumerate(accs)]
+    row_values = Array(Cat(*row) for row in results)
+    m.d.comb += [clear.eq(done), o.valid.eq(full)]
     with m.If(job.start):
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
-    with m.If(start & ~draining):
-        m.d.sync += [draining.eq(1), o.payload.eq(results[0]), next_row.eq(1)]
-    m.d.comb += o.valid.eq(draining)
     with m.If(o.valid & o.ready):
-        m.d.sync += [o.payload.eq(results[next_row]), next_row.eq(next_row + 1)]
+        m.d.sync += [o.payload.eq(row_values[next_row]), next_row.eq(next_row + 1)]
         with m.If(next_row == rows):
-            m.d.comb += clear.eq(1)
-            m.d.sync += [draining.eq(0), drained.eq(0), tiles_left.eq(tiles_left - 1)]
-            with m.If(tiles_left == 0):
-                m.d.comb += job.reload.eq(1)
+            m.d.sync += full.eq(0)
+    with m.If(done):
+        m.d.sync += [full.eq(1), o.payload.eq(Cat(*accs[0])), next_row.eq(1), tiles_left.eq(tiles_left - 1)]
+        m.d.sync += [results[r][c].eq(acc) for r, row in enumerate(accs) for c, acc in enumerate(row)]
+        with m.If(tiles_left == 0):
+            m.d.comb += job.reload.eq(1)
+    return full

@@ -142,7 +142,12 @@ class ParallelArray(wiring.Component):
         with m.If(job.start):
             m.d.sync += [running.eq(1), meta_phase.eq(1), step.eq(0), group.eq(0), tile.eq(0)]
         take_meta = running & meta_phase
-        take_step = running & ~meta_phase & ~closing
+        results_full = Signal()
+        last_step = step == w["steps_per_group"] - 1
+        last_group = last_step & (group == job.groups - 1)
+        last_tile = last_group & (tile == job.col_tiles - 1)
+        # A tile ends only after the previous one has left the accumulators and the results.
+        take_step = running & ~meta_phase & ~(last_group & (closing | results_full))
         m.d.comb += self.w.ready.eq(take_meta | take_step)
         words = [self.w.payload[c * WORD_BITS:(c + 1) * WORD_BITS] for c in range(cols)]
         with m.If(self.w.valid & take_meta):
@@ -151,9 +156,6 @@ class ParallelArray(wiring.Component):
                 m.d.sync += [sq[c].eq(words[c][layout["sq_shift"]:layout["sq_shift"] + config.scale_bits]),
                              sg[c].eq(words[c][layout["sg_bit"]])]
         accept = self.w.valid & take_step
-        last_step = step == w["steps_per_group"] - 1
-        last_group = last_step & (group == job.groups - 1)
-        last_tile = last_group & (tile == job.col_tiles - 1)
         m.d.comb += [job.read_enable.eq(accept)]
         with m.If(accept):
             m.d.sync += [step.eq(step + 1), job.read_addr.eq(job.read_addr + 1)]
@@ -229,10 +231,10 @@ class ParallelArray(wiring.Component):
                 row.append(unit.acc)
             accs.append(row)
         finishing = Signal()
+        copy = finishing & ~serializers[0].active
+        with m.If(copy):
+            m.d.sync += [finishing.eq(0), closing.eq(0)]
         with m.If(pes[0][0].done & tile_end_at_done):
             m.d.sync += finishing.eq(1)
-        with m.If(finishing & ~serializers[0].active):
-            m.d.sync += finishing.eq(0)
-        drain_results(m, self.o, accs, start=finishing & ~serializers[0].active, job=job, clear=clear,
-                      drained=closing)
+        m.d.comb += results_full.eq(drain_results(m, self.o, accs, done=copy, job=job, clear=clear))
         return m

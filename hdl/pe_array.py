@@ -72,7 +72,7 @@ class PeArray(wiring.Component):
         config, w = self.config, self.config.widths
         rows, cols, lanes = config.rows, config.cols, config.lanes
 
-        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles)
+        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True)
         m.submodules.job = job
         family_id, groups, col_tiles = job.family_id, job.groups, job.col_tiles
         loading, start, activations = job.loading, job.start, job.activations
@@ -95,23 +95,30 @@ class PeArray(wiring.Component):
         step = Signal(front.layout)
         holding = Signal()
         digit = Signal(range(w["terms"]))
-        closing = Signal()                       # the tile's last step is in; wait for its results
+        closing = Signal()                       # a tile's last step is in, its results not yet copied
+        results_full = Signal()                  # the result registers still hold a tile
         last_digit = digit == last_term
+        free = Signal(init=1)                    # registered ~holding | last_digit: a step may come
         accept = Signal()
+        # A tile may end only when the previous tile has left the accumulators and the
+        # result registers; its other steps overlap the previous tile's dequantization
+        # and result beats.
         m.d.comb += [
-            accept.eq(front.steps.valid & ~loading & ~closing & (~holding | last_digit)),
+            accept.eq(front.steps.valid & ~loading & free
+                      & ~(front.steps.payload.last_tile & (closing | results_full))),
             front.steps.ready.eq(accept),
             read_enable.eq(accept),
         ]
+        # Every family has at least two digits, so a step is never free right after it came.
         with m.If(accept):
-            m.d.sync += [step.eq(front.steps.payload), holding.eq(1), digit.eq(0),
+            m.d.sync += [step.eq(front.steps.payload), holding.eq(1), digit.eq(0), free.eq(0),
                          read_addr.eq(read_addr + 1)]
             with m.If(front.steps.payload.last_tile):
                 m.d.sync += [closing.eq(1), read_addr.eq(0)]
         with m.Elif(holding & last_digit):
-            m.d.sync += holding.eq(0)
+            m.d.sync += [holding.eq(0), free.eq(1)]
         with m.Elif(holding):
-            m.d.sync += digit.eq(digit + 1)
+            m.d.sync += [digit.eq(digit + 1), free.eq(digit + 1 == last_term)]
 
         # The digit bus: what every PE sees this cycle (registered once for the whole array).
         bus_sel = [Signal(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes), name=f"sel{c}")
@@ -179,10 +186,12 @@ class PeArray(wiring.Component):
 
         # ---- results: after the tile's last dequantization, R beats of C results -------------
         finishing = Signal()                     # the last group's dequantization is running
+        copy = finishing & ~serializers[0].active
+        with m.If(copy):
+            m.d.sync += [finishing.eq(0), closing.eq(0)]
         with m.If(pes[0][0].done & tile_end_at_done):
             m.d.sync += finishing.eq(1)
-        with m.If(finishing & ~serializers[0].active):
-            m.d.sync += finishing.eq(0)
-        drain_results(m, self.o, [[unit.acc for unit in row_units] for row_units in units],
-                      start=finishing & ~serializers[0].active, job=job, clear=clear, drained=closing)
+        m.d.comb += results_full.eq(drain_results(m, self.o, [[unit.acc for unit in row_units]
+                                                              for row_units in units],
+                                                  done=copy, job=job, clear=clear))
         return m
