@@ -43,25 +43,29 @@ LARGE = ("BitMoD, all six families (large)", "pe_array",
          {"rows": 24, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}, "ecp5-85f")
 
 
+SHAPES = (("GEMM", 2, 2), ("GEMV", 1, 16))    # (name, jobs, column tiles); K = 2048
+
+
 def throughput(params: dict) -> list[dict]:
-    """Cycles of an unstalled GEMM (2 jobs x 2 column tiles, K = 2048) per family."""
+    """Cycles of unstalled runs per family: a GEMM (M = 2R, N = 2C) and a GEMV-like job (M = R, N = 16C)."""
     config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
     rows = []
-    for name in FAMILIES:
-        generator = torch.Generator().manual_seed(1)
-        m, n, k = 2 * config.rows, 2 * config.cols, 2048
-        a_q = torch.randint(-128, 128, (m, k), generator=generator, dtype=torch.int8)
-        bw = quantize(torch.randn((n, k), generator=generator), name, config.group_size, config.scale_bits)
-        run = run_pe_array_detailed(params, a_q, bw, "verilator", seed=1)
-        assert torch.equal(run.acc, matmul_int(a_q, bw)), f"{name}: the array disagrees with golden"
-        busy = 2 * 2 * (k // config.group_size) * config.cycles_per_group(name)
-        compute = run.cycles - run.load_cycles
-        rows.append({
-            "params": params, "family": name, "m": m, "n": n, "k": k, "cycles": run.cycles,
-            "load_cycles": run.load_cycles, "busy_cycles": busy, "efficiency": round(busy / compute, 4),
-            "efficiency_with_loads": round(busy / run.cycles, 4),
-            "macs_per_cycle": round(m * n * k / compute, 2),
-        })
+    for shape, jobs, tiles in SHAPES:
+        for name in FAMILIES:
+            generator = torch.Generator().manual_seed(1)
+            m, n, k = jobs * config.rows, tiles * config.cols, 2048
+            a_q = torch.randint(-128, 128, (m, k), generator=generator, dtype=torch.int8)
+            bw = quantize(torch.randn((n, k), generator=generator), name, config.group_size, config.scale_bits)
+            run = run_pe_array_detailed(params, a_q, bw, "verilator", seed=1)
+            assert torch.equal(run.acc, matmul_int(a_q, bw)), f"{name}: the array disagrees with golden"
+            busy = jobs * tiles * (k // config.group_size) * config.cycles_per_group(name)
+            compute = run.cycles - run.load_cycles
+            rows.append({
+                "params": params, "shape": shape, "family": name, "m": m, "n": n, "k": k, "cycles": run.cycles,
+                "load_cycles": run.load_cycles, "busy_cycles": busy, "efficiency": round(busy / compute, 4),
+                "efficiency_with_loads": round(busy / run.cycles, 4),
+                "macs_per_cycle": round(m * n * k / run.cycles, 2),
+            })
     return rows
 
 
@@ -94,14 +98,16 @@ def main() -> None:
     args = parser.parse_args()
     result = {"throughput": [], "synthesis": []}
     if not args.skip_throughput:
-        print("| rows x cols x lanes | family | cycles | loads | busy | efficiency | MAC/cycle |")
-        print("|---|---|---:|---:|---:|---:|---:|")
+        print("| R x C x L | shape (M x N x K) | family | cycles | loads | busy | efficiency "
+              "| with loads | MAC/cycle |")
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
         for params in THROUGHPUT:
             for row in throughput(params):
                 result["throughput"].append(row)
-                print(f"| {params['rows']}x{params['cols']}x{params['lanes']} | {row['family']} | {row['cycles']} "
+                print(f"| {params['rows']}x{params['cols']}x{params['lanes']} "
+                      f"| {row['shape']} {row['m']}x{row['n']}x{row['k']} | {row['family']} | {row['cycles']} "
                       f"| {row['load_cycles']} | {row['busy_cycles']} | {row['efficiency']:.1%} "
-                      f"| {row['macs_per_cycle']} |", flush=True)
+                      f"| {row['efficiency_with_loads']:.1%} | {row['macs_per_cycle']} |", flush=True)
     if not args.skip_synth:
         print("\n| design | target | R x C x L | LUT4 | FF | BRAM | DSP | logic | Fmax | M MAC/s | per LUT4 |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
