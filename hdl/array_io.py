@@ -59,8 +59,14 @@ class JobControl(Elaboratable):
         steps_per_row = Signal(range(w["act_depth"] + 1))
         m.d.sync += steps_per_row.eq(self.groups * w["steps_per_group"])
 
+        read_taken = Signal()
+        m.d.sync += read_taken.eq(self.read_enable)
         for r in range(config.rows):
-            memory = Memory(shape=len(act.payload.as_value()), depth=w["act_depth"], init=[])
+            # No read that is used meets a write (reads are used only after the job's
+            # last activation beat), so yosys need not add read-during-write logic
+            # between the block RAM and the next flip-flop.
+            memory = Memory(shape=len(act.payload.as_value()), depth=w["act_depth"], init=[],
+                            attrs={"no_rw_check": 1})
             m.submodules[f"act_mem{r}"] = memory
             write = memory.write_port()
             read = memory.read_port()
@@ -71,14 +77,14 @@ class JobControl(Elaboratable):
                 read.addr.eq(self.read_addr),
             ]
             if self.prefetch:
-                # The memory reads in every cycle; a register takes its data when asked
-                # (a flip-flop's enable, not the memories' clock enables, is on the
-                # path from `read_enable`), and a second one leaves the memory's slow
-                # clock-to-output alone on its path.
-                staged = Signal.like(self.activations[r], name=f"staged{r}")
-                with m.If(self.read_enable):
-                    m.d.sync += staged.eq(read.data)
-                m.d.sync += self.activations[r].eq(staged)
+                # The memory reads in every cycle into a plain register (the memory's
+                # slow clock-to-output meets nothing but a flip-flop), and `activations`
+                # takes that register a cycle after the read was asked for (a
+                # registered enable, not the memories' clock enables).
+                raw = Signal.like(self.activations[r], name=f"raw{r}")
+                m.d.sync += raw.eq(read.data)
+                with m.If(read_taken):
+                    m.d.sync += self.activations[r].eq(raw)
             else:
                 m.d.comb += read.en.eq(self.read_enable)
                 m.d.sync += self.activations[r].eq(read.data)
