@@ -139,13 +139,18 @@ class ParallelArray(wiring.Component):
         tile = Signal.like(job.col_tiles)
         sq = [Signal(config.scale_bits, name=f"sq{c}") for c in range(cols)]
         sg = [Signal(name=f"sg{c}") for c in range(cols)]
+        # Registered flags instead of compares on the ready path: this step is its
+        # group's last, this group is its tile's last, this tile is its job's last.
+        last_step, group_is_last, tile_is_last = Signal(), Signal(), Signal()
+        steps_per_group = w["steps_per_group"]
         with m.If(job.start):
-            m.d.sync += [running.eq(1), meta_phase.eq(1), step.eq(0), group.eq(0), tile.eq(0)]
+            m.d.sync += [running.eq(1), meta_phase.eq(1), step.eq(0), group.eq(0), tile.eq(0),
+                         last_step.eq(steps_per_group == 1), group_is_last.eq(job.groups == 1),
+                         tile_is_last.eq(job.col_tiles == 1)]
         take_meta = running & meta_phase
         results_full = Signal()
-        last_step = step == w["steps_per_group"] - 1
-        last_group = last_step & (group == job.groups - 1)
-        last_tile = last_group & (tile == job.col_tiles - 1)
+        last_group = last_step & group_is_last
+        last_tile = last_group & tile_is_last
         # A tile ends only after the previous one has left the accumulators and the results.
         take_step = running & ~meta_phase & ~(last_group & (closing | results_full))
         m.d.comb += self.w.ready.eq(take_meta | take_step)
@@ -158,11 +163,14 @@ class ParallelArray(wiring.Component):
         accept = self.w.valid & take_step
         m.d.comb += [job.read_enable.eq(accept)]
         with m.If(accept):
-            m.d.sync += [step.eq(step + 1), job.read_addr.eq(job.read_addr + 1)]
+            m.d.sync += [step.eq(step + 1), job.read_addr.eq(job.read_addr + 1),
+                         last_step.eq(step == steps_per_group - 2)]
             with m.If(last_step):
-                m.d.sync += [step.eq(0), group.eq(group + 1), meta_phase.eq(1)]
+                m.d.sync += [step.eq(0), group.eq(group + 1), meta_phase.eq(1),
+                             last_step.eq(steps_per_group == 1), group_is_last.eq(group + 2 == job.groups)]
             with m.If(last_group):
-                m.d.sync += [group.eq(0), tile.eq(tile + 1), closing.eq(1), job.read_addr.eq(0)]
+                m.d.sync += [group.eq(0), tile.eq(tile + 1), closing.eq(1), job.read_addr.eq(0),
+                             group_is_last.eq(job.groups == 1), tile_is_last.eq(tile + 2 == job.col_tiles)]
             with m.If(last_tile):
                 m.d.sync += [tile.eq(0), running.eq(0)]
 
