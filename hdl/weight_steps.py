@@ -101,26 +101,23 @@ class WeightSteps(wiring.Component):
         code_field = lanes * w["code_bits"]
 
         # ---- stage 0: a two-entry skid buffer, so that `words.ready` only depends on its fill
-        count = Signal(range(3))
-        head_valid = Signal()                    # count != 0, as its own flip-flop
+        # The fill is one-hot-ish flip-flops (`head_valid` = count >= 1, `full` = count == 2)
+        # and each entry's data comes from flip-flops alone; `pop`, the late signal, only
+        # reaches the entries' enables.
+        head_valid, full = Signal(), Signal()
         entries = [Signal(w["weight_beat_bits"], name=f"skid{i}") for i in range(2)]
         head = entries[0]
         pop = Signal()
         push = self.words.valid & self.words.ready
-        m.d.comb += self.words.ready.eq(count != 2)
-        with m.If(pop & push):
-            with m.If(count == 1):
-                m.d.sync += entries[0].eq(self.words.payload)
-            with m.Else():
-                m.d.sync += [entries[0].eq(entries[1]), entries[1].eq(self.words.payload)]
-        with m.Elif(pop):
-            m.d.sync += [entries[0].eq(entries[1]), count.eq(count - 1), head_valid.eq(count == 2)]
-        with m.Elif(push):
-            m.d.sync += [count.eq(count + 1), head_valid.eq(1)]
-            with m.If(count == 0):
-                m.d.sync += entries[0].eq(self.words.payload)
-            with m.Else():
-                m.d.sync += entries[1].eq(self.words.payload)
+        m.d.comb += self.words.ready.eq(~full)
+        with m.If(pop | (push & ~head_valid)):
+            m.d.sync += entries[0].eq(Mux(full, entries[1], self.words.payload))
+        with m.If(push & head_valid & ~pop):
+            m.d.sync += entries[1].eq(self.words.payload)
+        with m.If(pop & ~push):
+            m.d.sync += [head_valid.eq(full), full.eq(0)]
+        with m.Elif(push & ~pop):
+            m.d.sync += [head_valid.eq(1), full.eq(head_valid)]
 
         # ---- stage 1: metadata and code windows -------------------------------------------
         in_meta, in_codes = Signal(), Signal()   # the phase, one-hot (neither: idle)
