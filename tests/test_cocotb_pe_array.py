@@ -86,20 +86,21 @@ def test_reset_in_mid_run_loses_nothing_afterwards(simulator):
 
 
 @pytest.mark.parametrize("name", ["fp4", "int8"])
-def test_unstalled_long_gemm_sustains_90_percent_of_peak(name):
+def test_unstalled_long_gemv_sustains_90_percent_of_peak_with_loads(name):
+    """One job of R tokens over 16 column tiles (N = 16C), K = 2048: every cycle counts,
+    the activation loads too."""
     params = {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 2048}
     config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
     generator = torch.Generator().manual_seed(2)
-    a_q = torch.randint(-128, 128, (4, 2048), generator=generator, dtype=torch.int8)
+    tiles, k = 16, 2048
+    a_q = torch.randint(-128, 128, (config.rows, k), generator=generator, dtype=torch.int8)
     from golden.bitmod import quantize
 
-    bw = quantize(torch.randn((4, 2048), generator=generator), name)
+    bw = quantize(torch.randn((tiles * config.cols, k), generator=generator), name)
     run = run_pe_array_detailed(params, a_q, bw, "verilator", stall=0.0, seed=2)
     _check(run.acc, a_q, bw, 2)
-    jobs, tiles, groups = 2, 2, 2048 // 128
-    busy = jobs * tiles * groups * config.cycles_per_group(name)     # cycles with every PE busy
-    efficiency = busy / (run.cycles - run.load_cycles)
-    assert efficiency >= 0.9, f"{name}: {busy} ideal cycles took {run.cycles - run.load_cycles}"
+    busy = tiles * (k // 128) * config.cycles_per_group(name)     # cycles with every PE busy
+    assert busy / run.cycles >= 0.9, f"{name}: {busy} busy cycles took {run.cycles} ({run.load_cycles} loading)"
 
 
 def test_run_pe_array_returns_acc_and_cycles():
