@@ -85,6 +85,8 @@ def synthesis(label: str, design: str, params: dict, target: str, out: Path) -> 
         "fmax_mhz": fmax, "met": report["timing"]["met"], "mmac_per_s": round(macs / 1e6, 1),
         "mmac_per_s_per_lut4": round(macs / 1e6 / luts, 3),
         "lut4_per_lane": round(luts / (p["rows"] * p["cols"] * p["lanes"]), 1),
+        # True where YoWASP's ABC9 died and yosys mapped LUTs without it (more LUT4s).
+        "abc9_fallback": report["abc9_fallback"],
     }
 
 
