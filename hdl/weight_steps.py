@@ -174,17 +174,20 @@ class WeightSteps(wiring.Component):
         ]
         fill_next = Signal.like(fill)
         low_next, low_after_emit_next = Signal(), Signal()
-        for cond, value in ((None, fill), (emit & ~append, fill_emitted), (append & ~emit, fill_appended),
-                            (append & emit, fill_both)):
-            compare = (value < need, value < 2 * need)
-            if cond is None:
-                m.d.comb += [fill_next.eq(value), low_next.eq(compare[0]), low_after_emit_next.eq(compare[1])]
-            else:
-                with m.If(cond):
-                    m.d.comb += [fill_next.eq(value), low_next.eq(compare[0]),
-                                 low_after_emit_next.eq(compare[1])]
-        with m.If((emit & last_step) | (~in_meta & ~in_codes & self.start)):
-            m.d.comb += [fill_next.eq(0), low_next.eq(1), low_after_emit_next.eq(1)]
+
+        def settle(value):
+            return [fill_next.eq(value), low_next.eq(value < need), low_after_emit_next.eq(value < 2 * need)]
+
+        starting = ~in_meta & ~in_codes & self.start
+        m.d.comb += settle(fill)
+        with m.If((emit & last_step) | starting):
+            m.d.comb += settle(0)
+        with m.Elif(emit & append):
+            m.d.comb += settle(fill_both)
+        with m.Elif(emit):
+            m.d.comb += settle(fill_emitted)
+        with m.Elif(append):
+            m.d.comb += settle(fill_appended)
         m.d.sync += [fill.eq(fill_next), low.eq(low_next), low_after_emit.eq(low_after_emit_next)]
 
         take_held = Signal()                     # stage 2 takes the held step this cycle
@@ -192,7 +195,7 @@ class WeightSteps(wiring.Component):
         with m.If(take_held):
             m.d.sync += held_valid.eq(0)
 
-        with m.If(~in_meta & ~in_codes & self.start):
+        with m.If(starting):
             m.d.sync += [in_meta.eq(1), group.eq(0), tile.eq(0), step.eq(0),
                          last_step.eq(w["steps_per_group"] == 1)]
         with m.If(in_meta & head_valid):
