@@ -105,16 +105,26 @@ class JobControl(Elaboratable):
         return m
 
 
-def drain_results(m: Module, o, accs, *, done, job: JobControl, clear: Signal) -> Signal:
+def drain_results(m: Module, o, accs, *, tile_done, dequantizing, job: JobControl,
+                  clear: Signal) -> tuple[Signal, Signal]:
     """Move a finished tile into result registers and send it as R beats of C results.
 
-    ``done`` (one cycle) says the accumulators ``accs[r][c]`` hold the tile's results:
-    they are copied in that cycle and ``clear`` (comb) pulses, so the accumulators take
-    the next tile while this one is sent. The returned ``full`` is high until the
-    tile's last beat has left; the caller must not let another tile finish meanwhile.
+    ``tile_done`` (one cycle) says the tile's last group sum has reached the
+    dequantization units; in the first cycle after that with ``dequantizing`` low the
+    accumulators ``accs[r][c]`` hold the tile's results. They are copied then (the
+    returned ``copy`` is high) and ``clear`` (comb) pulses, so the accumulators take the
+    next tile while this one is sent. The returned ``full`` is high until the tile's
+    last beat has left; the caller must not let another tile finish meanwhile.
     The payload is a register (the row multiplexer never reaches the stream's consumer).
     After the copy of the job's last tile ``job.reload`` pulses.
     """
+    finishing = Signal()                         # the tile's last group is being dequantized
+    copy = Signal()
+    m.d.comb += copy.eq(finishing & ~dequantizing)
+    with m.If(copy):
+        m.d.sync += finishing.eq(0)
+    with m.If(tile_done):
+        m.d.sync += finishing.eq(1)
     rows = len(accs)
     full = Signal()
     next_row = Signal(range(rows + 1))
@@ -123,16 +133,16 @@ def drain_results(m: Module, o, accs, *, done, job: JobControl, clear: Signal) -
     results = [[Signal.like(acc, name=f"result{r}_{c}") for c, acc in enumerate(row)]
                for r, row in enumerate(accs)]
     row_values = Array(Cat(*row) for row in results)
-    m.d.comb += [clear.eq(done), o.valid.eq(full)]
+    m.d.comb += [clear.eq(copy), o.valid.eq(full)]
     with m.If(job.start):
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
     with m.If(o.valid & o.ready):
         m.d.sync += [o.payload.eq(row_values[next_row]), next_row.eq(next_row + 1)]
         with m.If(next_row == rows):
             m.d.sync += full.eq(0)
-    with m.If(done):
+    with m.If(copy):
         m.d.sync += [full.eq(1), o.payload.eq(Cat(*accs[0])), next_row.eq(1), tiles_left.eq(tiles_left - 1)]
         m.d.sync += [results[r][c].eq(acc) for r, row in enumerate(accs) for c, acc in enumerate(row)]
         with m.If(tiles_left == 0):
             m.d.comb += job.reload.eq(1)
-    return full
+    return full, copy

@@ -238,11 +238,9 @@ class ParallelArray(wiring.Component):
                 ]
                 row.append(unit.acc)
             accs.append(row)
-        finishing = Signal()
-        copy = finishing & ~serializers[0].active
+        full, copy = drain_results(m, self.o, accs, tile_done=pes[0][0].done & tile_end_at_done,
+                                   dequantizing=serializers[0].active, job=job, clear=clear)
+        m.d.comb += results_full.eq(full)
         with m.If(copy):
-            m.d.sync += [finishing.eq(0), closing.eq(0)]
-        with m.If(pes[0][0].done & tile_end_at_done):
-            m.d.sync += finishing.eq(1)
-        m.d.comb += results_full.eq(drain_results(m, self.o, accs, done=copy, job=job, clear=clear))
+            m.d.sync += closing.eq(0)
         return m

@@ -185,13 +185,10 @@ class PeArray(wiring.Component):
             units.append(row_units)
 
         # ---- results: after the tile's last dequantization, R beats of C results -------------
-        finishing = Signal()                     # the last group's dequantization is running
-        copy = finishing & ~serializers[0].active
+        full, copy = drain_results(m, self.o, [[unit.acc for unit in row_units] for row_units in units],
+                                   tile_done=pes[0][0].done & tile_end_at_done,
+                                   dequantizing=serializers[0].active, job=job, clear=clear)
+        m.d.comb += results_full.eq(full)
         with m.If(copy):
-            m.d.sync += [finishing.eq(0), closing.eq(0)]
-        with m.If(pes[0][0].done & tile_end_at_done):
-            m.d.sync += finishing.eq(1)
-        m.d.comb += results_full.eq(drain_results(m, self.o, [[unit.acc for unit in row_units]
-                                                              for row_units in units],
-                                                  done=copy, job=job, clear=clear))
+            m.d.sync += closing.eq(0)
         return m
