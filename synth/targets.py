@@ -26,7 +26,7 @@ class Target:
     cells: dict[str, tuple[str, ...]]
     #: yosys commands that synthesize without ABC9 (see synth.flow.yosys_cells), with
     #: ``{top}`` and ``{json}`` to fill in.
-    no_abc9: str = ""
+    no_abc9: str
 
 
 TARGETS: dict[str, Target] = {

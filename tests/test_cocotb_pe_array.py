@@ -99,7 +99,7 @@ def test_unstalled_long_gemv_sustains_90_percent_of_peak_with_loads(name):
     bw = quantize(torch.randn((tiles * config.cols, k), generator=generator), name)
     run = run_pe_array_detailed(params, a_q, bw, "verilator", stall=0.0, seed=2)
     _check(run.acc, a_q, bw, 2)
-    busy = tiles * (k // 128) * config.cycles_per_group(name)     # cycles with every PE busy
+    busy = tiles * (k // config.group_size) * config.cycles_per_group(name)     # every PE busy
     assert busy / run.cycles >= 0.9, f"{name}: {busy} busy cycles took {run.cycles} ({run.load_cycles} loading)"
 
 
