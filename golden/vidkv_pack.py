@@ -19,7 +19,7 @@ import torch
 from .vidkv_groups import KeyGroups, ValueGroups
 
 __all__ = ["PackedKV", "metadata_widths", "pack_bits", "unpack_bits", "pack_trits", "unpack_trits",
-           "pack_keys", "pack_values", "unpack", "TERNARY_LAYOUTS", "POSITION_BITS"]
+           "pack_keys", "pack_values", "unpack", "b3_byte", "TERNARY_LAYOUTS", "POSITION_BITS"]
 
 #: Ternary layouts: 2 bits per trit, or five trits per byte.
 TERNARY_LAYOUTS = ("i2", "b3")
@@ -79,7 +79,12 @@ def pack_trits(t: torch.Tensor) -> torch.Tensor:
     padded = torch.zeros((*lead, count * 5), dtype=torch.int64, device=t.device)
     padded[..., :tg * c] = digits
     value = (padded.reshape(*lead, count, 5) * torch.tensor(_POW3, device=t.device)).sum(dim=-1)
-    return torch.div(value * 256 + 242, 243, rounding_mode="floor").to(torch.uint8)
+    return b3_byte(value).to(torch.uint8)
+
+
+def b3_byte(value):
+    """The ``b3`` byte of base-3 value ``v = sum d_n 3**(4 - n)`` (0..242): ``ceil(v 256 / 243)``."""
+    return (value * 256 + 242) // 243
 
 
 def unpack_trits(data: torch.Tensor, tokens: int, channels: int) -> torch.Tensor:

@@ -1,0 +1,91 @@
+"""Parameters of the VidKV KV-cache engines and every width derived from them (one place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from golden.vidkv import GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS, n_high
+from golden.vidkv_pack import POSITION_BITS, TERNARY_LAYOUTS, metadata_widths
+from golden.vidkv_stream import TAG_BITS, trit_words, words_per_channel
+
+__all__ = ["KvConfig", "MAX_LANES"]
+
+#: The widest channel parallelism (one token per cycle at D = 128).
+MAX_LANES = max(HEAD_DIMS)
+
+
+@dataclass(frozen=True)
+class KvConfig:
+    """A validated KV quantize-engine configuration and its derived widths.
+
+    Parameters (the names of ``mixbit generate kv_quant -p``): ``d`` (head dimension),
+    ``group_tokens`` (Tg), ``in_bits`` (signed input width), ``lanes`` (channels per
+    cycle, a power of two dividing D), ``f`` (fraction of 2-bit key channels),
+    ``ternary_layout`` (``i2`` or ``b3`` for ternary values) and ``stp`` (build the
+    salient-token path for values).
+    """
+
+    d: int = 128
+    group_tokens: int = 32
+    in_bits: int = 16
+    lanes: int = 8
+    f: float = 0.5
+    ternary_layout: str = "i2"
+    stp: bool = True
+    widths: dict = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.d not in HEAD_DIMS:
+            raise ValueError(f"d must be one of {HEAD_DIMS}, not {self.d!r}")
+        if self.group_tokens not in GROUP_TOKENS:
+            raise ValueError(f"group_tokens must be one of {GROUP_TOKENS}, not {self.group_tokens!r}")
+        if isinstance(self.in_bits, bool) or not isinstance(self.in_bits, int) or not 8 <= self.in_bits <= 16:
+            raise ValueError(f"in_bits must be an integer in 8..16, not {self.in_bits!r}")
+        lanes = self.lanes
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1) \
+                or self.d % lanes:
+            raise ValueError(f"lanes must be a power of two that divides d = {self.d}, not {lanes!r}")
+        if self.f not in KEY_FRACTIONS:
+            raise ValueError(f"f must be one of {KEY_FRACTIONS}, not {self.f!r}")
+        if self.ternary_layout not in TERNARY_LAYOUTS:
+            raise ValueError(f"ternary_layout must be one of {TERNARY_LAYOUTS}, not {self.ternary_layout!r}")
+        if not isinstance(self.stp, bool):
+            raise ValueError(f"stp must be a bool, not {self.stp!r}")
+        meta = metadata_widths(self.in_bits, self.group_tokens)
+        blocks = self.d // lanes
+        slots = 4 if self.stp else 2
+        widths = {
+            "n_hi": n_high(self.d, self.f),
+            "blocks": blocks,
+            "slots": slots,
+            "mn": meta["mn"],
+            "r": meta["r"],
+            "s": meta["s"],
+            "code_words_2bit": words_per_channel(self.group_tokens, 2),
+            "code_words_1bit": words_per_channel(self.group_tokens, 1),
+            "mask_words": self.d // 32,
+            "trit_words": trit_words(self.group_tokens, self.d),
+            "position": POSITION_BITS,
+            "tag": TAG_BITS,
+            "buffer_depth": slots * self.group_tokens * blocks,
+            "buffer_bits": lanes * self.in_bits,
+        }
+        object.__setattr__(self, "widths", widths)
+
+    @property
+    def n_hi(self) -> int:
+        return self.widths["n_hi"]
+
+    @property
+    def blocks(self) -> int:
+        """Input beats per token: D / lanes."""
+        return self.widths["blocks"]
+
+    @classmethod
+    def from_params(cls, params: dict) -> KvConfig:
+        return cls(**{name: params[name] for name in cls.__dataclass_fields__ if name in params})
+
+    def golden_options(self, value_format: str = "ternary") -> dict:
+        """Keyword arguments of golden's ``pack_tokens`` / ``parse_beats`` for this engine."""
+        return {"group_tokens": self.group_tokens, "in_bits": self.in_bits, "value_format": value_format,
+                "ternary_layout": self.ternary_layout}

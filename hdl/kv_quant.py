@@ -1,0 +1,329 @@
+"""The VidKV KV-cache quantize engine (spec/vidkv.md sections 2-6).
+
+::
+
+    i stream (lanes channels of a token per beat, + salient)
+      |
+      v  fill: path (key / value / salient) -> the path's group slot
+    group buffer (Memory: slots x Tg tokens x D/lanes beats)     stats (Memory: mn, mx, S per channel,
+      |                                                          read-modify-write per beat)
+      v  encoder, per completed group (slot FIFO, in completion order):
+    [ranker: the n_hi widest key channels] -> header, positions (STP), mask (keys)
+    -> per block of lanes channels: Tg buffer reads -> lane encoders (2-bit / 1-bit / ternary)
+    -> emitter (records of the block's channels; b3 digits -> trit packer) -> o stream
+
+A path fills one of its two slots while the encoder works on the other, so input
+continues during encoding. Values with STP (``stp`` built in and the run-time ``stp``
+input high) send salient tokens to a second path that forms its own 2-bit groups; every
+STP group also records its tokens' positions. The run-time inputs ``kind`` (0 keys,
+1 values), ``value_2bit`` and ``stp`` must not change while a group is incomplete
+(change them after a reset). The output stream's format is golden/vidkv_stream.py's.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.vidkv_stream import HEADER, MASK, POSITION, TRITS
+
+from .kv_config import KvConfig
+from .kv_emit import Emitter, Fmt, beat_layout
+from .kv_units import ChannelRanker, TritPacker, code_2bit, code_i2, sign_bit
+
+__all__ = ["KvQuantizer", "input_layout"]
+
+
+def input_layout(config: KvConfig) -> data.StructLayout:
+    """An input beat: ``lanes`` channels of one token and the token's salient flag."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(config.in_bits), config.lanes), "salient": 1})
+
+
+def _stats_layout(config: KvConfig) -> data.ArrayLayout:
+    w = config.widths
+    lane = data.StructLayout({"mn": signed(w["mn"]), "mx": signed(w["mn"]), "s": unsigned(w["s"])})
+    return data.ArrayLayout(lane, config.lanes)
+
+
+def _bits(n: int) -> int:
+    return (n - 1).bit_length()
+
+
+class KvQuantizer(wiring.Component):
+    """Quantizes a stream of key or value tokens into tagged beats of packed groups.
+
+    Ports: ``i`` (tokens, D / lanes beats each, channel order; ``salient`` is read on a
+    token's first beat), ``o`` (beats ``{data, tag}``), and the run-time mode
+    ``kind``, ``value_2bit``, ``stp``.
+    """
+
+    def __init__(self, config: KvConfig):
+        self.config = config
+        super().__init__({
+            "kind": In(1),
+            "value_2bit": In(1),
+            "stp": In(1),
+            "i": In(stream.Signature(input_layout(config))),
+            "o": Out(stream.Signature(beat_layout(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, w = self.config, self.config.widths
+        lanes, tg, blocks, slots = config.lanes, config.group_tokens, config.blocks, w["slots"]
+        paths = 2 if config.stp else 1
+        stp_on = self.stp & self.kind if config.stp else Const(0)
+
+        buffer = m.submodules.buffer = Memory(shape=w["buffer_bits"], depth=w["buffer_depth"], init=[])
+        stats = m.submodules.stats = Memory(shape=_stats_layout(config), depth=slots * blocks, init=[])
+        buf_w, buf_r = buffer.write_port(), buffer.read_port()
+        stats_w = stats.write_port()
+        stats_rmw = stats.read_port(transparent_for=(stats_w,))
+        stats_r = stats.read_port()
+        if config.stp:
+            positions = m.submodules.positions = Memory(shape=w["position"], depth=slots * tg, init=[])
+            pos_w, pos_r = positions.write_port(), positions.read_port()
+            m.d.comb += pos_r.en.eq(0)                  # POS_SEND sends what POS_READ read
+        done = m.submodules.done = SyncFIFO(width=_bits(slots) or 1, depth=slots)
+        full = Signal(slots)
+        set_full, clear_full = Signal(slots), Signal(slots)
+        m.d.sync += full.eq((full | set_full) & ~clear_full)
+
+        # ---- fill: each beat goes to its path's slot; the channel statistics are updated in place.
+        block = Signal(range(blocks))
+        token = [Signal(range(tg), name=f"token{p}") for p in range(paths)]
+        which = [Signal(name=f"which{p}") for p in range(paths)]           # which of the path's two slots
+        path = Signal(range(paths)) if paths > 1 else Const(0, 1)
+        cur_path = Signal.like(path, name="cur_path") if paths > 1 else Const(0, 1)
+        position = Signal(w["position"])
+        slot_of = [Cat(which[p], Const(p, _bits(paths))) if paths > 1 else which[p] for p in range(paths)]
+
+        if paths > 1:
+            m.d.comb += path.eq(Mux(block == 0, stp_on & self.i.payload.salient, cur_path))
+            fill_slot = Mux(path, slot_of[1], slot_of[0])
+            fill_token = Mux(path, token[1], token[0])
+            first_free = ~full.bit_select(slot_of[0], 1) & (~stp_on | ~full.bit_select(slot_of[1], 1))
+        else:
+            fill_slot, fill_token = slot_of[0], token[0]
+            first_free = ~full.bit_select(slot_of[0], 1)
+        m.d.comb += self.i.ready.eq(Mux(block == 0, first_free, ~full.bit_select(fill_slot, 1)))
+        accept = self.i.valid & self.i.ready
+        last_beat = (block == blocks - 1) & (fill_token == tg - 1)
+        m.d.comb += [
+            buf_w.addr.eq(Cat(block, fill_token, fill_slot)),
+            buf_w.data.eq(self.i.payload.data),
+            buf_w.en.eq(accept),
+            stats_rmw.addr.eq(Cat(block, fill_slot)),
+        ]
+        if config.stp:
+            m.d.comb += [pos_w.addr.eq(Cat(fill_token, fill_slot)), pos_w.data.eq(position),
+                         pos_w.en.eq(accept & (block == 0))]
+        with m.If(accept):
+            m.d.sync += block.eq(Mux(block == blocks - 1, 0, block + 1))
+            with m.If(block == 0):
+                m.d.sync += position.eq(position + 1)
+                if paths > 1:
+                    m.d.sync += cur_path.eq(path)
+            for p in range(paths):
+                with m.If((block == blocks - 1) & (path == p)):
+                    m.d.sync += token[p].eq(Mux(token[p] == tg - 1, 0, token[p] + 1))
+                    with m.If(token[p] == tg - 1):
+                        m.d.sync += which[p].eq(~which[p])
+
+        # Stage 2 of the statistics: the memory's (write-transparent) old value and the beat.
+        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
+        s1_data = Signal.like(self.i.payload.data)
+        s1_addr, s1_slot = Signal.like(stats_w.addr), Signal(range(slots))
+        m.d.sync += [s1_valid.eq(accept), s1_first.eq(fill_token == 0), s1_last.eq(last_beat),
+                     s1_data.eq(self.i.payload.data), s1_addr.eq(stats_rmw.addr), s1_slot.eq(fill_slot)]
+        for lane in range(lanes):
+            x, old, new = s1_data[lane], stats_rmw.data[lane], stats_w.data[lane]
+            magnitude = Mux(x < 0, -x, x).as_unsigned()
+            m.d.comb += [
+                new.mn.eq(Mux(s1_first | (x < old.mn), x, old.mn)),
+                new.mx.eq(Mux(s1_first | (x > old.mx), x, old.mx)),
+                new.s.eq(Mux(s1_first, 0, old.s) + magnitude),
+            ]
+        m.d.comb += [stats_w.addr.eq(s1_addr), stats_w.en.eq(s1_valid)]
+        with m.If(s1_valid & s1_last):
+            m.d.comb += [set_full.eq(1 << s1_slot), done.w_en.eq(1), done.w_data.eq(s1_slot)]
+
+        # ---- encoder
+        m.submodules.emitter = emitter = Emitter(config)
+        b3 = config.ternary_layout == "b3"
+        if b3:
+            m.submodules.packer = packer = TritPacker(tg)
+            wiring.connect(m, emitter.trits, packer.push)
+        n_hi = config.n_hi
+        ranking = 0 < n_hi < config.d
+        if ranking:
+            m.submodules.ranker = ranker = ChannelRanker(config.d, lanes, w["r"], n_hi)
+            mask = ranker.mask
+        else:
+            mask = Const(-1 if n_hi else 0, config.d)
+
+        slot = Signal(range(slots))
+        value, salient = Signal(), Signal()                  # the group's kind and path
+        count = Signal(range(max(tg, blocks, w["mask_words"]) + 1))
+        enc_block = Signal(range(blocks))
+        reading = Signal()                                  # a buffer read was issued last cycle
+        stats_read = Signal()                               # a stats read was issued last cycle
+        m.d.sync += [reading.eq(0), stats_read.eq(0)]
+        held = data.ArrayLayout(data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]),
+                                                   "s": unsigned(w["s"])}), lanes)
+        lane_stats = Signal(held)
+        codes = [Signal(2 * tg, name=f"codes{lane}") for lane in range(lanes)]
+
+        two_bit_values = salient | self.value_2bit
+        block_mask = mask.word_select(enc_block, lanes)
+        fmts = []
+        for lane in range(lanes):
+            fmt = Signal(Fmt, name=f"fmt{lane}")
+            ternary = Fmt.B3 if b3 else Fmt.I2
+            m.d.comb += fmt.eq(Mux(value, Mux(two_bit_values, Fmt.TWO_BIT, ternary),
+                                   Mux(block_mask[lane], Fmt.TWO_BIT, Fmt.ONE_BIT)))
+            fmts.append(fmt)
+
+        with m.If(stats_read):
+            for lane in range(lanes):
+                got = stats_r.data[lane]
+                m.d.sync += [lane_stats[lane].mn.eq(got.mn), lane_stats[lane].r.eq(got.mx - got.mn),
+                             lane_stats[lane].s.eq(got.s)]
+        with m.If(reading):
+            for lane in range(lanes):
+                x, st = buf_r.data.word_select(lane, config.in_bits).as_signed(), lane_stats[lane]
+                code = Mux(fmts[lane] == Fmt.TWO_BIT, code_2bit(x, st.mn, st.r, config.in_bits),
+                           Mux(fmts[lane] == Fmt.ONE_BIT, sign_bit(x), code_i2(x, st.s, tg)))
+                m.d.sync += codes[lane].eq(Cat(codes[lane][2:], code))
+
+        for lane in range(lanes):
+            m.d.comb += [emitter.lanes[lane].codes.eq(codes[lane]), emitter.lanes[lane].fmt.eq(fmts[lane]),
+                         emitter.lanes[lane].mn.eq(lane_stats[lane].mn), emitter.lanes[lane].r.eq(lane_stats[lane].r),
+                         emitter.lanes[lane].s.eq(lane_stats[lane].s)]
+
+        direct = Signal(beat_layout(config))
+        direct_valid = Signal()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(done.r_rdy):
+                    m.d.comb += done.r_en.eq(1)
+                    m.d.sync += [slot.eq(done.r_data), value.eq(self.kind), count.eq(0),
+                                 salient.eq(done.r_data >> 1 if paths > 1 else 0)]
+                    m.next = "HEADER"
+                    if ranking:
+                        with m.If(~self.kind):
+                            m.next = "RANK_LOAD"
+            if ranking:
+                with m.State("RANK_LOAD"):
+                    m.d.comb += [stats_r.addr.eq(Cat(count[:_bits(blocks)], slot)), stats_r.en.eq(1)]
+                    m.d.sync += [stats_read.eq(1), count.eq(count + 1)]
+                    with m.If(count == blocks - 1):
+                        m.next = "RANK_LAST"
+                with m.State("RANK_LAST"):                  # the last block of ranges loads
+                    m.next = "RANK_START"
+                with m.State("RANK_START"):
+                    m.d.comb += ranker.start.eq(1)
+                    m.next = "RANK"
+                with m.State("RANK"):
+                    with m.If(~ranker.busy):
+                        m.d.sync += count.eq(0)
+                        m.next = "HEADER"
+                for lane in range(lanes):
+                    got = stats_r.data[lane]
+                    m.d.comb += ranker.ranges[lane].eq(got.mx - got.mn)
+                m.d.comb += ranker.load.eq(stats_read)
+            with m.State("HEADER"):
+                m.d.comb += [direct_valid.eq(1), direct.tag.eq(HEADER), direct.data.eq(Cat(salient, value))]
+                with m.If(self.o.ready):
+                    m.d.sync += count.eq(0)
+                    if config.stp:
+                        with m.If(value & self.stp):
+                            m.next = "POS_READ"
+                        with m.Elif(value):
+                            m.next = "STATS"
+                        with m.Else():
+                            m.next = "MASK"
+                    else:
+                        with m.If(value):
+                            m.next = "STATS"
+                        with m.Else():
+                            m.next = "MASK"
+            if config.stp:
+                with m.State("POS_READ"):
+                    m.d.comb += [pos_r.addr.eq(Cat(count[:_bits(tg)], slot)), pos_r.en.eq(1)]
+                    m.next = "POS_SEND"
+                with m.State("POS_SEND"):
+                    m.d.comb += [direct_valid.eq(1), direct.tag.eq(POSITION), direct.data.eq(pos_r.data)]
+                    with m.If(self.o.ready):
+                        m.d.sync += count.eq(count + 1)
+                        m.next = "POS_READ"
+                        with m.If(count == tg - 1):
+                            m.next = "STATS"
+            with m.State("MASK"):
+                m.d.comb += [direct_valid.eq(1), direct.tag.eq(MASK),
+                             direct.data.eq(mask.word_select(count[:_bits(w["mask_words"])], 32))]
+                with m.If(self.o.ready):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == w["mask_words"] - 1):
+                        m.next = "STATS"
+            with m.State("STATS"):
+                m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_r.en.eq(1)]
+                m.d.sync += [stats_read.eq(1), count.eq(0)]
+                m.next = "TOKENS"
+            with m.State("TOKENS"):
+                m.d.comb += [buf_r.addr.eq(Cat(enc_block, count[:_bits(tg)], slot)), buf_r.en.eq(1)]
+                m.d.sync += [reading.eq(1), count.eq(count + 1)]
+                with m.If(count == tg - 1):
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):                          # the last token's code shifts in
+                m.next = "HANDOFF"
+            with m.State("HANDOFF"):
+                with m.If(emitter.idle):
+                    m.d.comb += emitter.load.eq(1)
+                    m.d.sync += enc_block.eq(enc_block + 1)
+                    m.next = "STATS"
+                    with m.If(enc_block == blocks - 1):
+                        m.d.sync += enc_block.eq(0)
+                        m.d.comb += clear_full.eq(1 << slot)
+                        m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(emitter.idle):
+                    m.next = "FLUSH" if b3 else "IDLE"
+            if b3:
+                with m.State("FLUSH"):
+                    m.d.comb += packer.flush.eq(value & ~two_bit_values)
+                    with m.If(packer.empty):
+                        m.next = "IDLE"
+
+        # ---- output: the FSM's own beats, else the packer's and the emitter's, a held grant each.
+        sources = [(direct_valid, direct)]
+        if b3:
+            trit_beat = Signal(beat_layout(config))
+            m.d.comb += [trit_beat.data.eq(packer.o.payload), trit_beat.tag.eq(TRITS)]
+            sources.append((packer.o.valid, trit_beat))
+        grant = Signal(len(sources) + 1)             # one-hot; the last bit is the emitter
+        held_grant = Signal.like(grant)
+        stalled = Signal()
+        m.d.sync += [stalled.eq(self.o.valid & ~self.o.ready), held_grant.eq(grant)]
+        fresh = Signal.like(grant)
+        with m.If(direct_valid):
+            m.d.comb += fresh.eq(1)
+        if b3:
+            with m.Elif(packer.o.valid):
+                m.d.comb += fresh.eq(2)
+        with m.Else():
+            m.d.comb += fresh.eq(1 << len(sources))
+        m.d.comb += grant.eq(Mux(stalled, held_grant, fresh))
+        payload, valid = emitter.o.payload, emitter.o.valid
+        for (source_valid, source_payload), bit in reversed(list(zip(sources, range(len(sources))))):
+            payload = Mux(grant[bit], source_payload, payload)
+            valid = Mux(grant[bit], source_valid, valid)
+        m.d.comb += [self.o.payload.eq(payload), self.o.valid.eq(valid),
+                     emitter.o.ready.eq(self.o.ready & grant[-1])]
+        if b3:
+            m.d.comb += packer.o.ready.eq(self.o.ready & grant[1])
+        return m
