@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from amaranth.lib import wiring
 
 from golden.tables import GROUP_SIZES, SCALE_BITS_RANGE
+from golden.vidkv import GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS
+from golden.vidkv_pack import TERNARY_LAYOUTS
 from hdl.decoder import WeightDecoder, decoder_widths
 from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
+from hdl.kv_config import MAX_LANES, KvConfig
+from hdl.kv_quant import KvQuantizer
 from hdl.pe_array import PeArray
 from hdl.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 
-from .params import ChoiceParam, FamiliesParam, IntParam, Param, resolve_params
+from .params import BoolParam, ChoiceParam, FamiliesParam, FractionParam, IntParam, Param, resolve_params
 
 __all__ = ["Design", "DESIGNS", "get_design"]
 
@@ -86,6 +90,22 @@ _PARALLEL_PARAMS = tuple(p for p in _PE_ARRAY_PARAMS if p.name != "families") + 
 )
 
 
+_KV_DEFAULTS = KvConfig()
+_KV_PARAMS = (
+    IntParam("d", help="head dimension D (32, 64 or 128)", default=_KV_DEFAULTS.d, low=min(HEAD_DIMS),
+             high=max(HEAD_DIMS)),
+    IntParam("group_tokens", help="Tg, tokens per group (16, 32 or 64)", default=_KV_DEFAULTS.group_tokens,
+             low=min(GROUP_TOKENS), high=max(GROUP_TOKENS)),
+    IntParam("in_bits", help="signed input element width", default=_KV_DEFAULTS.in_bits, low=8, high=16),
+    IntParam("lanes", help="channels per cycle (a power of two dividing d)", default=_KV_DEFAULTS.lanes,
+             low=1, high=MAX_LANES),
+    FractionParam("f", help="fraction of 2-bit key channels", default=_KV_DEFAULTS.f, choices=KEY_FRACTIONS),
+    ChoiceParam("ternary_layout", help="ternary value packing: i2 (2 bits) or b3 (5 trits a byte)",
+                default=_KV_DEFAULTS.ternary_layout, choices=TERNARY_LAYOUTS),
+    BoolParam("stp", help="build the salient-token (2-bit) path for values", default=_KV_DEFAULTS.stp),
+)
+
+
 def _parallel(params: dict) -> PeArrayConfig:
     return parallel_config(PeArrayConfig.from_params({**params, "families": ("int4",)}))
 
@@ -120,6 +140,16 @@ DESIGNS: dict[str, Design] = {
             regression="sim.tb_pe_array",
             check=lambda p: _parallel(p),
             config=lambda p: _parallel(p),
+        ),
+        Design(
+            name="kv_quant",
+            summary="VidKV KV-cache quantize engine: tokens in, packed 2/1/1.58-bit groups + metadata out",
+            params=_KV_PARAMS,
+            build=lambda p: KvQuantizer(KvConfig.from_params(p)),
+            widths=lambda p: KvConfig.from_params(p).widths,
+            regression="sim.tb_kv_quant",
+            check=lambda p: KvConfig.from_params(p),
+            config=lambda p: KvConfig.from_params(p),
         ),
     ]
 }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from golden.tables import FAMILIES, check_families
 
-__all__ = ["Param", "IntParam", "ChoiceParam", "FamiliesParam", "resolve_params"]
+__all__ = ["Param", "IntParam", "ChoiceParam", "FamiliesParam", "FractionParam", "BoolParam", "resolve_params"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,49 @@ class FamiliesParam(Param):
 
     def describe(self) -> str:
         return "non-empty subset of " + ",".join(FAMILIES)
+
+
+@dataclass(frozen=True)
+class FractionParam(Param):
+    """One of a fixed set of fractions, written ``0.5``."""
+
+    default: float = 0.0
+    choices: tuple[float, ...] = ()
+
+    def parse(self, text: str) -> float:
+        try:
+            return self.check(float(text))
+        except ValueError:
+            raise ValueError(f"parameter {self.name} must be one of {self.describe()[7:]}, not {text!r}") from None
+
+    def check(self, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in self.choices:
+            raise ValueError(f"parameter {self.name} must be one of {self.describe()[7:]}, not {value!r}")
+        return float(value)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(f"{c:g}" for c in self.choices)
+
+
+@dataclass(frozen=True)
+class BoolParam(Param):
+    """A flag, written ``1``/``0``, ``true``/``false`` or ``on``/``off``."""
+
+    default: bool = False
+
+    def parse(self, text: str) -> bool:
+        words = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+        if text.strip().lower() not in words:
+            raise ValueError(f"parameter {self.name} must be 1/0, true/false or on/off, not {text!r}")
+        return words[text.strip().lower()]
+
+    def check(self, value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"parameter {self.name} must be a bool, not {value!r}")
+        return value
+
+    def describe(self) -> str:
+        return "bool (1/0, true/false, on/off)"
 
 
 def resolve_params(design: str, params: tuple[Param, ...], given: Mapping[str, object],

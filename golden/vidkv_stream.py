@@ -28,7 +28,7 @@ from .vidkv_groups import KeyGroups, ValueGroups
 from .vidkv_pack import PackedKV, metadata_widths, pack_keys, pack_values
 
 __all__ = ["TAGS", "TAG_BITS", "HEADER", "POSITION", "MASK", "CODE", "META", "TRITS", "words_per_channel",
-           "trit_words", "group_beats", "parse_beats", "pack_tokens", "PATHS"]
+           "trit_words", "group_beats", "parse_beats", "beats_per_group", "group_counts", "pack_tokens", "PATHS"]
 
 HEADER, POSITION, MASK, CODE, META, TRITS = range(6)
 #: Beat tags by name.
@@ -89,6 +89,31 @@ def group_beats(p: PackedKV, g: int, salient: bool = False) -> list[tuple[int, i
         data += [0] * (-len(data) % 4)
         beats += [(TRITS, int.from_bytes(bytes(data[i:i + 4]), "little")) for i in range(0, len(data), 4)]
     return beats
+
+
+def beats_per_group(path: str, *, d: int, group_tokens: int, n_hi: int = 0, value_format: str = "ternary",
+                    ternary_layout: str = "i2", stp: bool = False) -> int:
+    """How many beats one group of ``path`` takes in the stream."""
+    tg = group_tokens
+    two, one = words_per_channel(tg, 2), words_per_channel(tg, 1)
+    if path == "key":
+        return 1 + d // 32 + n_hi * (two + 2) + (d - n_hi) * (one + 1)
+    head = 1 + (tg if stp else 0)
+    if path == "salient" or value_format == "2bit":
+        return head + d * (two + 2)
+    if ternary_layout == "b3":
+        return head + d + trit_words(tg, d)
+    return head + d * (two + 1)
+
+
+def group_counts(kind: str, tokens: int, group_tokens: int, salient=None) -> dict[str, int]:
+    """Completed groups per path after ``tokens`` tokens (``salient`` [T] bool: STP)."""
+    if kind == "key":
+        return {"key": tokens // group_tokens}
+    if salient is None:
+        return {"value": tokens // group_tokens}
+    hot = int(salient.sum())
+    return {"value": (tokens - hot) // group_tokens, "salient": hot // group_tokens}
 
 
 class _Reader:

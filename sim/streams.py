@@ -15,9 +15,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 
+import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["StreamDriver", "StreamMonitor", "StreamProtocolError"]
+__all__ = ["StreamDriver", "StreamMonitor", "StreamProtocolError", "CycleCounter"]
 
 
 class StreamProtocolError(AssertionError):
@@ -150,3 +151,20 @@ class StreamMonitor(_StreamPort):
                 )
             await RisingEdge(self._clock)
         self._ready.value = 0
+
+
+class CycleCounter:
+    """Counts rising edges of ``dut.clk`` from its start until :meth:`stop`."""
+
+    def __init__(self, dut):
+        self.cycles = 0
+        self._task = cocotb.start_soon(self._count(dut))
+
+    async def _count(self, dut):
+        while True:
+            await RisingEdge(dut.clk)
+            self.cycles += 1
+
+    def stop(self) -> int:
+        self._task.cancel()
+        return self.cycles

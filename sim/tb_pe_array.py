@@ -21,7 +21,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from sim.streams import StreamDriver, StreamMonitor
+from sim.streams import CycleCounter, StreamDriver, StreamMonitor
 
 # Far above any run the tests make (the biggest is ~200,000 cycles): a hang fails, never blocks.
 _TIMEOUT_MS = 20
@@ -37,23 +37,6 @@ async def _reset(dut, cycles: int = 3) -> None:
     await RisingEdge(dut.clk)
 
 
-class _Counter:
-    """Counts rising edges from its start."""
-
-    def __init__(self, dut):
-        self.cycles = 0
-        self._task = cocotb.start_soon(self._count(dut))
-
-    async def _count(self, dut):
-        while True:
-            await RisingEdge(dut.clk)
-            self.cycles += 1
-
-    def stop(self) -> int:
-        self._task.cancel()
-        return self.cycles
-
-
 async def run_job(dut, job: dict, rng: random.Random, stall: float) -> tuple[list[int], int, int]:
     """Drive one job; return its result beats, its cycles and the cycles until its last activation beat."""
     dut.family.value = job["family"]
@@ -63,7 +46,7 @@ async def run_job(dut, job: dict, rng: random.Random, stall: float) -> tuple[lis
     act = StreamDriver(dut, "act", dut.clk, random.Random(rng.getrandbits(32)), stall)
     weights = StreamDriver(dut, "w", dut.clk, random.Random(rng.getrandbits(32)), stall)
     results = StreamMonitor(dut, "o", dut.clk, random.Random(rng.getrandbits(32)), stall)
-    counter = _Counter(dut)
+    counter = CycleCounter(dut)
     act_task = cocotb.start_soon(act.send(job["act"]))
     weight_task = cocotb.start_soon(weights.send(job["weights"]))
     work = len(job["weights"]) + len(job["act"])

@@ -60,3 +60,20 @@ def test_missing_and_extra_beats_are_errors():
         parse_beats(beats[1:], d=32, group_tokens=32, value_format="2bit")
     with pytest.raises(ValueError, match="tag 7"):
         parse_beats([(HEADER, 2), (7, 0)], d=32, group_tokens=32, value_format="2bit")
+
+
+@pytest.mark.parametrize("kind,options", CASES)
+def test_beat_counts_match_the_stream(kind, options):
+    from golden.vidkv_stream import beats_per_group, group_counts
+
+    tg, d = 16, 64
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(-500, 500, (5 * tg + 3, d), generator=gen)
+    salient = torch.rand(x.shape[0], generator=gen) < 0.3 if options.get("stp") else None
+    packed = pack_tokens(x, kind, group_tokens=tg, salient=salient, **options)
+    counts = group_counts(kind, x.shape[0], tg, salient)
+    assert {p: n for p, n in counts.items() if n} == {p: v.groups for p, v in packed.items()}
+    expected = sum(n * beats_per_group(p, d=d, group_tokens=tg, n_hi=n_high(d, options.get("f", 0.5)),
+                                       **{k: v for k, v in options.items() if k != "f"})
+                   for p, n in counts.items())
+    assert expected == len(stream(packed))
