@@ -16,8 +16,10 @@ from amaranth.lib.wiring import In, Out
 
 from golden.vidkv_pack import b3_byte
 
-__all__ = ["popcount", "code_2bit", "sign_bit", "code_i2", "ChannelRanker", "TritPacker", "TRITS_PER_WORD"]
+__all__ = ["popcount", "code_2bit", "sign_bit", "code_i2", "ChannelRanker", "TritPacker", "TRITS_PER_WORD", "TIE_STEP"]
 
+#: Channels the ranker resolves ties for per cycle.
+TIE_STEP = 8
 #: Trits in one 32-bit word of the ``b3`` layout: four bytes of five.
 TRITS_PER_WORD = 20
 
@@ -79,11 +81,12 @@ class ChannelRanker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         d, lanes = self.d, self.lanes
+        step_width = min(TIE_STEP, d)
         ranges = [Signal(self.range_bits, name=f"range{c}") for c in range(d)]
         above = Signal(d)            # channels known to be above the threshold
         equal = Signal(d)            # channels equal to the threshold's bits so far
         count_above = Signal(range(d + 1))
-        step = Signal(range(max(self.range_bits, d // lanes) + 1))
+        step = Signal(range(max(self.range_bits, d // step_width) + 1))
         selecting = Signal()
         taken = Signal(range(d + 1))
 
@@ -107,18 +110,19 @@ class ChannelRanker(wiring.Component):
             with m.If(step == self.range_bits - 1):
                 m.d.sync += [selecting.eq(0), step.eq(0)]
         with m.Elif(self.busy):
-            # Ties, one block of lanes per cycle in channel order: take the first equal
-            # channels until n_hi are marked. The mask fills from the top as above/equal shift down.
+            # Ties, in channel order: take the first equal channels until n_hi are marked.
+            # The mask fills from the top as above/equal shift down.
             need = self.n_hi - count_above
-            block_equal = equal[:lanes]
-            take = Signal(lanes)
+            block_equal = equal[:step_width]
+            take = Signal(step_width)
             running = taken
-            for i in range(lanes):
+            for i in range(step_width):
                 m.d.comb += take[i].eq(block_equal[i] & (running < need))
                 running = running + block_equal[i]
-            m.d.sync += [taken.eq(taken + popcount(take)), above.eq(above >> lanes), equal.eq(equal >> lanes),
-                         self.mask.eq(Cat(self.mask[lanes:], above[:lanes] | take)), step.eq(step + 1)]
-            with m.If(step == d // lanes - 1):
+            m.d.sync += [taken.eq(taken + popcount(take)), above.eq(above >> step_width),
+                         equal.eq(equal >> step_width),
+                         self.mask.eq(Cat(self.mask[step_width:], above[:step_width] | take)), step.eq(step + 1)]
+            with m.If(step == d // step_width - 1):
                 m.d.sync += self.busy.eq(0)
         return m
 

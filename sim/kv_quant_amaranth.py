@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import torch
 from amaranth.sim import Simulator
@@ -53,6 +54,9 @@ def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value
             elif state["sent"]:
                 idle += 1
 
+    # Amaranth's Python simulator compiles wide multiplexers (64 lanes) into deeply nested
+    # expressions; Python's default recursion limit is too low for them.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(producer)
