@@ -93,7 +93,8 @@ class KvQuantizer(wiring.Component):
         m.d.sync += full.eq((full | set_full) & ~clear_full)
 
         # ---- fill: each beat goes to its path's slot; the channel statistics are updated in place.
-        block = Signal(range(blocks))
+        # A counter of one value would be a zero-width signal, which Verilog cannot declare.
+        block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         token = [Signal(range(tg), name=f"token{p}") for p in range(paths)]
         which = [Signal(name=f"which{p}") for p in range(paths)]           # which of the path's two slots
         path = Signal(range(paths)) if paths > 1 else Const(0, 1)
@@ -122,7 +123,8 @@ class KvQuantizer(wiring.Component):
             m.d.comb += [pos_w.addr.eq(Cat(fill_token, fill_slot)), pos_w.data.eq(position),
                          pos_w.en.eq(accept & (block == 0))]
         with m.If(accept):
-            m.d.sync += block.eq(Mux(block == blocks - 1, 0, block + 1))
+            if blocks > 1:
+                m.d.sync += block.eq(Mux(block == blocks - 1, 0, block + 1))
             with m.If(block == 0):
                 m.d.sync += position.eq(position + 1)
                 if paths > 1:
@@ -168,7 +170,7 @@ class KvQuantizer(wiring.Component):
         slot = Signal(range(slots))
         value, salient = Signal(), Signal()                  # the group's kind and path
         count = Signal(range(max(tg, blocks, w["mask_words"]) + 1))
-        enc_block = Signal(range(blocks))
+        enc_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         reading = Signal()                                  # a buffer read was issued last cycle
         stats_read = Signal()                               # a stats read was issued last cycle
         m.d.sync += [reading.eq(0), stats_read.eq(0)]
@@ -284,10 +286,10 @@ class KvQuantizer(wiring.Component):
             with m.State("HANDOFF"):
                 with m.If(emitter.idle):
                     m.d.comb += emitter.load.eq(1)
-                    m.d.sync += enc_block.eq(enc_block + 1)
+                    if blocks > 1:
+                        m.d.sync += enc_block.eq(Mux(enc_block == blocks - 1, 0, enc_block + 1))
                     m.next = "STATS"
                     with m.If(enc_block == blocks - 1):
-                        m.d.sync += enc_block.eq(0)
                         m.d.comb += clear_full.eq(1 << slot)
                         m.next = "DRAIN"
             with m.State("DRAIN"):

@@ -7,7 +7,7 @@ import torch
 from golden.vidkv import check_tokens
 from hdl.kv_config import KvConfig
 
-__all__ = ["token_beats", "check_run_inputs"]
+__all__ = ["token_beats", "check_run_inputs", "corner_tokens"]
 
 
 def check_run_inputs(config: KvConfig, x, kind: str, salient=None, value_format: str = "ternary") -> None:
@@ -41,3 +41,23 @@ def token_beats(config: KvConfig, x: torch.Tensor, salient: torch.Tensor | None 
                 word |= (v & mask) << (i * bits)
             beats.append(word | flag << (lanes * bits))
     return beats
+
+
+def corner_tokens(config: KvConfig, tokens: int, seed: int) -> torch.Tensor:
+    """Random tokens [T, D] with directed corners in channels 0..6 of every group.
+
+    0: constant (r = 0); 1: all negative; 2: the largest range (-2**(b-1) and 2**(b-1) - 1);
+    3: 2-bit rounding ties (r = 6, every x - mn in 0..6); 4: ternary ties (S = 2 Tg, |x| = 1);
+    5 and 6: equal ranges (the lower index ranks first).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    high = 1 << (config.in_bits - 1)
+    x = torch.randint(-high, high, (tokens, config.d), generator=gen)
+    x[:, 0] = 7
+    x[:, 1] = -torch.randint(1, high + 1, (tokens,), generator=gen)
+    x[::2, 2], x[1::2, 2] = -high, high - 1
+    x[:, 3] = torch.tensor([0, 6, 1, 2, 3, 4, 5, 6] * (tokens // 8 + 1))[:tokens]
+    tg = config.group_tokens
+    x[:, 4] = torch.tensor([1, 3] + [2] * (tg - 2)).repeat(tokens // tg + 1)[:tokens]
+    x[:, 5] = x[:, 6]
+    return x

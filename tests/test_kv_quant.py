@@ -13,6 +13,7 @@ from hdl.kv_config import KvConfig
 from hdl.kv_units import TIE_STEP, ChannelRanker, TritPacker
 from sim.kv_quant import first_difference
 from sim.kv_quant_amaranth import simulate_kv_quantizer
+from sim.kv_tokens import corner_tokens
 
 
 def run_ranker(d, lanes, bits, n_hi, ranges):
@@ -97,22 +98,6 @@ def test_trit_packer_matches_golden_b3(tg):
     data = b"".join(w.to_bytes(4, "little") for w in words)
     want = bytes(pack_trits(trits).tolist())
     assert data[:len(want)] == want and not any(data[len(want):])
-
-
-def corner_tokens(config: KvConfig, tokens: int, seed: int) -> torch.Tensor:
-    """Random tokens with the directed corners in chosen channels."""
-    gen = torch.Generator().manual_seed(seed)
-    high = 1 << (config.in_bits - 1)
-    x = torch.randint(-high, high, (tokens, config.d), generator=gen)
-    x[:, 0] = 7                                                   # r = 0 (constant channel)
-    x[:, 1] = -torch.randint(1, high + 1, (tokens,), generator=gen)   # all negative
-    x[::2, 2], x[1::2, 2] = -high, high - 1                       # the largest range
-    x[:, 3] = torch.tensor([0, 6, 1, 2, 3, 4, 5, 6] * (tokens // 8 + 1))[:tokens]   # 2-bit rounding ties (r = 6)
-    tg = config.group_tokens
-    ties = torch.tensor([1, 3] + [2] * (tg - 2))                   # S = 2 Tg: |x| = 1 is a ternary tie
-    x[:, 4] = ties.repeat(tokens // tg + 1)[:tokens]
-    x[:, 5] = x[:, 6]                                             # equal ranges: the lower index ranks first
-    return x
 
 
 CONFIGS = [
