@@ -12,8 +12,9 @@ Per group, in this order (``TRITS`` beats may come anywhere after ``HEADER``):
 * ``MASK`` x D/32 (keys): the channel mask words.
 * per channel c = 0..D-1, its record: ``CODE`` words (its packed codes along tokens:
   2-bit channels ``ceil(2 Tg / 32)``, 1-bit channels ``ceil(Tg / 32)``, none for
-  ``b3`` values), then ``META`` words: ``mn`` (sign-extended to 32 bits) and ``r`` for a
-  2-bit channel, ``s`` for a 1-bit or ternary channel.
+  ``b3`` values), then one ``META`` word: ``mn`` (two's complement, sign-extended to 16
+  bits) in bits 0-15 and ``r`` in bits 16-31 for a 2-bit channel; ``s`` for a 1-bit or
+  ternary channel.
 * ``TRITS`` x ``ceil(Tg D / 20)`` (``b3`` values): the group's ``b3`` bytes, four per word,
   little-endian; bytes past ``ceil(Tg D / 5)`` are zero.
 """
@@ -53,6 +54,10 @@ def _path(p: PackedKV, salient: bool) -> str:
     return "key" if p.kind == "key" else ("salient" if salient else "value")
 
 
+def _mn_r(mn: int, r: int) -> int:
+    return (mn & 0xFFFF) | r << 16
+
+
 def group_beats(p: PackedKV, g: int, salient: bool = False) -> list[tuple[int, int]]:
     """The ``(tag, data)`` beats of group ``g`` of ``p`` in the canonical order."""
     d, tg = p.d, p.group_tokens
@@ -73,7 +78,7 @@ def group_beats(p: PackedKV, g: int, salient: bool = False) -> list[tuple[int, i
         for c in range(d):
             if mask[c]:
                 beats += [(CODE, w) for w in hi_words[hi * hi_w:(hi + 1) * hi_w]]
-                beats += [(META, meta["mn"][hi]), (META, meta["r"][hi])]
+                beats += [(META, _mn_r(meta["mn"][hi], meta["r"][hi]))]
                 hi += 1
             else:
                 beats += [(CODE, w) for w in lo_words[lo * lo_w:(lo + 1) * lo_w]]
@@ -83,7 +88,7 @@ def group_beats(p: PackedKV, g: int, salient: bool = False) -> list[tuple[int, i
     per = words_per_channel(tg, 2) if words else 0
     for c in range(d):
         beats += [(CODE, w) for w in words[c * per:(c + 1) * per]]
-        beats += [(META, meta["mn"][c]), (META, meta["r"][c])] if p.value_format == "2bit" else [(META, meta["s"][c])]
+        beats += [(META, _mn_r(meta["mn"][c], meta["r"][c]) if p.value_format == "2bit" else meta["s"][c])]
     if p.trits is not None:
         data = [int(b) for b in p.trits[g]]
         data += [0] * (-len(data) % 4)
@@ -97,10 +102,10 @@ def beats_per_group(path: str, *, d: int, group_tokens: int, n_hi: int = 0, valu
     tg = group_tokens
     two, one = words_per_channel(tg, 2), words_per_channel(tg, 1)
     if path == "key":
-        return 1 + d // 32 + n_hi * (two + 2) + (d - n_hi) * (one + 1)
+        return 1 + d // 32 + n_hi * (two + 1) + (d - n_hi) * (one + 1)
     head = 1 + (tg if stp else 0)
     if path == "salient" or value_format == "2bit":
-        return head + d * (two + 2)
+        return head + d * (two + 1)
     if ternary_layout == "b3":
         return head + d + trit_words(tg, d)
     return head + d * (two + 1)
@@ -153,9 +158,9 @@ def _parse_group(tagged: dict[int, list[int]], *, d: int, tg: int, in_bits: int,
         for c in range(d):
             if mask[c]:
                 hi += read[CODE].take(words_per_channel(tg, 2))
-                m, rr = read[META].take(2)
-                mn.append(_signed(m, in_bits))
-                r.append(rr)
+                word, = read[META].take(1)
+                mn.append(_signed(word, 16))
+                r.append(word >> 16)
             else:
                 lo += read[CODE].take(words_per_channel(tg, 1))
                 s += read[META].take(1)
@@ -168,9 +173,9 @@ def _parse_group(tagged: dict[int, list[int]], *, d: int, tg: int, in_bits: int,
             if not b3:
                 words += read[CODE].take(words_per_channel(tg, 2))
             if two_bit:
-                m, rr = read[META].take(2)
-                mn.append(_signed(m, in_bits))
-                r.append(rr)
+                word, = read[META].take(1)
+                mn.append(_signed(word, 16))
+                r.append(word >> 16)
             else:
                 s += read[META].take(1)
         group.update(words=words, meta={"mn": mn, "r": r} if two_bit else {"s": s})

@@ -23,7 +23,7 @@ __all__ = ["Fmt", "Emitter", "beat_layout", "lane_layout"]
 class Fmt(enum.Enum, shape=2):
     """A channel's format in a group."""
 
-    TWO_BIT = 0     # codes q, META mn, r
+    TWO_BIT = 0     # codes q, META (mn, r)
     ONE_BIT = 1     # sign bits, META s
     I2 = 2          # ternary codes t + 1, META s
     B3 = 3          # ternary digits to the trit packer, META s
@@ -65,7 +65,7 @@ class Emitter(wiring.Component):
         layout = lane_layout(config)
         held = Array(Signal(layout.size, name=f"held{i}") for i in range(lanes))
         pending = Signal(lanes)
-        word = Signal(range(w["code_words_2bit"] + 2))
+        word = Signal(range(w["code_words_2bit"] + 1))
         pushed = Signal()
 
         lane = Signal(range(lanes))
@@ -78,10 +78,11 @@ class Emitter(wiring.Component):
         bits = Cat(current.codes[2 * t] for t in range(tg))
         code_words = Mux(fmt == Fmt.TWO_BIT, w["code_words_2bit"],
                          Mux(fmt == Fmt.ONE_BIT, w["code_words_1bit"], Mux(fmt == Fmt.I2, w["code_words_2bit"], 0)))
-        last = code_words + Mux(fmt == Fmt.TWO_BIT, 1, 0)          # index of the record's last word
-        meta = word - code_words
+        last = code_words                                          # the record's one metadata word
         code = Mux(fmt == Fmt.ONE_BIT, bits.word_select(word, 32), current.codes.word_select(word, 32))
-        value = Mux(fmt == Fmt.TWO_BIT, Mux(meta == 0, current.mn, current.r), current.s)
+        mn16 = Signal(signed(16))
+        m.d.comb += mn16.eq(current.mn)
+        value = Mux(fmt == Fmt.TWO_BIT, Cat(mn16, current.r), current.s)
         needs_push = (fmt == Fmt.B3) & ~pushed
 
         m.d.comb += [

@@ -159,17 +159,59 @@ class KvQuantizer(wiring.Component):
         if b3:
             m.submodules.packer = packer = TritPacker(tg)
             wiring.connect(m, emitter.trits, packer.push)
+        # ---- rank stage: takes completed groups in order; ranks key channels (its own stats
+        # read port) while the encoder works on the previous group.
         n_hi = config.n_hi
         ranking = 0 < n_hi < config.d
+        ranked_valid = Signal()                             # a group waits for the encoder
+        ranked_slot = Signal(range(slots))
+        ranked_value = Signal()
         if ranking:
             m.submodules.ranker = ranker = ChannelRanker(config.d, lanes, w["r"], n_hi)
-            mask = ranker.mask
+            stats_rank = stats.read_port()
+            rank_block = Signal(range(blocks + 1))
+            rank_read = Signal()
+            m.d.sync += rank_read.eq(0)
+            for lane in range(lanes):
+                got = stats_rank.data[lane]
+                m.d.comb += ranker.ranges[lane].eq(got.mx - got.mn)
+            m.d.comb += [ranker.load.eq(rank_read), stats_rank.addr.eq(Cat(rank_block[:_bits(blocks)], ranked_slot))]
+            new_mask = ranker.mask
         else:
-            mask = Const(-1 if n_hi else 0, config.d)
+            new_mask = Const(-1 if n_hi else 0, config.d)
+        with m.FSM(name="rank"):
+            with m.State("IDLE"):
+                with m.If(done.r_rdy & ~ranked_valid):
+                    m.d.comb += done.r_en.eq(1)
+                    m.d.sync += [ranked_slot.eq(done.r_data), ranked_value.eq(self.kind)]
+                    if ranking:
+                        m.d.sync += rank_block.eq(0)
+                        with m.If(self.kind):
+                            m.d.sync += ranked_valid.eq(1)
+                        with m.Else():
+                            m.next = "LOAD"
+                    else:
+                        m.d.sync += ranked_valid.eq(1)
+            if ranking:
+                with m.State("LOAD"):                       # D / lanes reads, each loaded a cycle later
+                    m.d.sync += [rank_read.eq(1), rank_block.eq(rank_block + 1)]
+                    with m.If(rank_block == blocks - 1):
+                        m.next = "LAST"
+                with m.State("LAST"):
+                    m.next = "START"
+                with m.State("START"):
+                    m.d.comb += ranker.start.eq(1)
+                    m.next = "WAIT"
+                with m.State("WAIT"):
+                    with m.If(~ranker.busy):
+                        m.d.sync += ranked_valid.eq(1)
+                        m.next = "IDLE"
 
+        # ---- encoder: per block of lanes channels, Tg buffer reads into the lane encoders.
         slot = Signal(range(slots))
         value, salient = Signal(), Signal()                  # the group's kind and path
-        count = Signal(range(max(tg, blocks, w["mask_words"]) + 1))
+        mask = Signal(config.d)                              # the group's 2-bit channels (keys)
+        count = Signal(range(tg + 1))
         enc_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         reading = Signal()                                  # a buffer read was issued last cycle
         stats_read = Signal()                               # a stats read was issued last cycle
@@ -194,84 +236,35 @@ class KvQuantizer(wiring.Component):
                 got = stats_r.data[lane]
                 m.d.sync += [lane_stats[lane].mn.eq(got.mn), lane_stats[lane].r.eq(got.mx - got.mn),
                              lane_stats[lane].s.eq(got.s)]
-        with m.If(reading):
-            for lane in range(lanes):
-                x, st = buf_r.data.word_select(lane, config.in_bits).as_signed(), lane_stats[lane]
-                code = Mux(fmts[lane] == Fmt.TWO_BIT, code_2bit(x, st.mn, st.r, config.in_bits),
-                           Mux(fmts[lane] == Fmt.ONE_BIT, sign_bit(x), code_i2(x, st.s, tg)))
-                m.d.sync += codes[lane].eq(Cat(codes[lane][2:], code))
+        codes_next = []                                     # the codes after this cycle's shift
+        for lane in range(lanes):
+            x, st = buf_r.data.word_select(lane, config.in_bits).as_signed(), lane_stats[lane]
+            code = Mux(fmts[lane] == Fmt.TWO_BIT, code_2bit(x, st.mn, st.r, config.in_bits),
+                       Mux(fmts[lane] == Fmt.ONE_BIT, sign_bit(x), code_i2(x, st.s, tg)))
+            codes_next.append(Mux(reading, Cat(codes[lane][2:], code), codes[lane]))
+            m.d.sync += codes[lane].eq(codes_next[lane])
 
         for lane in range(lanes):
-            m.d.comb += [emitter.lanes[lane].codes.eq(codes[lane]), emitter.lanes[lane].fmt.eq(fmts[lane]),
+            m.d.comb += [emitter.lanes[lane].codes.eq(codes_next[lane]), emitter.lanes[lane].fmt.eq(fmts[lane]),
                          emitter.lanes[lane].mn.eq(lane_stats[lane].mn), emitter.lanes[lane].r.eq(lane_stats[lane].r),
                          emitter.lanes[lane].s.eq(lane_stats[lane].s)]
 
-        direct = Signal(beat_layout(config))
-        direct_valid = Signal()
+        # A b3 group's last digits leave the packer once the emitter has pushed them all;
+        # the next group's header waits for that.
+        flush_pending = Signal()
+        if b3:
+            m.d.comb += packer.flush.eq(flush_pending & emitter.idle)
+            with m.If(flush_pending & emitter.idle & packer.empty):
+                m.d.sync += flush_pending.eq(0)
 
-        with m.FSM():
+        preamble_start, preamble_done = Signal(), Signal()
+        with m.FSM(name="encoder"):
             with m.State("IDLE"):
-                with m.If(done.r_rdy):
-                    m.d.comb += done.r_en.eq(1)
-                    m.d.sync += [slot.eq(done.r_data), value.eq(self.kind), count.eq(0),
-                                 salient.eq(done.r_data >> 1 if paths > 1 else 0)]
-                    m.next = "HEADER"
-                    if ranking:
-                        with m.If(~self.kind):
-                            m.next = "RANK_LOAD"
-            if ranking:
-                with m.State("RANK_LOAD"):
-                    m.d.comb += [stats_r.addr.eq(Cat(count[:_bits(blocks)], slot)), stats_r.en.eq(1)]
-                    m.d.sync += [stats_read.eq(1), count.eq(count + 1)]
-                    with m.If(count == blocks - 1):
-                        m.next = "RANK_LAST"
-                with m.State("RANK_LAST"):                  # the last block of ranges loads
-                    m.next = "RANK_START"
-                with m.State("RANK_START"):
-                    m.d.comb += ranker.start.eq(1)
-                    m.next = "RANK"
-                with m.State("RANK"):
-                    with m.If(~ranker.busy):
-                        m.d.sync += count.eq(0)
-                        m.next = "HEADER"
-                for lane in range(lanes):
-                    got = stats_r.data[lane]
-                    m.d.comb += ranker.ranges[lane].eq(got.mx - got.mn)
-                m.d.comb += ranker.load.eq(stats_read)
-            with m.State("HEADER"):
-                m.d.comb += [direct_valid.eq(1), direct.tag.eq(HEADER), direct.data.eq(Cat(salient, value))]
-                with m.If(self.o.ready):
-                    m.d.sync += count.eq(0)
-                    if config.stp:
-                        with m.If(value & self.stp):
-                            m.next = "POS_READ"
-                        with m.Elif(value):
-                            m.next = "STATS"
-                        with m.Else():
-                            m.next = "MASK"
-                    else:
-                        with m.If(value):
-                            m.next = "STATS"
-                        with m.Else():
-                            m.next = "MASK"
-            if config.stp:
-                with m.State("POS_READ"):
-                    m.d.comb += [pos_r.addr.eq(Cat(count[:_bits(tg)], slot)), pos_r.en.eq(1)]
-                    m.next = "POS_SEND"
-                with m.State("POS_SEND"):
-                    m.d.comb += [direct_valid.eq(1), direct.tag.eq(POSITION), direct.data.eq(pos_r.data)]
-                    with m.If(self.o.ready):
-                        m.d.sync += count.eq(count + 1)
-                        m.next = "POS_READ"
-                        with m.If(count == tg - 1):
-                            m.next = "STATS"
-            with m.State("MASK"):
-                m.d.comb += [direct_valid.eq(1), direct.tag.eq(MASK),
-                             direct.data.eq(mask.word_select(count[:_bits(w["mask_words"])], 32))]
-                with m.If(self.o.ready):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == w["mask_words"] - 1):
-                        m.next = "STATS"
+                with m.If(ranked_valid):
+                    m.d.sync += [slot.eq(ranked_slot), value.eq(ranked_value), mask.eq(new_mask),
+                                 salient.eq(ranked_slot >> 1 if paths > 1 else 0), ranked_valid.eq(0)]
+                    m.d.comb += preamble_start.eq(1)
+                    m.next = "STATS"
             with m.State("STATS"):
                 m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_r.en.eq(1)]
                 m.d.sync += [stats_read.eq(1), count.eq(0)]
@@ -280,25 +273,69 @@ class KvQuantizer(wiring.Component):
                 m.d.comb += [buf_r.addr.eq(Cat(enc_block, count[:_bits(tg)], slot)), buf_r.en.eq(1)]
                 m.d.sync += [reading.eq(1), count.eq(count + 1)]
                 with m.If(count == tg - 1):
-                    m.next = "SETTLE"
-            with m.State("SETTLE"):                          # the last token's code shifts in
-                m.next = "HANDOFF"
-            with m.State("HANDOFF"):
-                with m.If(emitter.idle):
+                    m.next = "LAST"
+            with m.State("LAST"):
+                # The block's last code arrives (codes_next); the emitter takes the block when
+                # it is free (and the group's preamble is out), and the next block's
+                # statistics are read in the same cycle.
+                with m.If(emitter.idle & preamble_done):
                     m.d.comb += emitter.load.eq(1)
+                    m.d.sync += count.eq(0)
+                    m.next = "TOKENS"
                     if blocks > 1:
                         m.d.sync += enc_block.eq(Mux(enc_block == blocks - 1, 0, enc_block + 1))
-                    m.next = "STATS"
+                        m.d.comb += [stats_r.addr.eq(Cat((enc_block + 1)[:_bits(blocks)], slot)), stats_r.en.eq(1)]
+                        m.d.sync += stats_read.eq(1)
                     with m.If(enc_block == blocks - 1):
                         m.d.comb += clear_full.eq(1 << slot)
-                        m.next = "DRAIN"
-            with m.State("DRAIN"):
-                with m.If(emitter.idle):
-                    m.next = "FLUSH" if b3 else "IDLE"
-            if b3:
-                with m.State("FLUSH"):
-                    m.d.comb += packer.flush.eq(value & ~two_bit_values)
-                    with m.If(packer.empty):
+                        m.d.sync += flush_pending.eq(value & ~two_bit_values & b3)
+                        m.next = "IDLE"
+
+        # ---- preamble: header, positions (STP), mask (keys), sent once the previous group's
+        # last beat is out, while the encoder reads the group's first block.
+        direct = Signal(beat_layout(config))
+        direct_valid = Signal()
+        index = Signal(range(max(tg, w["mask_words"]) + 1))
+        with m.FSM(name="preamble"):
+            with m.State("IDLE"):
+                with m.If(preamble_start):
+                    m.d.sync += preamble_done.eq(0)
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                ready_for_group = emitter.idle & ~flush_pending
+                m.d.comb += [direct_valid.eq(ready_for_group), direct.tag.eq(HEADER),
+                             direct.data.eq(Cat(salient, value))]
+                with m.If(ready_for_group & self.o.ready):
+                    m.d.sync += index.eq(0)
+                    m.next = "MASK"
+                    with m.If(value):
+                        m.d.sync += preamble_done.eq(1)
+                        m.next = "IDLE"
+                    if config.stp:
+                        with m.If(value & self.stp):
+                            m.d.sync += preamble_done.eq(0)
+                            m.next = "POS_READ"
+            if config.stp:
+                with m.State("POS_READ"):
+                    m.d.comb += [pos_r.addr.eq(Cat(index[:_bits(tg)], slot)), pos_r.en.eq(1)]
+                    m.next = "POS_SEND"
+                with m.State("POS_SEND"):
+                    # The read port reads the next position in the cycle that sends this one.
+                    following = Mux(self.o.ready, index + 1, index)
+                    m.d.comb += [direct_valid.eq(1), direct.tag.eq(POSITION), direct.data.eq(pos_r.data),
+                                 pos_r.addr.eq(Cat(following[:_bits(tg)], slot)), pos_r.en.eq(1)]
+                    with m.If(self.o.ready):
+                        m.d.sync += index.eq(index + 1)
+                        with m.If(index == tg - 1):
+                            m.d.sync += preamble_done.eq(1)
+                            m.next = "IDLE"
+            with m.State("MASK"):
+                m.d.comb += [direct_valid.eq(1), direct.tag.eq(MASK),
+                             direct.data.eq(mask.word_select(index[:_bits(w["mask_words"])], 32))]
+                with m.If(self.o.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == w["mask_words"] - 1):
+                        m.d.sync += preamble_done.eq(1)
                         m.next = "IDLE"
 
         # ---- output: the FSM's own beats, else the packer's and the emitter's, a held grant each.

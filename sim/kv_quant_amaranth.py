@@ -19,13 +19,16 @@ __all__ = ["simulate_kv_quantizer"]
 
 def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value_format: str = "ternary",
                           salient: torch.Tensor | None = None, stall: float = 0.0, seed: int = 0):
-    """Quantize tokens ``x`` [T, D] on the Amaranth model; return ``(packed per path, beats, cycles)``."""
+    """Quantize tokens ``x`` [T, D] on the Amaranth model; return ``(packed per path, beats, cycles)``.
+
+    ``cycles`` counts from the start to the last output beat.
+    """
     dut = KvQuantizer(config)
     beats_in = token_beats(config, x, salient)
     stp = salient is not None
     rng = random.Random(seed)
     received: list[tuple[int, int]] = []
-    state = {"sent": False, "cycles": 0}
+    state = {"sent": False, "cycles": 0, "last": 0}
 
     async def producer(ctx):
         ctx.set(dut.kind, kind == "value")
@@ -50,6 +53,7 @@ def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value
             state["cycles"] += 1
             if valid and ready:
                 received.append((int(tag), int(data)))
+                state["last"] = state["cycles"]
                 idle = 0
             elif state["sent"]:
                 idle += 1
@@ -64,4 +68,4 @@ def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value
     sim.run()
     packed = parse_beats(received, d=config.d, n_hi=config.n_hi, stp=stp,
                          **config.golden_options(value_format))
-    return packed, received, state["cycles"]
+    return packed, received, state["last"]

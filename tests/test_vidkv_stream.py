@@ -54,7 +54,7 @@ def test_missing_and_extra_beats_are_errors():
     beats = stream(packed)
     with pytest.raises(ValueError, match="meta beats, expected more"):
         parse_beats(beats[:-1], d=32, group_tokens=32, value_format="2bit")
-    with pytest.raises(ValueError, match="meta beats, expected 64"):
+    with pytest.raises(ValueError, match="meta beats, expected 32"):
         parse_beats(beats + [(META, 0)], d=32, group_tokens=32, value_format="2bit")
     with pytest.raises(ValueError, match="before the first header"):
         parse_beats(beats[1:], d=32, group_tokens=32, value_format="2bit")
