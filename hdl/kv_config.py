@@ -53,10 +53,15 @@ class KvConfig:
             raise ValueError(f"stp must be a bool, not {self.stp!r}")
         meta = metadata_widths(self.in_bits, self.group_tokens)
         blocks = self.d // lanes
-        slots = 4 if self.stp else 2
+        n_hi = n_high(self.d, self.f)
+        # A path fills one slot while the encoder reads another; with key ranking a third
+        # slot lets the ranker work on a complete group in between.
+        slots_per_path = 3 if 0 < n_hi < self.d else 2
+        slots = slots_per_path * (2 if self.stp else 1)
         widths = {
-            "n_hi": n_high(self.d, self.f),
+            "n_hi": n_hi,
             "blocks": blocks,
+            "slots_per_path": slots_per_path,
             "slots": slots,
             "mn": meta["mn"],
             "r": meta["r"],

@@ -12,8 +12,8 @@
     -> per block of lanes channels: Tg buffer reads -> lane encoders (2-bit / 1-bit / ternary)
     -> emitter (records of the block's channels; b3 digits -> trit packer) -> o stream
 
-A path fills one of its two slots while the encoder works on the other, so input
-continues during encoding. Values with STP (``stp`` built in and the run-time ``stp``
+A path fills one of its slots while the encoder works on another (and, for keys
+with a ranking, the ranker on a third), so input continues during encoding. Values with STP (``stp`` built in and the run-time ``stp``
 input high) send salient tokens to a second path that forms its own 2-bit groups; every
 STP group also records its tokens' positions. The run-time inputs ``kind`` (0 keys,
 1 values), ``value_2bit`` and ``stp`` must not change while a group is incomplete
@@ -96,11 +96,12 @@ class KvQuantizer(wiring.Component):
         # A counter of one value would be a zero-width signal, which Verilog cannot declare.
         block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         token = [Signal(range(tg), name=f"token{p}") for p in range(paths)]
-        which = [Signal(name=f"which{p}") for p in range(paths)]           # which of the path's two slots
+        per_path = w["slots_per_path"]
+        which = [Signal(range(per_path), name=f"which{p}") for p in range(paths)]    # the path's fill slot
         path = Signal(range(paths)) if paths > 1 else Const(0, 1)
         cur_path = Signal.like(path, name="cur_path") if paths > 1 else Const(0, 1)
         position = Signal(w["position"])
-        slot_of = [Cat(which[p], Const(p, _bits(paths))) if paths > 1 else which[p] for p in range(paths)]
+        slot_of = [which[p] + p * per_path for p in range(paths)]
 
         if paths > 1:
             m.d.comb += path.eq(Mux(block == 0, stp_on & self.i.payload.salient, cur_path))
@@ -133,7 +134,7 @@ class KvQuantizer(wiring.Component):
                 with m.If((block == blocks - 1) & (path == p)):
                     m.d.sync += token[p].eq(Mux(token[p] == tg - 1, 0, token[p] + 1))
                     with m.If(token[p] == tg - 1):
-                        m.d.sync += which[p].eq(~which[p])
+                        m.d.sync += which[p].eq(Mux(which[p] == per_path - 1, 0, which[p] + 1))
 
         # Stage 2 of the statistics: the memory's (write-transparent) old value and the beat.
         s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
@@ -262,7 +263,7 @@ class KvQuantizer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(ranked_valid):
                     m.d.sync += [slot.eq(ranked_slot), value.eq(ranked_value), mask.eq(new_mask),
-                                 salient.eq(ranked_slot >> 1 if paths > 1 else 0), ranked_valid.eq(0)]
+                                 salient.eq(ranked_slot >= per_path), ranked_valid.eq(0)]
                     m.d.comb += preamble_start.eq(1)
                     m.next = "STATS"
             with m.State("STATS"):

@@ -58,12 +58,15 @@ class ChannelRanker(wiring.Component):
     """The ``n_hi`` channels of widest range, lower index first among equals (a radix select).
 
     Load the D ranges ``lanes`` at a time in channel order (``load`` high for D / lanes
-    cycles), then pulse ``start``. For ``range_bits`` cycles, from the most significant
-    bit down, the ranker decides one bit of the ``n_hi``-th largest range from the count
-    of channels still equal to the threshold so far; then, D / lanes cycles more, it
-    marks the channels above the threshold and the lowest-indexed channels equal to it.
-    ``mask`` (bit c = channel c) is valid when ``busy`` falls and holds until the next
-    ``start``.
+    cycles), then pulse ``start``. The ranker decides the ``n_hi``-th largest range one
+    bit at a time, from the most significant: a pass over the channels, :data:`TIE_STEP`
+    a cycle (its registers rotate past a window of that many), counts the channels still
+    equal to the threshold so far whose next bit is 1, and one more cycle decides the
+    bit. Each pass also applies the previous bit's decision (channels above / still
+    equal). A last pass marks the channels above the threshold and the lowest-indexed
+    channels equal to it. ``mask`` (bit c = channel c) is valid when ``busy`` falls,
+    :meth:`cycles` after ``start``, and holds until the
+    next ``start``. Every cycle's logic is a window of TIE_STEP channels and small counters.
     """
 
     def __init__(self, d: int, lanes: int, range_bits: int, n_hi: int):
@@ -78,52 +81,63 @@ class ChannelRanker(wiring.Component):
             "mask": Out(d),
         })
 
+    @staticmethod
+    def cycles(d: int, range_bits: int) -> int:
+        """Cycles from ``start`` until ``busy`` falls."""
+        return (range_bits + 1) * (d // min(TIE_STEP, d)) + range_bits
+
     def elaborate(self, platform):
         m = Module()
-        d, lanes = self.d, self.lanes
-        step_width = min(TIE_STEP, d)
-        ranges = [Signal(self.range_bits, name=f"range{c}") for c in range(d)]
+        d, lanes, bits, window = self.d, self.lanes, self.range_bits, min(TIE_STEP, self.d)
+        ranges = [Signal(bits, name=f"range{c}") for c in range(d)]
+        last_bit = Signal(d)         # each channel's bit that the previous pass counted
         above = Signal(d)            # channels known to be above the threshold
         equal = Signal(d)            # channels equal to the threshold's bits so far
         count_above = Signal(range(d + 1))
-        step = Signal(range(max(self.range_bits, d // step_width) + 1))
-        selecting = Signal()
-        taken = Signal(range(d + 1))
+        ones = Signal(range(d + 1))
+        decision = Signal()          # the previous pass's bit of the threshold
+        room = Signal(range(self.n_hi + 1))       # equal channels still to take (last pass)
+        passes = Signal(range(bits + 1))
+        cycle = Signal(range(d // window + 1))
+        deciding = Signal()
 
         with m.If(self.load):
             moved = ranges[lanes:] + [self.ranges[i] for i in range(lanes)]
             m.d.sync += [r.eq(new) for r, new in zip(ranges, moved)]
 
-        top = Cat(r[-1] for r in ranges)
-        ones = popcount(equal & top)
+        win = ranges[:window]
+        top = Cat(r[-1] for r in win)
+        applying, counting = passes != 0, passes != bits
+        eq_old, prev, above_old = equal[:window], last_bit[:window], above[:window]
+        eq_new = Mux(applying, Mux(decision, eq_old & prev, eq_old & ~prev), eq_old)
+        above_new = Mux(applying & ~decision, above_old | (eq_old & prev), above_old)
+        take = Signal(window)
+        room_now = Mux(room > window, window, room)
+        for i in range(window):
+            m.d.comb += take[i].eq(eq_new[i] & (popcount(eq_new[:i]) < room_now))
+
         with m.If(self.start):
-            m.d.sync += [above.eq(0), equal.eq(-1), count_above.eq(0), step.eq(0),
-                         selecting.eq(1), self.busy.eq(1), taken.eq(0)]
-        with m.Elif(self.busy & selecting):
-            m.d.sync += [r.eq(r << 1) for r in ranges]
+            m.d.sync += [above.eq(0), equal.eq(-1), count_above.eq(0), ones.eq(0), passes.eq(0), cycle.eq(0),
+                         deciding.eq(0), self.busy.eq(1)]
+        with m.Elif(self.busy & deciding):
             with m.If(count_above + ones >= self.n_hi):
-                m.d.sync += equal.eq(equal & top)            # the threshold has this bit
+                m.d.sync += [decision.eq(1), room.eq(self.n_hi - count_above)]
             with m.Else():
-                m.d.sync += [above.eq(above | (equal & top)), equal.eq(equal & ~top),
-                             count_above.eq(count_above + ones)]
-            m.d.sync += step.eq(step + 1)
-            with m.If(step == self.range_bits - 1):
-                m.d.sync += [selecting.eq(0), step.eq(0)]
+                m.d.sync += [decision.eq(0), count_above.eq(count_above + ones),
+                             room.eq(self.n_hi - count_above - ones)]
+            m.d.sync += [ones.eq(0), deciding.eq(0)]
         with m.Elif(self.busy):
-            # Ties, in channel order: take the first equal channels until n_hi are marked.
-            # The mask fills from the top as above/equal shift down.
-            need = self.n_hi - count_above
-            block_equal = equal[:step_width]
-            take = Signal(step_width)
-            running = taken
-            for i in range(step_width):
-                m.d.comb += take[i].eq(block_equal[i] & (running < need))
-                running = running + block_equal[i]
-            m.d.sync += [taken.eq(taken + popcount(take)), above.eq(above >> step_width),
-                         equal.eq(equal >> step_width),
-                         self.mask.eq(Cat(self.mask[step_width:], above[:step_width] | take)), step.eq(step + 1)]
-            with m.If(step == d // step_width - 1):
-                m.d.sync += self.busy.eq(0)
+            m.d.sync += [r.eq(new) for r, new in zip(ranges, ranges[window:] + [r << 1 for r in win])]
+            m.d.sync += [last_bit.eq(Cat(last_bit[window:], top)), equal.eq(Cat(equal[window:], eq_new)),
+                         above.eq(Cat(above[window:], above_new)), cycle.eq(cycle + 1)]
+            with m.If(counting):
+                m.d.sync += ones.eq(ones + popcount(eq_new & top))
+            with m.Else():
+                m.d.sync += [self.mask.eq(Cat(self.mask[window:], above_new | take)), room.eq(room - popcount(take))]
+            with m.If(cycle == d // window - 1):
+                m.d.sync += [cycle.eq(0), passes.eq(passes + 1), deciding.eq(counting)]
+                with m.If(~counting):
+                    m.d.sync += self.busy.eq(0)
         return m
 
 
