@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import torch
 
-from .vidkv import DEFAULT_IN_BITS
+from .vidkv import DEFAULT_FRAC_BITS, DEFAULT_IN_BITS
 from .vidkv_cache import QuantizedKVCache
-from .vidkv_groups import KeyGroups, ValueGroups
-from .vidkv_pack import PackedKV, metadata_widths, pack_keys, pack_values
+from .vidkv_groups import KeyGroups, ValueGroups, dequantize_keys, dequantize_values
+from .vidkv_pack import PackedKV, metadata_widths, pack_keys, pack_values, unpack
 
 __all__ = ["TAGS", "TAG_BITS", "HEADER", "POSITION", "MASK", "CODE", "META", "TRITS", "words_per_channel",
-           "trit_words", "group_beats", "parse_beats", "beats_per_group", "group_counts", "pack_tokens", "PATHS"]
+           "trit_words", "group_beats", "parse_beats", "beats_per_group", "group_counts",
+           "dequantize_packed", "stream_beats", "pack_tokens", "PATHS"]
 
 HEADER, POSITION, MASK, CODE, META, TRITS = range(6)
 #: Beat tags by name.
@@ -270,3 +271,28 @@ def pack_tokens(x: torch.Tensor, kind: str, *, group_tokens: int = 32, in_bits: 
             layout = ternary_layout if fmt == "ternary" else "i2"
             out[name] = pack_values(ValueGroups(fmt, **cat), in_bits, layout, positions if stp else None)
     return out
+
+
+def stream_beats(packed: dict[str, PackedKV]) -> list[tuple[int, int]]:
+    """Every group's beats, path after path (each path's groups in order)."""
+    return [beat for path, p in packed.items() for g in range(p.groups)
+            for beat in group_beats(p, g, path == "salient")]
+
+
+def dequantize_packed(packed: dict[str, PackedKV], frac_bits: int = DEFAULT_FRAC_BITS,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point tokens [n, D] of every packed group and their positions [n], in position order.
+
+    A path's groups without recorded positions hold its tokens in order from 0 (keys,
+    values without STP).
+    """
+    tokens, positions = [], []
+    for p in packed.values():
+        groups = unpack(p)
+        values = dequantize_keys(groups, frac_bits) if p.kind == "key" else dequantize_values(groups, frac_bits)
+        tokens.append(values.reshape(-1, p.d))
+        positions.append(p.positions.reshape(-1) if p.positions is not None
+                         else torch.arange(p.groups * p.group_tokens))
+    tokens, positions = torch.cat(tokens), torch.cat(positions)
+    order = torch.argsort(positions)
+    return tokens[order], positions[order]

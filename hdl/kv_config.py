@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from golden.vidkv import GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS, n_high
+from golden.vidkv import DEFAULT_FRAC_BITS, GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS, n_high
 from golden.vidkv_pack import POSITION_BITS, TERNARY_LAYOUTS, metadata_widths
 from golden.vidkv_stream import TAG_BITS, trit_words, words_per_channel
 
@@ -22,7 +22,8 @@ class KvConfig:
     ``group_tokens`` (Tg), ``in_bits`` (signed input width), ``lanes`` (channels per
     cycle, a power of two dividing D), ``f`` (fraction of 2-bit key channels),
     ``ternary_layout`` (``i2`` or ``b3`` for ternary values) and ``stp`` (build the
-    salient-token path for values).
+    salient-token path for values); the dequantize engine also takes ``frac_bits``
+    (fraction bits of its fixed-point outputs).
     """
 
     d: int = 128
@@ -32,6 +33,7 @@ class KvConfig:
     f: float = 0.5
     ternary_layout: str = "i2"
     stp: bool = True
+    frac_bits: int = DEFAULT_FRAC_BITS
     widths: dict = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
@@ -49,6 +51,8 @@ class KvConfig:
             raise ValueError(f"f must be one of {KEY_FRACTIONS}, not {self.f!r}")
         if self.ternary_layout not in TERNARY_LAYOUTS:
             raise ValueError(f"ternary_layout must be one of {TERNARY_LAYOUTS}, not {self.ternary_layout!r}")
+        if isinstance(self.frac_bits, bool) or not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 8:
+            raise ValueError(f"frac_bits must be an integer in 0..8, not {self.frac_bits!r}")
         if not isinstance(self.stp, bool):
             raise ValueError(f"stp must be a bool, not {self.stp!r}")
         meta = metadata_widths(self.in_bits, self.group_tokens)
@@ -74,6 +78,9 @@ class KvConfig:
             "tag": TAG_BITS,
             "buffer_depth": slots * self.group_tokens * blocks,
             "buffer_bits": lanes * self.in_bits,
+            # Dequantized outputs: |value| <= 2**(in_bits - 1) * 2**frac_bits (a 1-bit or ternary
+            # channel's S / Tg reaches 2**(in_bits - 1)), signed.
+            "out": self.in_bits + self.frac_bits + 1,
         }
         object.__setattr__(self, "widths", widths)
 

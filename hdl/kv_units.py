@@ -16,7 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.vidkv_pack import b3_byte
 
-__all__ = ["popcount", "code_2bit", "sign_bit", "code_i2", "ChannelRanker", "TritPacker", "TRITS_PER_WORD", "TIE_STEP"]
+__all__ = ["popcount", "code_2bit", "sign_bit", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",
+           "TRITS_PER_WORD", "TIE_STEP"]
 
 #: Channels the ranker resolves ties for per cycle.
 TIE_STEP = 8
@@ -184,4 +185,50 @@ class TritPacker(wiring.Component):
             # Digits above `count` are zero, so the new channel's digits can be ORed in.
             m.d.sync += [queue.eq(queue | (self.push.payload << (count << 1))),
                          count.eq(count + self.group_tokens)]
+        return m
+
+
+def b3_digits(byte) -> list:
+    """The five base-3 digits of a ``b3`` byte, without a division: ``((byte 3**n) mod 256 * 3) >> 8``."""
+    digits = []
+    for n in range(5):
+        scaled = (byte * 3 ** n)[:8]
+        digits.append(((scaled << 1) + scaled)[8:10])
+    return digits
+
+
+class TritUnpacker(wiring.Component):
+    """Channel-major digits ``d = t + 1`` of ``b3`` words, one channel (Tg digits) at a time.
+
+    ``push`` takes a 32-bit ``b3`` word (four bytes, 20 digits) while fewer than Tg digits
+    wait; ``o`` offers a channel's Tg digits (2 bits each, token 0 lowest) whenever Tg
+    are there. ``clear`` drops what is left (a group's padding digits).
+    """
+
+    def __init__(self, group_tokens: int):
+        self.group_tokens = group_tokens
+        super().__init__({
+            "push": In(stream.Signature(32)),
+            "clear": In(1),
+            "o": Out(stream.Signature(2 * group_tokens)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        tg = self.group_tokens
+        capacity = tg + TRITS_PER_WORD - 1
+        queue = Signal(2 * capacity)
+        count = Signal(range(capacity + 1))
+        digits = Cat(d for k in range(4) for d in b3_digits(self.push.payload[8 * k:8 * k + 8]))
+        m.d.comb += [
+            self.o.payload.eq(queue[:2 * tg]),
+            self.o.valid.eq(count >= tg),
+            self.push.ready.eq(count < tg),
+        ]
+        with m.If(self.clear):
+            m.d.sync += [queue.eq(0), count.eq(0)]
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += [queue.eq(queue >> (2 * tg)), count.eq(count - tg)]
+        with m.Elif(self.push.valid & self.push.ready):
+            m.d.sync += [queue.eq(queue | (digits << (count << 1))), count.eq(count + TRITS_PER_WORD)]
         return m

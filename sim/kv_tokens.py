@@ -7,7 +7,7 @@ import torch
 from golden.vidkv import check_tokens
 from hdl.kv_config import KvConfig
 
-__all__ = ["token_beats", "check_run_inputs", "corner_tokens"]
+__all__ = ["token_beats", "check_run_inputs", "corner_tokens", "unpack_output"]
 
 
 def check_run_inputs(config: KvConfig, x, kind: str, salient=None, value_format: str = "ternary") -> None:
@@ -61,3 +61,29 @@ def corner_tokens(config: KvConfig, tokens: int, seed: int) -> torch.Tensor:
     x[:, 4] = torch.tensor([1, 3] + [2] * (tg - 2)).repeat(tokens // tg + 1)[:tokens]
     x[:, 5] = x[:, 6]
     return x
+
+
+def unpack_output(config: KvConfig, payloads: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The dequantize engine's output beats -> tokens [n, D] and positions [n] (output order).
+
+    ValueError when the beats do not make whole tokens or a token's beats disagree on its position.
+    """
+    bits, lanes, blocks = config.widths["out"], config.lanes, config.blocks
+    if len(payloads) % blocks:
+        raise ValueError(f"{len(payloads)} output beats do not make whole tokens of {blocks} beats")
+    mask = (1 << bits) - 1
+    tokens, positions = [], []
+    for t in range(len(payloads) // blocks):
+        values, position = [], None
+        for word in payloads[t * blocks:(t + 1) * blocks]:
+            for i in range(lanes):
+                v = word >> (i * bits) & mask
+                values.append(v - (1 << bits) if v >> (bits - 1) else v)
+            here = word >> (lanes * bits)
+            if position is not None and here != position:
+                raise ValueError(f"token {t}: its beats carry positions {position} and {here}")
+            position = here
+        tokens.append(values)
+        positions.append(position)
+    return (torch.tensor(tokens, dtype=torch.int64).reshape(-1, config.d),
+            torch.tensor(positions, dtype=torch.int64))

@@ -12,7 +12,7 @@ from golden.vidkv_stream import pack_tokens
 from hdl.kv_config import KvConfig
 from hdl.kv_units import TIE_STEP, ChannelRanker, TritPacker
 from sim.kv_quant import first_difference
-from sim.kv_quant_amaranth import simulate_kv_quantizer
+from sim.kv_amaranth import simulate_kv_dequantizer, simulate_kv_quantizer
 from sim.kv_tokens import corner_tokens
 
 
