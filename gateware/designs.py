@@ -13,6 +13,7 @@ from golden.vidkv_pack import TERNARY_LAYOUTS
 from hdl.decoder import WeightDecoder, decoder_widths
 from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
 from hdl.kv_config import MAX_LANES, KvConfig
+from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
 from hdl.pe_array import PeArray
 from hdl.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
@@ -104,6 +105,10 @@ _KV_PARAMS = (
                 default=_KV_DEFAULTS.ternary_layout, choices=TERNARY_LAYOUTS),
     BoolParam("stp", help="build the salient-token (2-bit) path for values", default=_KV_DEFAULTS.stp),
 )
+_KV_DEQUANT_PARAMS = tuple(p for p in _KV_PARAMS if p.name != "f") + (
+    IntParam("frac_bits", help="fraction bits of the fixed-point outputs", default=_KV_DEFAULTS.frac_bits,
+             low=0, high=8),
+)
 
 
 def _parallel(params: dict) -> PeArrayConfig:
@@ -148,6 +153,16 @@ DESIGNS: dict[str, Design] = {
             build=lambda p: KvQuantizer(KvConfig.from_params(p)),
             widths=lambda p: KvConfig.from_params(p).widths,
             regression="sim.tb_kv_quant",
+            check=lambda p: KvConfig.from_params(p),
+            config=lambda p: KvConfig.from_params(p),
+        ),
+        Design(
+            name="kv_dequant",
+            summary="VidKV KV-cache dequantize engine: packed groups in, fixed-point tokens (with positions) out",
+            params=_KV_DEQUANT_PARAMS,
+            build=lambda p: KvDequantizer(KvConfig.from_params(p)),
+            widths=lambda p: KvConfig.from_params(p).widths,
+            regression="sim.tb_kv_dequant",
             check=lambda p: KvConfig.from_params(p),
             config=lambda p: KvConfig.from_params(p),
         ),

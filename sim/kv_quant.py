@@ -39,8 +39,8 @@ def make_job(config: KvConfig, x: torch.Tensor, kind: str, value_format: str, sa
     expect = sum(n * beats_per_group(path, d=config.d, group_tokens=config.group_tokens, n_hi=config.n_hi,
                                      value_format=value_format, ternary_layout=config.ternary_layout, stp=stp)
                  for path, n in counts.items())
-    return {"beats": token_beats(config, x, salient), "kind": kind, "value_format": value_format, "stp": stp,
-            "stall": stall, "seed": seed, "expect": expect}
+    mode = {"kind": kind == "value", "value_2bit": value_format == "2bit", "stp": stp}
+    return {"beats": token_beats(config, x, salient), "mode": mode, "stall": stall, "seed": seed, "expect": expect}
 
 
 def parse_job_beats(config: KvConfig, beats, value_format: str, stp: bool) -> dict[str, PackedKV]:

@@ -15,38 +15,16 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
 
-from sim.streams import CycleCounter, StreamDriver, StreamMonitor
+from sim.kv_cocotb import reset, run_stream_job
 
 _TIMEOUT_MS = 50
 
 
-async def _reset(dut) -> None:
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-
-
 async def run_job(dut, job: dict, rng: random.Random) -> tuple[list[list[int]], int]:
     """Drive one job's tokens; return the ``[tag, data]`` beats and the cycles from first input to last output."""
-    dut.kind.value = job["kind"] == "value"
-    dut.value_2bit.value = job["value_format"] == "2bit"
-    dut.stp.value = job["stp"]
-    await RisingEdge(dut.clk)
-    driver = StreamDriver(dut, "i", dut.clk, random.Random(rng.getrandbits(32)), job["stall"])
-    monitor = StreamMonitor(dut, "o", dut.clk, random.Random(rng.getrandbits(32)), job["stall"])
-    counter = CycleCounter(dut)
-    sender = cocotb.start_soon(driver.send(job["beats"]))
-    words = await monitor.receive(job["expect"], max_cycles=1024 + 64 * (len(job["beats"]) + job["expect"]))
-    cycles = counter.stop()
-    await sender
-    await monitor.expect_idle(64)
-    tag_shift = 32
-    return [[w >> tag_shift, w & 0xFFFFFFFF] for w in words], cycles
+    words, cycles = await run_stream_job(dut, job, rng)
+    return [[w >> 32, w & 0xFFFFFFFF] for w in words], cycles
 
 
 @cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" not in os.environ)
@@ -56,7 +34,7 @@ async def kv_quant_run(dut):
         job = json.load(file)
     rng = random.Random(job["seed"])
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    await _reset(dut)
+    await reset(dut)
     beats, cycles = await run_job(dut, job, rng)
     with open(os.environ["MIXBIT_RESULTS"], "w") as file:
         json.dump({"beats": beats, "cycles": cycles}, file)
@@ -80,7 +58,7 @@ async def kv_quant_self_check(dut):
     if config.stp:
         modes.append(("value", "ternary", True))
     for kind, value_format, stp in modes:
-        await _reset(dut)
+        await reset(dut)
         tokens = 2 * config.group_tokens + 3
         high = 1 << (config.in_bits - 1)
         x = torch.randint(-high, high, (tokens, config.d), generator=gen)

@@ -1,0 +1,130 @@
+"""Run the generated KV dequantize engine: ``run_kv_dequantizer(params, packed)``."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from golden.vidkv_pack import PackedKV
+from golden.vidkv_stream import dequantize_packed, stream_beats
+from hdl.kv_config import KvConfig
+
+from .kv_tokens import unpack_output
+from .runner import Build, build_design, run_regression
+
+__all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job", "packed_mode",
+           "check_tokens_against_golden"]
+
+
+@dataclass
+class KvDequantRun:
+    """A run's tokens [n, D] and positions [n] in position order, the engine's output order, cycles."""
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    output_positions: torch.Tensor
+    cycles: int
+    params: dict
+
+
+def packed_mode(packed: dict[str, PackedKV]) -> dict[str, bool]:
+    """The run-time inputs that the packed groups were quantized with (``value_2bit``, ``stp``)."""
+    if not isinstance(packed, dict) or not packed or not all(isinstance(p, PackedKV) for p in packed.values()):
+        raise TypeError("packed must be a non-empty dict of path name -> golden.vidkv_pack.PackedKV "
+                        "(what run_kv_quantizer or golden.vidkv_stream.pack_tokens return)")
+    value = packed.get("value")
+    return {"value_2bit": bool(value is not None and value.value_format == "2bit"),
+            "stp": any(p.positions is not None for p in packed.values())}
+
+
+def _check_packed(config: KvConfig, packed: dict[str, PackedKV]) -> None:
+    for path, p in packed.items():
+        for name, mine, theirs in (("d", p.d, config.d), ("group_tokens", p.group_tokens, config.group_tokens),
+                                   ("in_bits", p.in_bits, config.in_bits)):
+            if mine != theirs:
+                raise ValueError(f"packed[{path!r}].{name} = {mine} does not match the engine's {name} = {theirs}")
+        if p.fft:
+            raise ValueError(f"packed[{path!r}] uses the FFT option, which the engine does not implement")
+        if p.kind == "value" and p.value_format == "ternary" and p.ternary_layout != config.ternary_layout:
+            raise ValueError(f"packed[{path!r}] is ternary {p.ternary_layout}; the engine was built for "
+                             f"ternary_layout = {config.ternary_layout}")
+        if p.positions is not None and not config.stp:
+            raise ValueError(f"packed[{path!r}] has STP positions; the engine was built with stp = False")
+
+
+def make_job(config: KvConfig, packed: dict[str, PackedKV], *, stall: float, seed: int) -> dict:
+    """The JSON job of one run for ``sim.tb_kv_dequant``."""
+    beats = [data | tag << 32 for tag, data in stream_beats(packed)]
+    expect = sum(p.groups * p.group_tokens for p in packed.values()) * config.blocks
+    return {"beats": beats, "mode": packed_mode(packed), "stall": stall, "seed": seed, "expect": expect}
+
+
+def check_tokens_against_golden(config: KvConfig, packed, tokens: torch.Tensor, positions: torch.Tensor) -> str | None:
+    """None when the engine's tokens equal golden's dequantization; else the first difference."""
+    want, want_positions = dequantize_packed(packed, config.frac_bits)
+    order = torch.argsort(positions)
+    if tokens.shape != want.shape:
+        return f"{tokens.shape[0]} tokens, golden {want.shape[0]}"
+    if not torch.equal(positions[order], want_positions):
+        return f"positions {positions.tolist()[:8]}... != golden's {want_positions.tolist()[:8]}..."
+    bad = (tokens[order] != want).nonzero()
+    if len(bad):
+        t, c = (int(v) for v in bad[0])
+        return (f"token at position {int(want_positions[t])}, channel {c}: {int(tokens[order][t, c])}, "
+                f"golden {int(want[t, c])}")
+    return None
+
+
+def run_kv_dequantizer_detailed(params: dict, packed: dict[str, PackedKV], *, simulator: str = "verilator",
+                                stall: float = 0.0, seed: int | None = None,
+                                build: Build | None = None) -> KvDequantRun:
+    """:func:`run_kv_dequantizer` with stalls on both streams, a seed and an existing build (for tests)."""
+    from gateware.designs import get_design
+
+    design = get_design("kv_dequant")
+    params = design.resolve(dict(params))
+    config = design.config(params)
+    packed_mode(packed)
+    _check_packed(config, packed)
+    seed = random.randrange(1 << 31) if seed is None else seed
+    job = make_job(config, packed, stall=stall, seed=seed)
+    if build is None:
+        build, params = build_design("kv_dequant", params, simulator)
+    with tempfile.TemporaryDirectory(prefix="mixbit-kv-dequant-") as scratch:
+        job_file, results_file = Path(scratch) / "job.json", Path(scratch) / "results.json"
+        job_file.write_text(json.dumps(job))
+        run_regression(build, "sim.tb_kv_dequant", params, seed=seed, testcase="kv_dequant_run",
+                       env={"MIXBIT_JOBS": str(job_file), "MIXBIT_RESULTS": str(results_file)})
+        results = json.loads(results_file.read_text())
+    tokens, positions = unpack_output(config, [int(w) for w in results["words"]])
+    order = torch.argsort(positions)
+    return KvDequantRun(tokens[order], positions[order], positions, results["cycles"], params)
+
+
+def run_kv_dequantizer(params: dict, packed: dict[str, PackedKV], simulator: str = "verilator",
+                       ) -> tuple[torch.Tensor, int]:
+    """Dequantize packed groups on the generated KV dequantize engine; return ``(tokens, cycles)``.
+
+    Parameters
+    ----------
+    params : dict
+        Generator parameters, the names of ``mixbit generate kv_dequant -p`` (d,
+        group_tokens, in_bits, lanes, ternary_layout, stp, frac_bits).
+    packed : dict of path -> PackedKV
+        What :func:`sim.kv_quant.run_kv_quantizer` (or golden's ``pack_tokens``) returns;
+        the run-time mode (2-bit values, STP) is read from it.
+    simulator : "verilator" or "icarus"
+
+    Returns the tokens [n, D] of every group, fixed point with ``frac_bits`` fraction
+    bits, in original token order (sorted by the positions the engine sends with each
+    token; :func:`run_kv_dequantizer_detailed` also returns them) - exactly
+    :func:`golden.vidkv_stream.dequantize_packed` - and the cycles from the first input
+    beat to the last output beat.
+    """
+    run = run_kv_dequantizer_detailed(params, packed, simulator=simulator)
+    return run.tokens, run.cycles
