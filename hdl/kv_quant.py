@@ -32,7 +32,7 @@ from golden.vidkv_stream import HEADER, MASK, POSITION, TRITS
 
 from .kv_config import KvConfig
 from .kv_emit import Emitter, Fmt, beat_layout
-from .kv_units import ChannelRanker, TritPacker, code_2bit, code_i2, sign_bit
+from .kv_units import ChannelRanker, TritPacker, code_2bit, code_i2, magnitude, six_distance
 
 __all__ = ["KvQuantizer", "input_layout"]
 
@@ -136,23 +136,28 @@ class KvQuantizer(wiring.Component):
                     with m.If(token[p] == tg - 1):
                         m.d.sync += which[p].eq(Mux(which[p] == per_path - 1, 0, which[p] + 1))
 
-        # Stage 2 of the statistics: the memory's (write-transparent) old value and the beat.
-        s1_valid, s1_first, s1_last = Signal(), Signal(), Signal()
-        s1_data = Signal.like(self.i.payload.data)
-        s1_addr, s1_slot = Signal.like(stats_w.addr), Signal(range(slots))
-        m.d.sync += [s1_valid.eq(accept), s1_first.eq(fill_token == 0), s1_last.eq(last_beat),
-                     s1_data.eq(self.i.payload.data), s1_addr.eq(stats_rmw.addr), s1_slot.eq(fill_slot)]
+        # The statistics, read-modify-write in three stages: the read is asked for with the
+        # beat (a write-transparent port); s1: the memory's answer is registered (a block RAM's
+        # slow output meets only a flip-flop); s2: min / max / sum and the write.
+        beat_tags = data.StructLayout({"valid": 1, "first": 1, "last": 1, "slot": range(slots),
+                                       "addr": len(stats_w.addr), "data": self.i.payload.data.shape()})
+        s1, s2 = Signal(beat_tags, name="s1"), Signal(beat_tags, name="s2")
+        old = Signal(stats.shape)                           # the statistics before s2's beat
+        m.d.sync += [s1.valid.eq(accept), s1.first.eq(fill_token == 0), s1.last.eq(last_beat), s1.slot.eq(fill_slot),
+                     s1.addr.eq(stats_rmw.addr), s1.data.eq(self.i.payload.data), s2.eq(s1)]
+        # The memory's value is a cycle old when the previous beat wrote the same address
+        # (one beat per token): then that beat's new value is the old one.
+        m.d.sync += old.eq(Mux(s2.valid & (s2.addr == s1.addr), stats_w.data, stats_rmw.data))
         for lane in range(lanes):
-            x, old, new = s1_data[lane], stats_rmw.data[lane], stats_w.data[lane]
-            magnitude = Mux(x < 0, -x, x).as_unsigned()
+            x, before, new = s2.data[lane], old[lane], stats_w.data[lane]
             m.d.comb += [
-                new.mn.eq(Mux(s1_first | (x < old.mn), x, old.mn)),
-                new.mx.eq(Mux(s1_first | (x > old.mx), x, old.mx)),
-                new.s.eq(Mux(s1_first, 0, old.s) + magnitude),
+                new.mn.eq(Mux(s2.first | (x < before.mn), x, before.mn)),
+                new.mx.eq(Mux(s2.first | (x > before.mx), x, before.mx)),
+                new.s.eq(Mux(s2.first, 0, before.s) + magnitude(x)),
             ]
-        m.d.comb += [stats_w.addr.eq(s1_addr), stats_w.en.eq(s1_valid)]
-        with m.If(s1_valid & s1_last):
-            m.d.comb += [set_full.eq(1 << s1_slot), done.w_en.eq(1), done.w_data.eq(s1_slot)]
+        m.d.comb += [stats_w.addr.eq(s2.addr), stats_w.en.eq(s2.valid)]
+        with m.If(s2.valid & s2.last):
+            m.d.comb += [set_full.eq(1 << s2.slot), done.w_en.eq(1), done.w_data.eq(s2.slot)]
 
         # ---- encoder
         m.submodules.emitter = emitter = Emitter(config)
@@ -209,46 +214,71 @@ class KvQuantizer(wiring.Component):
                         m.next = "IDLE"
 
         # ---- encoder: per block of lanes channels, Tg buffer reads into the lane encoders.
+        # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> raw
+        # buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes shift in (D). A block's codes are complete when
+        # its last element has shifted in; the emitter must take them then, or everything waits.
         slot = Signal(range(slots))
         value, salient = Signal(), Signal()                  # the group's kind and path
         mask = Signal(config.d)                              # the group's 2-bit channels (keys)
         count = Signal(range(tg + 1))
         enc_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
-        reading = Signal()                                  # a buffer read was issued last cycle
-        stats_read = Signal()                               # a stats read was issued last cycle
-        m.d.sync += [reading.eq(0), stats_read.eq(0)]
-        held = data.ArrayLayout(data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]),
-                                                   "s": unsigned(w["s"])}), lanes)
-        lane_stats = Signal(held)
+        two_bit_values = salient | self.value_2bit
+        ternary = Fmt.B3 if b3 else Fmt.I2
+        block_mask = mask.word_select(enc_block, lanes)
+        issue_fmts = Cat(Mux(value, Mux(two_bit_values, Fmt.TWO_BIT, ternary),
+                             Mux(block_mask[lane], Fmt.TWO_BIT, Fmt.ONE_BIT)) for lane in range(lanes))
+
+        tags = data.StructLayout({"valid": 1, "last": 1, "final": 1, "fmts": 2 * lanes})
+        issue, at_a, at_b, at_c, at_d = (Signal(tags, name=n) for n in ("issue", "at_a", "at_b", "at_c", "at_d"))
+        handoff = at_d.valid & at_d.last
+        preamble_start, preamble_done = Signal(), Signal()
+        advance = ~handoff | (emitter.idle & preamble_done)
+        stats_issue = Signal()
+        stats_at_b = Signal()
+
+        stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
+                                        "r3": w["r"] + 2, "r5": w["r"] + 3})
+        raw_stats = Signal(stats.shape)
+        lane_stats = Signal(data.ArrayLayout(stats_lane, lanes))      # the block at stage C
+        raw = Signal(w["buffer_bits"])
+        c_six = [Signal(w["r"] + 3, name=f"six{lane}") for lane in range(lanes)]
+        c_mag = [Signal(config.in_bits, name=f"mag{lane}") for lane in range(lanes)]
+        c_neg = Signal(lanes)
+        c_stats, d_stats = (Signal(data.ArrayLayout(stats_lane, lanes), name=n) for n in ("c_stats", "d_stats"))
         codes = [Signal(2 * tg, name=f"codes{lane}") for lane in range(lanes)]
 
-        two_bit_values = salient | self.value_2bit
-        block_mask = mask.word_select(enc_block, lanes)
-        fmts = []
-        for lane in range(lanes):
-            fmt = Signal(Fmt, name=f"fmt{lane}")
-            ternary = Fmt.B3 if b3 else Fmt.I2
-            m.d.comb += fmt.eq(Mux(value, Mux(two_bit_values, Fmt.TWO_BIT, ternary),
-                                   Mux(block_mask[lane], Fmt.TWO_BIT, Fmt.ONE_BIT)))
-            fmts.append(fmt)
-
-        with m.If(stats_read):
+        m.d.comb += [buf_r.en.eq(advance), stats_r.en.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [at_a.eq(issue), at_b.eq(at_a), at_c.eq(at_b), at_d.eq(at_c), raw.eq(buf_r.data),
+                         stats_at_b.eq(stats_issue), c_stats.eq(lane_stats), d_stats.eq(c_stats)]
+            with m.If(stats_at_b):
+                m.d.sync += raw_stats.eq(stats_r.data)
             for lane in range(lanes):
-                got = stats_r.data[lane]
-                m.d.sync += [lane_stats[lane].mn.eq(got.mn), lane_stats[lane].r.eq(got.mx - got.mn),
-                             lane_stats[lane].s.eq(got.s)]
-        codes_next = []                                     # the codes after this cycle's shift
-        for lane in range(lanes):
-            x, st = buf_r.data.word_select(lane, config.in_bits).as_signed(), lane_stats[lane]
-            code = Mux(fmts[lane] == Fmt.TWO_BIT, code_2bit(x, st.mn, st.r, config.in_bits),
-                       Mux(fmts[lane] == Fmt.ONE_BIT, sign_bit(x), code_i2(x, st.s, tg)))
-            codes_next.append(Mux(reading, Cat(codes[lane][2:], code), codes[lane]))
-            m.d.sync += codes[lane].eq(codes_next[lane])
+                x = raw.word_select(lane, config.in_bits).as_signed()
+                m.d.sync += [c_six[lane].eq(six_distance(x, lane_stats[lane].mn, config.in_bits)),
+                             c_mag[lane].eq(magnitude(x)), c_neg[lane].eq(x[-1])]
+                st, fmt = c_stats[lane], at_c.fmts.word_select(lane, 2)
+                code = Mux(fmt == Fmt.TWO_BIT, code_2bit(c_six[lane], st.r, st.r3, st.r5),
+                           Mux(fmt == Fmt.ONE_BIT, ~c_neg[lane], code_i2(c_mag[lane], c_neg[lane], st.s, tg)))
+                with m.If(at_c.valid):
+                    m.d.sync += codes[lane].eq(Cat(codes[lane][2:], code))
+        # The statistics one stage behind their raw read: they reach stage C with the block's first element.
+        stats_ready = Signal()
+        with m.If(advance):
+            m.d.sync += stats_ready.eq(stats_at_b)
+            with m.If(stats_ready):
+                for lane in range(lanes):
+                    got = raw_stats[lane]
+                    r = (got.mx - got.mn)[:w["r"]]
+                    m.d.sync += [lane_stats[lane].mn.eq(got.mn), lane_stats[lane].r.eq(r),
+                                 lane_stats[lane].r3.eq(r + (r << 1)), lane_stats[lane].r5.eq(r + (r << 2)),
+                                 lane_stats[lane].s.eq(got.s)]
 
         for lane in range(lanes):
-            m.d.comb += [emitter.lanes[lane].codes.eq(codes_next[lane]), emitter.lanes[lane].fmt.eq(fmts[lane]),
-                         emitter.lanes[lane].mn.eq(lane_stats[lane].mn), emitter.lanes[lane].r.eq(lane_stats[lane].r),
-                         emitter.lanes[lane].s.eq(lane_stats[lane].s)]
+            m.d.comb += [emitter.lanes[lane].codes.eq(codes[lane]),
+                         emitter.lanes[lane].fmt.eq(at_d.fmts.word_select(lane, 2)),
+                         emitter.lanes[lane].mn.eq(d_stats[lane].mn), emitter.lanes[lane].r.eq(d_stats[lane].r),
+                         emitter.lanes[lane].s.eq(d_stats[lane].s)]
 
         # A b3 group's last digits leave the packer once the emitter has pushed them all;
         # the next group's header waits for that.
@@ -257,8 +287,11 @@ class KvQuantizer(wiring.Component):
             m.d.comb += packer.flush.eq(flush_pending & emitter.idle)
             with m.If(flush_pending & emitter.idle & packer.empty):
                 m.d.sync += flush_pending.eq(0)
+        with m.If(handoff & advance):
+            m.d.comb += emitter.load.eq(1)
+            with m.If(at_d.final):
+                m.d.sync += flush_pending.eq(value & ~two_bit_values & b3)
 
-        preamble_start, preamble_done = Signal(), Signal()
         with m.FSM(name="encoder"):
             with m.State("IDLE"):
                 with m.If(ranked_valid):
@@ -267,30 +300,29 @@ class KvQuantizer(wiring.Component):
                     m.d.comb += preamble_start.eq(1)
                     m.next = "STATS"
             with m.State("STATS"):
-                m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_r.en.eq(1)]
-                m.d.sync += [stats_read.eq(1), count.eq(0)]
-                m.next = "TOKENS"
-            with m.State("TOKENS"):
-                m.d.comb += [buf_r.addr.eq(Cat(enc_block, count[:_bits(tg)], slot)), buf_r.en.eq(1)]
-                m.d.sync += [reading.eq(1), count.eq(count + 1)]
-                with m.If(count == tg - 1):
-                    m.next = "LAST"
-            with m.State("LAST"):
-                # The block's last code arrives (codes_next); the emitter takes the block when
-                # it is free (and the group's preamble is out), and the next block's
-                # statistics are read in the same cycle.
-                with m.If(emitter.idle & preamble_done):
-                    m.d.comb += emitter.load.eq(1)
+                m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_issue.eq(1)]
+                with m.If(advance):
                     m.d.sync += count.eq(0)
                     m.next = "TOKENS"
-                    if blocks > 1:
-                        m.d.sync += enc_block.eq(Mux(enc_block == blocks - 1, 0, enc_block + 1))
-                        m.d.comb += [stats_r.addr.eq(Cat((enc_block + 1)[:_bits(blocks)], slot)), stats_r.en.eq(1)]
-                        m.d.sync += stats_read.eq(1)
-                    with m.If(enc_block == blocks - 1):
-                        m.d.comb += clear_full.eq(1 << slot)
-                        m.d.sync += flush_pending.eq(value & ~two_bit_values & b3)
-                        m.next = "IDLE"
+            with m.State("TOKENS"):
+                last_token, last_block = count == tg - 1, enc_block == blocks - 1
+                m.d.comb += [buf_r.addr.eq(Cat(enc_block, count[:_bits(tg)], slot)),
+                             issue.valid.eq(1), issue.last.eq(last_token), issue.final.eq(last_block),
+                             issue.fmts.eq(issue_fmts)]
+                with m.If(last_token & ~last_block):                 # the next block's statistics
+                    m.d.comb += [stats_r.addr.eq(Cat((enc_block + 1)[:_bits(blocks)], slot)), stats_issue.eq(1)]
+                with m.If(advance):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(last_token):
+                        m.d.sync += count.eq(0)
+                        if blocks > 1:
+                            m.d.sync += enc_block.eq(Mux(last_block, 0, enc_block + 1))
+                        with m.If(last_block):
+                            m.d.comb += clear_full.eq(1 << slot)     # every read of the slot is done
+                            m.next = "DRAIN"
+            with m.State("DRAIN"):                                   # the group's last block reaches the emitter
+                with m.If(handoff & at_d.final & advance):
+                    m.next = "IDLE"
 
         # ---- preamble: header, positions (STP), mask (keys), sent once the previous group's
         # last beat is out, while the encoder reads the group's first block.

@@ -4,7 +4,7 @@ The encoders are the division-free forms of spec/vidkv.md section 2 (golden/vidk
 
 * 2-bit: ``q = floor((6 d + r) / (2 r))`` clamped to 3, with ``d = x - mn``, is the
   number of ``k`` in 1..3 with ``6 d >= (2 k - 1) r``; 0 when ``r = 0``.
-* 1-bit: ``b = x >= 0``.
+* 1-bit: ``b = x >= 0``, the inverted sign bit.
 * ternary: ``|x| 2 Tg > S`` keeps ``sign(x)``; the ``i2`` code is ``t + 1``.
 """
 
@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.vidkv_pack import b3_byte
 
-__all__ = ["popcount", "code_2bit", "sign_bit", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",
+__all__ = ["popcount", "six_distance", "code_2bit", "magnitude", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",
            "TRITS_PER_WORD", "TIE_STEP"]
 
 #: Channels the ranker resolves ties for per cycle.
@@ -35,24 +35,27 @@ def popcount(bits):
     return terms[0]
 
 
-def code_2bit(x, mn, r, in_bits: int):
-    """2-bit asymmetric code of ``x`` (signed) against its channel's ``mn`` and ``r``."""
-    d = (x - mn)[:in_bits]                        # 0 <= x - mn <= r < 2**in_bits
-    d6 = (d << 2) + (d << 1)
-    q = (d6 >= r) + (d6 >= r + (r << 1)) + (d6 >= r + (r << 2))
+def six_distance(x, mn, in_bits: int):
+    """``6 (x - mn)``, unsigned (``0 <= x - mn <= r < 2**in_bits``): the 2-bit encoder's first stage."""
+    d = (x - mn)[:in_bits]
+    return ((d << 2) + (d << 1))[:in_bits + 3]
+
+
+def code_2bit(six_d, r, r3, r5):
+    """2-bit asymmetric code from ``6 (x - mn)`` and the channel's ``r``, ``3 r``, ``5 r``."""
+    q = (six_d >= r) + (six_d >= r3) + (six_d >= r5)
     return Mux(r == 0, 0, q)[:2]
 
 
-def sign_bit(x):
-    """1-bit code: 1 when ``x >= 0``."""
-    return ~x[-1]
+def magnitude(x):
+    """``|x|`` of a signed value, unsigned."""
+    return Mux(x[-1], -x, x).as_unsigned()[:len(x)]
 
 
-def code_i2(x, s, group_tokens: int):
-    """Ternary ``i2`` code ``t + 1`` of ``x`` against its channel's ``S = sum |x|``."""
-    magnitude = Mux(x[-1], -x, x).as_unsigned()
-    keep = (magnitude << (group_tokens.bit_length())) > s       # |x| 2 Tg > S
-    return Mux(keep, Mux(x[-1], 0, 2), 1)[:2]
+def code_i2(magnitude, negative, s, group_tokens: int):
+    """Ternary ``i2`` code ``t + 1``: ``sign(x)`` kept where ``|x| 2 Tg > S``."""
+    keep = (magnitude << group_tokens.bit_length()) > s       # |x| 2 Tg > S
+    return Mux(keep, Mux(negative, 0, 2), 1)[:2]
 
 
 class ChannelRanker(wiring.Component):
