@@ -6,7 +6,7 @@ Used by :class:`hdl.pe_array.PeArray` and the bit-parallel baseline
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Elaboratable, Module, Signal, signed
+from amaranth import Cat, Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
@@ -115,7 +115,8 @@ def drain_results(m: Module, o, accs, *, tile_done, dequantizing, job: JobContro
     returned ``copy`` is high) and ``clear`` (comb) pulses, so the accumulators take the
     next tile while this one is sent. The returned ``full`` is high until the tile's
     last beat has left; the caller must not let another tile finish meanwhile.
-    The payload is a register (the row multiplexer never reaches the stream's consumer).
+    The payload is a register, and the waiting rows shift towards it one row per beat (no
+    row multiplexer, whose select fans out to every result bit of a tall array).
     After the copy of the job's last tile ``job.reload`` pulses.
     """
     finishing = Signal()                         # the tile's last group is being dequantized
@@ -130,19 +131,20 @@ def drain_results(m: Module, o, accs, *, tile_done, dequantizing, job: JobContro
     next_row = Signal(range(rows + 1))
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
     # Row 0 goes straight into the payload register; rows 1.. wait in result registers.
-    results = [[Signal.like(acc, name=f"result{r}_{c}") for c, acc in enumerate(row)]
-               for r, row in enumerate(accs)]
-    row_values = Array(Cat(*row) for row in results)
+    results = [Cat(*(Signal.like(acc, name=f"result{r}_{c}") for c, acc in enumerate(row)))
+               for r, row in enumerate(accs) if r]
     m.d.comb += [clear.eq(copy), o.valid.eq(full)]
     with m.If(job.start):
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
     with m.If(o.valid & o.ready):
-        m.d.sync += [o.payload.eq(row_values[next_row]), next_row.eq(next_row + 1)]
+        m.d.sync += next_row.eq(next_row + 1)
+        if results:
+            m.d.sync += [o.payload.eq(results[0]), *(a.eq(b) for a, b in zip(results, results[1:]))]
         with m.If(next_row == rows):
             m.d.sync += full.eq(0)
     with m.If(copy):
         m.d.sync += [full.eq(1), o.payload.eq(Cat(*accs[0])), next_row.eq(1), tiles_left.eq(tiles_left - 1)]
-        m.d.sync += [results[r][c].eq(acc) for r, row in enumerate(accs) for c, acc in enumerate(row)]
+        m.d.sync += [result.eq(Cat(*row)) for result, row in zip(results, accs[1:])]
         with m.If(tiles_left == 0):
             m.d.comb += job.reload.eq(1)
     return full, copy
