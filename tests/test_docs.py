@@ -65,3 +65,12 @@ def test_accumulator_width_table():
     widths = accumulator_widths(4096, 128, 8, FAMILIES)
     for key in ("product", "group_sum", "scaled_group", "acc"):
         assert f"{widths[f'max_abs_{key}']} -> {widths[f'{key}_bits']} bits" in DOC
+
+
+def test_engine_stream_beat_counts_match_golden():
+    from golden.vidkv_stream import beats_per_group
+
+    key = beats_per_group("key", d=128, group_tokens=32, n_hi=64)
+    v2 = beats_per_group("value", d=128, group_tokens=32, value_format="2bit")
+    b3 = beats_per_group("value", d=128, group_tokens=32, ternary_layout="b3")
+    assert f"f = 1/2: {key}; V2: {v2}; V1.58 `b3`: {b3}; STP adds Tg" in " ".join(DOC.split())
