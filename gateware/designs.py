@@ -11,10 +11,10 @@ from golden.tables import GROUP_SIZES, SCALE_BITS_RANGE
 from golden.vidkv import GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS
 from golden.vidkv_pack import TERNARY_LAYOUTS
 from hdl.decoder import WeightDecoder, decoder_widths
-from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
 from hdl.kv_config import MAX_LANES, KvConfig
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
+from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
 from hdl.pe_array import PeArray
 from hdl.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 

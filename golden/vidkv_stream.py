@@ -170,7 +170,7 @@ def _parse_group(tagged: dict[int, list[int]], *, d: int, tg: int, in_bits: int,
         two_bit = salient or value_format == "2bit"
         b3 = not two_bit and ternary_layout == "b3"
         words, mn, r, s = [], [], [], []
-        for c in range(d):
+        for _ in range(d):
             if not b3:
                 words += read[CODE].take(words_per_channel(tg, 2))
             if two_bit:
@@ -228,7 +228,6 @@ def _rows(rows: list[list[int]]) -> torch.Tensor:
 
 def _packed(path: str, groups: list[dict], *, d: int, tg: int, in_bits: int, n_hi: int, value_format: str,
             ternary_layout: str) -> PackedKV:
-    count = len(groups)
     words = _rows([g["words"] for g in groups])
     meta = {name: _rows([g["meta"][name] for g in groups]) for name in groups[0]["meta"]}
     widths = metadata_widths(in_bits, tg)
@@ -261,8 +260,8 @@ def pack_tokens(x: torch.Tensor, kind: str, *, group_tokens: int = 32, in_bits: 
         positions = torch.cat([p for p, _ in path.groups])
         found = [g for _, g in path.groups]
         if kind == "key":
-            keys = KeyGroups(*(torch.cat([getattr(g, f) for g in found]) for f in ("mask", "q", "mn", "r", "b", "s")),
-                             False)
+            fields = ("mask", "q", "mn", "r", "b", "s")
+            keys = KeyGroups(*(torch.cat([getattr(g, f) for g in found]) for f in fields), False)
             out[name] = pack_keys(keys, in_bits)
         else:
             fmt = found[0].format

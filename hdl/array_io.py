@@ -139,12 +139,12 @@ def drain_results(m: Module, o, accs, *, tile_done, dequantizing, job: JobContro
     with m.If(o.valid & o.ready):
         m.d.sync += next_row.eq(next_row + 1)
         if results:
-            m.d.sync += [o.payload.eq(results[0]), *(a.eq(b) for a, b in zip(results, results[1:]))]
+            m.d.sync += [o.payload.eq(results[0]), *(a.eq(b) for a, b in zip(results, results[1:], strict=False))]
         with m.If(next_row == rows):
             m.d.sync += full.eq(0)
     with m.If(copy):
         m.d.sync += [full.eq(1), o.payload.eq(Cat(*accs[0])), next_row.eq(1), tiles_left.eq(tiles_left - 1)]
-        m.d.sync += [result.eq(Cat(*row)) for result, row in zip(results, accs[1:])]
+        m.d.sync += [result.eq(Cat(*row)) for result, row in zip(results, accs[1:], strict=True)]
         with m.If(tiles_left == 0):
             m.d.comb += job.reload.eq(1)
     return full, copy

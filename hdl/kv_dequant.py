@@ -131,7 +131,8 @@ class KvDequantizer(wiring.Component):
         meta_ternary = Signal()
         mn, r, s = Signal(signed(16)), Signal(16), Signal(w["s"])
         m.d.sync += meta_valid.eq(0)
-        stage_valid, stage_two, stage_lane, stage_row = Signal(), Signal(), Signal(range(lanes)), Signal.like(row_of)
+        stage_valid, stage_two = Signal(), Signal()
+        stage_lane, stage_row = Signal(range(lanes)), Signal.like(row_of)
         stage_ternary = Signal()
         base, third, two_thirds = (Signal(signed(out_bits), name=n) for n in ("base", "third", "two_thirds"))
         full_range = Signal(out_bits)
@@ -145,8 +146,8 @@ class KvDequantizer(wiring.Component):
                 base.eq(mn << frac), full_range.eq(scaled),
                 third.eq(div3(scaled + 1)), two_thirds.eq(div3((scaled << 1) + 1)),
                 # round half up of +-S 2**F / Tg (Tg a power of two)
-                pos_value.eq((((s << frac) + (tg >> 1)) >> _bits(tg))),
-                neg_value.eq(-((((s << frac) + (tg >> 1) - 1) >> _bits(tg)))),
+                pos_value.eq(((s << frac) + (tg >> 1)) >> _bits(tg)),
+                neg_value.eq(-(((s << frac) + (tg >> 1) - 1) >> _bits(tg))),
             ]
         entry = Signal(table_layout)
         with m.If(stage_two):
@@ -211,7 +212,8 @@ class KvDequantizer(wiring.Component):
                 with m.Elif(accept):
                     m.d.sync += self.error.eq(1)
             with m.State("POSITIONS"):
-                m.d.comb += [self.i.ready.eq(Mux(trit_beat, trit_ready, 1)), pos_w.addr.eq(Cat(index[:_bits(tg)], in_slot)), pos_w.data.eq(beat),
+                m.d.comb += [self.i.ready.eq(Mux(trit_beat, trit_ready, 1)),
+                             pos_w.addr.eq(Cat(index[:_bits(tg)], in_slot)), pos_w.data.eq(beat),
                              pos_w.en.eq(accept & (tag == POSITION))]
                 with m.If(accept & (tag == POSITION)):
                     m.d.sync += index.eq(index + 1)

@@ -76,8 +76,7 @@ class Emitter(wiring.Component):
         m.d.comb += current.eq(held[lane])
         fmt = current.fmt
         bits = Cat(current.codes[2 * t] for t in range(tg))
-        code_words = Mux(fmt == Fmt.TWO_BIT, w["code_words_2bit"],
-                         Mux(fmt == Fmt.ONE_BIT, w["code_words_1bit"], Mux(fmt == Fmt.I2, w["code_words_2bit"], 0)))
+        code_words = Mux(fmt == Fmt.ONE_BIT, w["code_words_1bit"], Mux(fmt == Fmt.B3, 0, w["code_words_2bit"]))
         last = code_words                                          # the record's one metadata word
         code = Mux(fmt == Fmt.ONE_BIT, bits.word_select(word, 32), current.codes.word_select(word, 32))
         mn16 = Signal(signed(16))
@@ -100,6 +99,6 @@ class Emitter(wiring.Component):
             with m.If(word == last):
                 m.d.sync += [word.eq(0), pushed.eq(0), pending.eq(pending & ~(1 << lane))]
         with m.If(self.load):
-            m.d.sync += [h.eq(new) for h, new in zip(held, self.lanes)]
+            m.d.sync += [h.eq(new) for h, new in zip(held, self.lanes, strict=True)]
             m.d.sync += pending.eq(-1)
         return m

@@ -13,9 +13,10 @@
     -> emitter (records of the block's channels; b3 digits -> trit packer) -> o stream
 
 A path fills one of its slots while the encoder works on another (and, for keys
-with a ranking, the ranker on a third), so input continues during encoding. Values with STP (``stp`` built in and the run-time ``stp``
-input high) send salient tokens to a second path that forms its own 2-bit groups; every
-STP group also records its tokens' positions. The run-time inputs ``kind`` (0 keys,
+with a ranking, the ranker on a third), so input continues during encoding. Values
+with STP (``stp`` built in and the run-time ``stp`` input high) send salient tokens
+to a second path that forms its own 2-bit groups; every STP group also records its
+tokens' positions. The run-time inputs ``kind`` (0 keys,
 1 values), ``value_2bit`` and ``stp`` must not change while a group is incomplete
 (change them after a reset). The output stream's format is golden/vidkv_stream.py's.
 """
@@ -143,8 +144,8 @@ class KvQuantizer(wiring.Component):
                                        "addr": len(stats_w.addr), "data": self.i.payload.data.shape()})
         s1, s2 = Signal(beat_tags, name="s1"), Signal(beat_tags, name="s2")
         old = Signal(stats.shape)                           # the statistics before s2's beat
-        m.d.sync += [s1.valid.eq(accept), s1.first.eq(fill_token == 0), s1.last.eq(last_beat), s1.slot.eq(fill_slot),
-                     s1.addr.eq(stats_rmw.addr), s1.data.eq(self.i.payload.data), s2.eq(s1)]
+        m.d.sync += [s1.valid.eq(accept), s1.first.eq(fill_token == 0), s1.last.eq(last_beat),
+                     s1.slot.eq(fill_slot), s1.addr.eq(stats_rmw.addr), s1.data.eq(self.i.payload.data), s2.eq(s1)]
         # The memory's value is a cycle old when the previous beat wrote the same address
         # (one beat per token): then that beat's new value is the old one.
         m.d.sync += old.eq(Mux(s2.valid & (s2.addr == s1.addr), stats_w.data, stats_rmw.data))
@@ -181,7 +182,8 @@ class KvQuantizer(wiring.Component):
             for lane in range(lanes):
                 got = stats_rank.data[lane]
                 m.d.comb += ranker.ranges[lane].eq(got.mx - got.mn)
-            m.d.comb += [ranker.load.eq(rank_read), stats_rank.addr.eq(Cat(rank_block[:_bits(blocks)], ranked_slot))]
+            m.d.comb += [ranker.load.eq(rank_read),
+                         stats_rank.addr.eq(Cat(rank_block[:_bits(blocks)], ranked_slot))]
             new_mask = ranker.mask
         else:
             new_mask = Const(-1 if n_hi else 0, config.d)
@@ -391,7 +393,7 @@ class KvQuantizer(wiring.Component):
             m.d.comb += fresh.eq(1 << len(sources))
         m.d.comb += grant.eq(Mux(stalled, held_grant, fresh))
         payload, valid = emitter.o.payload, emitter.o.valid
-        for (source_valid, source_payload), bit in reversed(list(zip(sources, range(len(sources))))):
+        for bit, (source_valid, source_payload) in reversed(list(enumerate(sources))):
             payload = Mux(grant[bit], source_payload, payload)
             valid = Mux(grant[bit], source_valid, valid)
         m.d.comb += [self.o.payload.eq(payload), self.o.valid.eq(valid),

@@ -16,7 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.vidkv_pack import b3_byte
 
-__all__ = ["popcount", "six_distance", "code_2bit", "magnitude", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",
+__all__ = ["popcount", "six_distance", "code_2bit", "magnitude", "code_i2", "ChannelRanker", "TritPacker",
+           "TritUnpacker", "b3_digits",
            "TRITS_PER_WORD", "TIE_STEP"]
 
 #: Channels the ranker resolves ties for per cycle.
@@ -107,7 +108,7 @@ class ChannelRanker(wiring.Component):
 
         with m.If(self.load):
             moved = ranges[lanes:] + [self.ranges[i] for i in range(lanes)]
-            m.d.sync += [r.eq(new) for r, new in zip(ranges, moved)]
+            m.d.sync += [r.eq(new) for r, new in zip(ranges, moved, strict=True)]
 
         win = ranges[:window]
         top = Cat(r[-1] for r in win)
@@ -131,13 +132,15 @@ class ChannelRanker(wiring.Component):
                              room.eq(self.n_hi - count_above - ones)]
             m.d.sync += [ones.eq(0), deciding.eq(0)]
         with m.Elif(self.busy):
-            m.d.sync += [r.eq(new) for r, new in zip(ranges, ranges[window:] + [r << 1 for r in win])]
+            rotated = ranges[window:] + [r << 1 for r in win]
+            m.d.sync += [r.eq(new) for r, new in zip(ranges, rotated, strict=True)]
             m.d.sync += [last_bit.eq(Cat(last_bit[window:], top)), equal.eq(Cat(equal[window:], eq_new)),
                          above.eq(Cat(above[window:], above_new)), cycle.eq(cycle + 1)]
             with m.If(counting):
                 m.d.sync += ones.eq(ones + popcount(eq_new & top))
             with m.Else():
-                m.d.sync += [self.mask.eq(Cat(self.mask[window:], above_new | take)), room.eq(room - popcount(take))]
+                m.d.sync += [self.mask.eq(Cat(self.mask[window:], above_new | take)),
+                             room.eq(room - popcount(take))]
             with m.If(cycle == d // window - 1):
                 m.d.sync += [cycle.eq(0), passes.eq(passes + 1), deciding.eq(counting)]
                 with m.If(~counting):

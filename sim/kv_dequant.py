@@ -64,7 +64,8 @@ def make_job(config: KvConfig, packed: dict[str, PackedKV], *, stall: float, see
     return {"beats": beats, "mode": packed_mode(packed), "stall": stall, "seed": seed, "expect": expect}
 
 
-def check_tokens_against_golden(config: KvConfig, packed, tokens: torch.Tensor, positions: torch.Tensor) -> str | None:
+def check_tokens_against_golden(config: KvConfig, packed, tokens: torch.Tensor,
+                                positions: torch.Tensor) -> str | None:
     """None when the engine's tokens equal golden's dequantization; else the first difference."""
     want, want_positions = dequantize_packed(packed, config.frac_bits)
     order = torch.argsort(positions)

@@ -54,7 +54,8 @@ def first_difference(got: dict[str, PackedKV], want: dict[str, PackedKV], x: tor
         return f"paths {sorted(got)} != golden's {sorted(want)}"
     for path, a in got.items():
         b = want[path]
-        fields = [("words", a.words, b.words), ("trits", a.trits, b.trits), ("positions", a.positions, b.positions)]
+        fields = [("words", a.words, b.words), ("trits", a.trits, b.trits),
+                  ("positions", a.positions, b.positions)]
         fields += [(f"meta[{name!r}]", a.meta.get(name), b.meta[name]) for name in b.meta]
         for name, mine, theirs in fields:
             if theirs is None and mine is None:

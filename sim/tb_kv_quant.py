@@ -46,8 +46,8 @@ async def kv_quant_self_check(dut):
     import torch
 
     from gateware.designs import get_design
-    from sim.kv_quant import first_difference, make_job, parse_job_beats
     from golden.vidkv_stream import pack_tokens
+    from sim.kv_quant import first_difference, make_job, parse_job_beats
 
     config = get_design("kv_quant").config(get_design("kv_quant").resolve(json.loads(os.environ["MIXBIT_PARAMS"])))
     seed = int(os.environ.get("MIXBIT_SEED", "1"))

@@ -10,9 +10,9 @@ from golden.vidkv import _rank
 from golden.vidkv_pack import pack_trits
 from golden.vidkv_stream import pack_tokens
 from hdl.kv_config import KvConfig
-from hdl.kv_units import TIE_STEP, ChannelRanker, TritPacker
+from hdl.kv_units import ChannelRanker, TritPacker
+from sim.kv_amaranth import simulate_kv_quantizer
 from sim.kv_quant import first_difference
-from sim.kv_amaranth import simulate_kv_dequantizer, simulate_kv_quantizer
 from sim.kv_tokens import corner_tokens
 
 
