@@ -63,7 +63,7 @@ class Emitter(wiring.Component):
         config, w = self.config, self.config.widths
         tg, lanes = config.group_tokens, config.lanes
         layout = lane_layout(config)
-        held = Array(Signal(layout.size, name=f"held{i}") for i in range(lanes))
+        held = Array(Signal(layout.size, name=f"held{i}", reset_less=True) for i in range(lanes))
         pending = Signal(lanes)
         word = Signal(range(w["code_words_2bit"] + 1))
         pushed = Signal()

@@ -240,14 +240,16 @@ class KvQuantizer(wiring.Component):
 
         stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
                                         "r3": w["r"] + 2, "r5": w["r"] + 3})
-        raw_stats = Signal(stats.shape)
-        lane_stats = Signal(data.ArrayLayout(stats_lane, lanes))      # the block at stage C
-        raw = Signal(w["buffer_bits"])
-        c_six = [Signal(w["r"] + 3, name=f"six{lane}") for lane in range(lanes)]
-        c_mag = [Signal(config.in_bits, name=f"mag{lane}") for lane in range(lanes)]
-        c_neg = Signal(lanes)
-        c_stats, d_stats = (Signal(data.ArrayLayout(stats_lane, lanes), name=n) for n in ("c_stats", "d_stats"))
-        codes = [Signal(2 * tg, name=f"codes{lane}") for lane in range(lanes)]
+        # Data registers need no reset: the tags (valid) say what they hold.
+        raw_stats = Signal(stats.shape, reset_less=True)
+        lane_stats = Signal(data.ArrayLayout(stats_lane, lanes), reset_less=True)      # the block at stage C
+        raw = Signal(w["buffer_bits"], reset_less=True)
+        c_six = [Signal(w["r"] + 3, name=f"six{lane}", reset_less=True) for lane in range(lanes)]
+        c_mag = [Signal(config.in_bits, name=f"mag{lane}", reset_less=True) for lane in range(lanes)]
+        c_neg = Signal(lanes, reset_less=True)
+        c_stats, d_stats = (Signal(data.ArrayLayout(stats_lane, lanes), name=n, reset_less=True)
+                            for n in ("c_stats", "d_stats"))
+        codes = [Signal(2 * tg, name=f"codes{lane}", reset_less=True) for lane in range(lanes)]
 
         m.d.comb += [buf_r.en.eq(advance), stats_r.en.eq(advance)]
         with m.If(advance):
