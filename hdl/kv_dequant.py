@@ -9,7 +9,7 @@
     per lane bank (channel c in bank c % lanes, two group slots):
       codes (2 bits per token) and a 4-entry table of the channel's decoded values,
       computed once per channel from its metadata (the only division, by 3, is a
-      multiplication by a reciprocal)
+      two-bits-a-level remainder chain)
       |  token t, block b: one read of every bank -> lanes table lookups
       v
     o stream: lanes channels of a token per beat, with the token's position
@@ -33,17 +33,20 @@ from golden.vidkv_stream import CODE, HEADER, MASK, META, POSITION, TRITS
 
 from .kv_config import KvConfig
 from .kv_emit import beat_layout
-from .kv_units import TritUnpacker
+from .kv_units import TritUnpacker, divmod3, register_stream
 
-__all__ = ["KvDequantizer", "output_layout", "DIV3_SHIFT", "div3"]
-
-#: ``n // 3 == (n * ceil(2**27 / 3)) >> 27`` for every ``0 <= n < 2**25`` (checked exhaustively).
-DIV3_SHIFT = 27
+__all__ = ["KvDequantizer", "output_layout", "third_scaled"]
 
 
-def div3(n):
-    """``n // 3`` for unsigned ``n`` below ``2**25``, as a multiplication by the reciprocal."""
-    return (n * -(-(1 << DIV3_SHIFT) // 3)) >> DIV3_SHIFT
+def third_scaled(m: Module, value, frac: int, name: str):
+    """``(value 2**frac + 1) // 3`` (round half up of ``value 2**frac / 3``) for unsigned ``value``.
+
+    ``value = 3 q + rem`` gives ``q 2**frac + (rem 2**frac + 1) // 3``: one division by 3
+    of ``value`` itself (:func:`divmod3`) and a three-entry table.
+    """
+    quotient, rem = divmod3(m, value, name)
+    small = Mux(rem == 2, ((2 << frac) + 1) // 3, Mux(rem == 1, ((1 << frac) + 1) // 3, 1 // 3))
+    return (quotient << frac) + small
 
 
 def output_layout(config: KvConfig) -> data.StructLayout:
@@ -144,7 +147,8 @@ class KvDequantizer(wiring.Component):
                 stage_two.eq(meta_two), stage_lane.eq(meta_lane), stage_row.eq(meta_row),
                 stage_ternary.eq(meta_ternary),
                 base.eq(mn << frac), full_range.eq(scaled),
-                third.eq(div3(scaled + 1)), two_thirds.eq(div3((scaled << 1) + 1)),
+                third.eq(third_scaled(m, r, frac, "third")),
+                two_thirds.eq(third_scaled(m, r << 1, frac, "two_thirds")),
                 # round half up of +-S 2**F / Tg (Tg a power of two)
                 pos_value.eq(((s << frac) + (tg >> 1)) >> _bits(tg)),
                 neg_value.eq(-(((s << frac) + (tg >> 1) - 1) >> _bits(tg))),
@@ -265,7 +269,8 @@ class KvDequantizer(wiring.Component):
         out_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         sending = full.bit_select(out_slot, 1)
         pending = Signal()
-        advance = ~self.o.valid | self.o.ready
+        out_ready = Signal()
+        advance = ~pending | out_ready
         last = (out_token == tg - 1) & (out_block == blocks - 1)
         for lane in range(lanes):
             m.d.comb += [code_reads[lane].addr.eq(Cat(out_block, out_slot)), code_reads[lane].en.eq(advance),
@@ -282,10 +287,11 @@ class KvDequantizer(wiring.Component):
                 with m.If(last):
                     m.d.comb += clear_full.eq(1 << out_slot)
                     m.d.sync += out_slot.eq(~out_slot)
+        decoded = Signal(output_layout(config))           # into the output register slice
         for lane in range(lanes):
             code = code_reads[lane].data.word_select(read_token, 2)
-            m.d.comb += self.o.payload.data[lane].eq(table_reads[lane].data[code])
-        m.d.comb += [self.o.valid.eq(pending),
-                     self.o.payload.position.eq(Mux(slot_stp.bit_select(read_slot, 1), pos_r.data,
+            m.d.comb += decoded.data[lane].eq(table_reads[lane].data[code])
+        m.d.comb += [out_ready.eq(register_stream(m, self.o, pending, decoded)),
+                     decoded.position.eq(Mux(slot_stp.bit_select(read_slot, 1), pos_r.data,
                                                     slot_base[read_slot] + read_token))]
         return m

@@ -33,7 +33,7 @@ from golden.vidkv_stream import HEADER, MASK, POSITION, TRITS
 
 from .kv_config import KvConfig
 from .kv_emit import Emitter, Fmt, beat_layout
-from .kv_units import ChannelRanker, TritPacker, code_2bit, code_i2, magnitude, six_distance
+from .kv_units import ChannelRanker, TritPacker, code_2bit, code_i2, magnitude, register_stream, six_distance
 
 __all__ = ["KvQuantizer", "input_layout"]
 
@@ -332,6 +332,8 @@ class KvQuantizer(wiring.Component):
         # last beat is out, while the encoder reads the group's first block.
         direct = Signal(beat_layout(config))
         direct_valid = Signal()
+        # Everything below meets the output through a register slice (`out_*` feed it).
+        out_valid, out_ready = Signal(), Signal()
         index = Signal(range(max(tg, w["mask_words"]) + 1))
         with m.FSM(name="preamble"):
             with m.State("IDLE"):
@@ -342,7 +344,7 @@ class KvQuantizer(wiring.Component):
                 ready_for_group = emitter.idle & ~flush_pending
                 m.d.comb += [direct_valid.eq(ready_for_group), direct.tag.eq(HEADER),
                              direct.data.eq(Cat(salient, value))]
-                with m.If(ready_for_group & self.o.ready):
+                with m.If(ready_for_group & out_ready):
                     m.d.sync += index.eq(0)
                     m.next = "MASK"
                     with m.If(value):
@@ -358,10 +360,10 @@ class KvQuantizer(wiring.Component):
                     m.next = "POS_SEND"
                 with m.State("POS_SEND"):
                     # The read port reads the next position in the cycle that sends this one.
-                    following = Mux(self.o.ready, index + 1, index)
+                    following = Mux(out_ready, index + 1, index)
                     m.d.comb += [direct_valid.eq(1), direct.tag.eq(POSITION), direct.data.eq(pos_r.data),
                                  pos_r.addr.eq(Cat(following[:_bits(tg)], slot)), pos_r.en.eq(1)]
-                    with m.If(self.o.ready):
+                    with m.If(out_ready):
                         m.d.sync += index.eq(index + 1)
                         with m.If(index == tg - 1):
                             m.d.sync += preamble_done.eq(1)
@@ -369,7 +371,7 @@ class KvQuantizer(wiring.Component):
             with m.State("MASK"):
                 m.d.comb += [direct_valid.eq(1), direct.tag.eq(MASK),
                              direct.data.eq(mask.word_select(index[:_bits(w["mask_words"])], 32))]
-                with m.If(self.o.ready):
+                with m.If(out_ready):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index == w["mask_words"] - 1):
                         m.d.sync += preamble_done.eq(1)
@@ -384,7 +386,7 @@ class KvQuantizer(wiring.Component):
         grant = Signal(len(sources) + 1)             # one-hot; the last bit is the emitter
         held_grant = Signal.like(grant)
         stalled = Signal()
-        m.d.sync += [stalled.eq(self.o.valid & ~self.o.ready), held_grant.eq(grant)]
+        m.d.sync += [stalled.eq(out_valid & ~out_ready), held_grant.eq(grant)]
         fresh = Signal.like(grant)
         with m.If(direct_valid):
             m.d.comb += fresh.eq(1)
@@ -398,8 +400,8 @@ class KvQuantizer(wiring.Component):
         for bit, (source_valid, source_payload) in reversed(list(enumerate(sources))):
             payload = Mux(grant[bit], source_payload, payload)
             valid = Mux(grant[bit], source_valid, valid)
-        m.d.comb += [self.o.payload.eq(payload), self.o.valid.eq(valid),
-                     emitter.o.ready.eq(self.o.ready & grant[-1])]
+        m.d.comb += [out_valid.eq(valid), out_ready.eq(register_stream(m, self.o, valid, payload)),
+                     emitter.o.ready.eq(out_ready & grant[-1])]
         if b3:
-            m.d.comb += packer.o.ready.eq(self.o.ready & grant[1])
+            m.d.comb += packer.o.ready.eq(out_ready & grant[1])
         return m

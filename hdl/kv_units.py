@@ -16,8 +16,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.vidkv_pack import b3_byte
 
-__all__ = ["popcount", "six_distance", "code_2bit", "magnitude", "code_i2", "ChannelRanker", "TritPacker",
-           "TritUnpacker", "b3_digits",
+__all__ = ["register_stream", "times", "sum_tree", "divmod3", "popcount", "six_distance", "code_2bit",
+           "magnitude", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",
            "TRITS_PER_WORD", "TIE_STEP"]
 
 #: Channels the ranker resolves ties for per cycle.
@@ -26,14 +26,55 @@ TIE_STEP = 8
 TRITS_PER_WORD = 20
 
 
-def popcount(bits):
-    """Number of set bits of ``bits`` as a balanced adder tree."""
-    terms = [bits[i] for i in range(len(bits))]
-    if not terms:
-        return Const(0, 1)
+def times(value, constant: int):
+    """``value * constant`` as shifts and adds (no multiplier cell for a small constant)."""
+    terms = [value << i for i in range(constant.bit_length()) if constant >> i & 1]
+    return sum_tree(terms) if terms else Const(0, 1)
+
+
+def sum_tree(terms):
+    """The sum of ``terms`` as a balanced adder tree."""
+    terms = list(terms)
     while len(terms) > 1:
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
     return terms[0]
+
+
+def divmod3(m: Module, n, name: str = "div3"):
+    """``(n // 3, n % 3)`` of unsigned ``n``, most significant bits first, two bits per level
+    (a remainder and two bits in, one LUT4 per output bit): no multiplier or divider.
+    Adds the levels' signals to ``m``."""
+    width = len(n) + len(n) % 2
+    rem = Const(0, 2)
+    quotient = []
+    for i in reversed(range(0, width, 2)):
+        both = Cat(n[i] if i < len(n) else 0, n[i + 1] if i + 1 < len(n) else 0)
+        partial = Signal(4, name=f"{name}_partial{i}")           # 4 rem + both, at most 11
+        digit = Signal(2, name=f"{name}_digit{i}")
+        m.d.comb += [partial.eq(Cat(both, rem)),
+                     digit.eq(Mux(partial >= 9, 3, Mux(partial >= 6, 2, Mux(partial >= 3, 1, 0))))]
+        quotient.append(digit)
+        rem = Signal(2, name=f"{name}_rem{i}")
+        m.d.comb += rem.eq(partial - (digit << 1) - digit)
+    return Cat(*reversed(quotient))[:len(n)], rem
+
+
+def register_stream(m: Module, o, valid, payload):
+    """Drive stream ``o`` from registers loaded with ``valid``/``payload``; return the source's ready.
+
+    A register slice: the consumer sees only flip-flops, and the source may move
+    whenever the register is empty or being emptied (``~o.valid | o.ready``).
+    """
+    ready = Signal(name="slice_ready")
+    m.d.comb += ready.eq(~o.valid | o.ready)
+    with m.If(ready):
+        m.d.sync += [o.valid.eq(valid), o.payload.eq(payload)]
+    return ready
+
+
+def popcount(bits):
+    """Number of set bits of ``bits`` as a balanced adder tree."""
+    return sum_tree(bits[i] for i in range(len(bits))) if len(bits) else Const(0, 1)
 
 
 def six_distance(x, mn, in_bits: int):
@@ -175,19 +216,24 @@ class TritPacker(wiring.Component):
 
         def byte(k):
             digits = [queue[2 * (5 * k + n):2 * (5 * k + n) + 2] for n in range(5)]
-            value = digits[0] * 81 + digits[1] * 27 + digits[2] * 9 + digits[3] * 3 + digits[4]
-            return table[value]
+            return table[sum_tree([times(d, 3 ** (4 - n)) for n, d in enumerate(digits)])]
 
+        # The word leaves from a register, so the table never reaches the consumer.
+        word, word_valid = Signal(32), Signal()
+        take = ((count >= TRITS_PER_WORD) | (self.flush & (count != 0))) & (~word_valid | self.o.ready)
         m.d.comb += [
-            self.o.payload.eq(Cat(byte(k) for k in range(4))),
-            self.o.valid.eq((count >= TRITS_PER_WORD) | (self.flush & (count != 0))),
+            self.o.payload.eq(word),
+            self.o.valid.eq(word_valid),
             self.push.ready.eq((count < TRITS_PER_WORD) & ~self.flush),
-            self.empty.eq(count == 0),
+            self.empty.eq((count == 0) & ~word_valid),
         ]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [queue.eq(queue >> (2 * TRITS_PER_WORD)),
+        with m.If(take):
+            m.d.sync += [word.eq(Cat(byte(k) for k in range(4))), word_valid.eq(1),
+                         queue.eq(queue >> (2 * TRITS_PER_WORD)),
                          count.eq(Mux(count > TRITS_PER_WORD, count - TRITS_PER_WORD, 0))]
-        with m.Elif(self.push.valid & self.push.ready):
+        with m.Elif(self.o.ready):
+            m.d.sync += word_valid.eq(0)
+        with m.If(self.push.valid & self.push.ready):
             # Digits above `count` are zero, so the new channel's digits can be ORed in.
             m.d.sync += [queue.eq(queue | (self.push.payload << (count << 1))),
                          count.eq(count + self.group_tokens)]
@@ -198,7 +244,7 @@ def b3_digits(byte) -> list:
     """The five base-3 digits of a ``b3`` byte, without a division: ``((byte 3**n) mod 256 * 3) >> 8``."""
     digits = []
     for n in range(5):
-        scaled = (byte * 3 ** n)[:8]
+        scaled = times(byte, 3 ** n)[:8]
         digits.append(((scaled << 1) + scaled)[8:10])
     return digits
 

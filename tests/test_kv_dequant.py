@@ -2,26 +2,38 @@
 
 import random
 
-import numpy as np
 import pytest
 import torch
+from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
 from golden.vidkv_pack import pack_trits
 from golden.vidkv_stream import pack_tokens, stream_beats
 from hdl.kv_config import KvConfig
-from hdl.kv_dequant import DIV3_SHIFT, KvDequantizer
+from hdl.kv_dequant import KvDequantizer, third_scaled
 from hdl.kv_units import TritUnpacker
 from sim.kv_amaranth import simulate_kv_dequantizer
 from sim.kv_dequant import check_tokens_against_golden
 from sim.kv_tokens import corner_tokens, unpack_output
 
 
-def test_division_by_three_is_exact_over_its_whole_range():
-    """The reciprocal multiplication divides every n up to (2 r + 1) 2**8 for 16-bit r."""
-    n = np.arange(0, (1 << 25), dtype=np.int64)
-    assert (((n * -(-(1 << DIV3_SHIFT) // 3)) >> DIV3_SHIFT) == n // 3).all()
-    assert (2 * ((1 << 16) - 1) << 8) + 1 < 1 << 25
+@pytest.mark.parametrize("frac", [0, 4, 8])
+def test_scaled_thirds_round_half_up(frac):
+    """``(v 2**F + 1) // 3`` for small, random and extreme 17-bit values (2 r of a 16-bit r)."""
+    value, out = Signal(17), Signal(26)
+    m = Module()
+    m.d.comb += out.eq(third_scaled(m, value, frac, "t"))
+    rng = random.Random(frac)
+    cases = list(range(600)) + [rng.randrange(1 << 17) for _ in range(1500)] + [(1 << 17) - k for k in range(1, 40)]
+
+    async def bench(ctx):
+        for v in cases:
+            ctx.set(value, v)
+            assert ctx.get(out) == ((v << frac) + 1) // 3, v
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
 
 
 @pytest.mark.parametrize("tg", [16, 32, 64])
