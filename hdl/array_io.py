@@ -70,12 +70,16 @@ class JobControl(Elaboratable):
             m.submodules[f"act_mem{r}"] = memory
             write = memory.write_port()
             read = memory.read_port()
-            m.d.comb += [
+            # Each row's write is registered next to its memory: one address counter
+            # driving every row's block RAM directly spans the die in a tall array. The
+            # last beat lands a cycle after it was taken, long before the first read of its
+            # address (a row has at least two steps; reads start at address 0).
+            m.d.sync += [
                 write.addr.eq(load_addr),
                 write.data.eq(act.payload),
                 write.en.eq(act.valid & act.ready & (load_row == r)),
-                read.addr.eq(self.read_addr),
             ]
+            m.d.comb += read.addr.eq(self.read_addr)
             if self.prefetch:
                 # The memory reads in every cycle into a plain register (the memory's
                 # slow clock-to-output meets nothing but a flip-flop), and `activations`

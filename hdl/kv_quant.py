@@ -177,12 +177,13 @@ class KvQuantizer(wiring.Component):
             m.submodules.ranker = ranker = ChannelRanker(config.d, lanes, w["r"], n_hi)
             stats_rank = stats.read_port()
             rank_block = Signal(range(blocks + 1))
-            rank_read = Signal()
-            m.d.sync += rank_read.eq(0)
+            rank_read, rank_raw_valid = Signal(), Signal()
+            raw_rank = Signal(stats.shape, reset_less=True)   # the block RAM's output meets a register first
+            m.d.sync += [rank_read.eq(0), rank_raw_valid.eq(rank_read), raw_rank.eq(stats_rank.data)]
             for lane in range(lanes):
-                got = stats_rank.data[lane]
+                got = raw_rank[lane]
                 m.d.comb += ranker.ranges[lane].eq(got.mx - got.mn)
-            m.d.comb += [ranker.load.eq(rank_read),
+            m.d.comb += [ranker.load.eq(rank_raw_valid),
                          stats_rank.addr.eq(Cat(rank_block[:_bits(blocks)], ranked_slot))]
             new_mask = ranker.mask
         else:
@@ -205,7 +206,9 @@ class KvQuantizer(wiring.Component):
                     m.d.sync += [rank_read.eq(1), rank_block.eq(rank_block + 1)]
                     with m.If(rank_block == blocks - 1):
                         m.next = "LAST"
-                with m.State("LAST"):
+                with m.State("LAST"):                       # the last block's read lands
+                    m.next = "LOADED"
+                with m.State("LOADED"):                     # ... and loads into the ranker
                     m.next = "START"
                 with m.State("START"):
                     m.d.comb += ranker.start.eq(1)
