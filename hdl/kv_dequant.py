@@ -109,7 +109,7 @@ class KvDequantizer(wiring.Component):
         # ---- parser
         in_slot = Signal()
         value, salient = Signal(), Signal()
-        mask = Signal(d)
+        mask = Signal(d)                                     # bit 0: the current channel's (shifts per channel)
         channel = Signal(range(d + 1))
         word = Signal(range(w["code_words_2bit"] + 1))
         index = Signal(range(max(tg, w["mask_words"]) + 1))
@@ -117,7 +117,7 @@ class KvDequantizer(wiring.Component):
         group_base = Signal(w["position"])                  # position of a non-STP group's token 0
         beat, tag = self.i.payload.data, self.i.payload.tag
 
-        two_bit = Mux(value, salient | self.value_2bit, mask.bit_select(channel[:_bits(d) or 1], 1))
+        two_bit = Mux(value, salient | self.value_2bit, mask[0])
         one_bit = ~value & ~two_bit
         b3_group = Const(b3) & value & ~two_bit
         code_words = Mux(b3_group, 0, Mux(one_bit, w["code_words_1bit"], w["code_words_2bit"]))
@@ -245,7 +245,7 @@ class KvDequantizer(wiring.Component):
                 with m.Elif(accept & (tag == META) & (word == code_words)):
                     m.d.sync += [meta_valid.eq(1), meta_two.eq(two_bit), meta_ternary.eq(value & ~two_bit),
                                  meta_lane.eq(lane_of), meta_row.eq(row_of), mn.eq(beat[:16]), r.eq(beat[16:]),
-                                 s.eq(beat), word.eq(0), channel.eq(channel + 1)]
+                                 s.eq(beat), word.eq(0), channel.eq(channel + 1), mask.eq(mask >> 1)]
                     with m.If(channel == d - 1):
                         m.next = "FINISH"
                 with m.Elif(accept & (tag != TRITS)):
