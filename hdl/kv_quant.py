@@ -188,20 +188,24 @@ class KvQuantizer(wiring.Component):
             new_mask = ranker.mask
         else:
             new_mask = Const(-1 if n_hi else 0, config.d)
-        with m.FSM(name="rank"):
-            with m.State("IDLE"):
-                with m.If(done.r_rdy & ~ranked_valid):
-                    m.d.comb += done.r_en.eq(1)
-                    m.d.sync += [ranked_slot.eq(done.r_data), ranked_value.eq(self.kind)]
-                    if ranking:
+        rank_idle = Signal() if ranking else Const(1)  # the ranker takes one group at a time
+        take_group = done.r_rdy & ~ranked_valid & rank_idle
+        with m.If(take_group):
+            m.d.comb += done.r_en.eq(1)
+            m.d.sync += [ranked_slot.eq(done.r_data), ranked_value.eq(self.kind)]
+        if not ranking:
+            with m.If(take_group):
+                m.d.sync += ranked_valid.eq(1)
+        else:
+            with m.FSM(name="rank"):
+                with m.State("IDLE"):
+                    m.d.comb += rank_idle.eq(1)
+                    with m.If(take_group):
                         m.d.sync += rank_block.eq(0)
                         with m.If(self.kind):
                             m.d.sync += ranked_valid.eq(1)
                         with m.Else():
                             m.next = "LOAD"
-                    else:
-                        m.d.sync += ranked_valid.eq(1)
-            if ranking:
                 with m.State("LOAD"):                       # D / lanes reads, each loaded a cycle later
                     m.d.sync += [rank_read.eq(1), rank_block.eq(rank_block + 1)]
                     with m.If(rank_block == blocks - 1):
@@ -220,8 +224,9 @@ class KvQuantizer(wiring.Component):
 
         # ---- encoder: per block of lanes channels, Tg buffer reads into the lane encoders.
         # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> raw
-        # buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes shift in (D). A block's codes are complete when
-        # its last element has shifted in; the emitter must take them then, or everything waits.
+        # buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes shift in (D). A block's codes
+        # are complete when its last element has shifted in; the emitter must take them
+        # then, or everything waits.
         slot = Signal(range(slots))
         value, salient = Signal(), Signal()                  # the group's kind and path
         mask = Signal(config.d)                              # the group's 2-bit channels (keys)
