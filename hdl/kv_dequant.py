@@ -93,7 +93,13 @@ class KvDequantizer(wiring.Component):
             m.submodules[f"codes{lane}"], m.submodules[f"table{lane}"] = code_mem, table_mem
             codes.append(code_mem)
             tables.append(table_mem)
-            code_writes.append(code_mem.write_port(granularity=32))
+            port = code_mem.write_port(granularity=32)
+            # The parser's write goes through a register next to the memory (its address
+            # and enables come from counters and the beat's tag).
+            code_writes.append(Signal(data.StructLayout({"addr": len(port.addr), "data": len(port.data),
+                                                         "en": len(port.en)}), name=f"code_write{lane}"))
+            m.d.sync += [port.addr.eq(code_writes[-1].addr), port.data.eq(code_writes[-1].data),
+                         port.en.eq(code_writes[-1].en)]
             table_writes.append(table_mem.write_port())
             code_reads.append(code_mem.read_port())
             table_reads.append(table_mem.read_port())

@@ -109,9 +109,9 @@ class ChannelRanker(wiring.Component):
     a cycle (its registers rotate past a window of that many), counts the channels still
     equal to the threshold so far whose next bit is 1, and one more cycle decides the
     bit. Each pass also applies the previous bit's decision (channels above / still
-    equal). A last pass marks the channels above the threshold and the lowest-indexed
-    channels equal to it. ``mask`` (bit c = channel c) is valid when ``busy`` falls,
-    :meth:`cycles` after ``start``, and holds until the
+    equal), one more pass the last decision. A last pass marks the channels above the
+    threshold and the lowest-indexed channels equal to it. ``mask`` (bit c = channel c)
+    is valid when ``busy`` falls, :meth:`cycles` after ``start``, and holds until the
     next ``start``. Every cycle's logic is a window of TIE_STEP channels and small counters.
     """
 
@@ -130,7 +130,7 @@ class ChannelRanker(wiring.Component):
     @staticmethod
     def cycles(d: int, range_bits: int) -> int:
         """Cycles from ``start`` until ``busy`` falls."""
-        return (range_bits + 1) * (d // min(TIE_STEP, d)) + range_bits
+        return (range_bits + 2) * (d // min(TIE_STEP, d)) + range_bits
 
     def elaborate(self, platform):
         m = Module()
@@ -143,7 +143,7 @@ class ChannelRanker(wiring.Component):
         ones = Signal(range(d + 1))
         decision = Signal()          # the previous pass's bit of the threshold
         room = Signal(range(self.n_hi + 1))       # equal channels still to take (last pass)
-        passes = Signal(range(bits + 1))
+        passes = Signal(range(bits + 2))
         cycle = Signal(range(d // window + 1))
         deciding = Signal()
 
@@ -153,14 +153,17 @@ class ChannelRanker(wiring.Component):
 
         win = ranges[:window]
         top = Cat(r[-1] for r in win)
-        applying, counting = passes != 0, passes != bits
+        # Passes 0 .. bits-1 count (each but the first applies the previous decision), pass
+        # `bits` applies the last decision, pass bits+1 resolves ties from registers alone.
+        applying, counting, tying = (passes != 0) & (passes <= bits), passes < bits, passes == bits + 1
         eq_old, prev, above_old = equal[:window], last_bit[:window], above[:window]
         eq_new = Mux(applying, Mux(decision, eq_old & prev, eq_old & ~prev), eq_old)
         above_new = Mux(applying & ~decision, above_old | (eq_old & prev), above_old)
         take = Signal(window)
         room_now = Mux(room > window, window, room)
         for i in range(window):
-            m.d.comb += take[i].eq(eq_new[i] & (popcount(eq_new[:i]) < room_now))
+            m.d.comb += take[i].eq(eq_old[i] & (popcount(eq_old[:i]) < room_now))
+        equal_here = popcount(eq_old)
 
         with m.If(self.start):
             m.d.sync += [above.eq(0), equal.eq(-1), count_above.eq(0), ones.eq(0), passes.eq(0), cycle.eq(0),
@@ -179,12 +182,12 @@ class ChannelRanker(wiring.Component):
                          above.eq(Cat(above[window:], above_new)), cycle.eq(cycle + 1)]
             with m.If(counting):
                 m.d.sync += ones.eq(ones + popcount(eq_new & top))
-            with m.Else():
-                m.d.sync += [self.mask.eq(Cat(self.mask[window:], above_new | take)),
-                             room.eq(room - popcount(take))]
+            with m.If(tying):
+                m.d.sync += [self.mask.eq(Cat(self.mask[window:], above_old | take)),
+                             room.eq(Mux(equal_here >= room, 0, room - equal_here))]
             with m.If(cycle == d // window - 1):
                 m.d.sync += [cycle.eq(0), passes.eq(passes + 1), deciding.eq(counting)]
-                with m.If(~counting):
+                with m.If(tying):
                     m.d.sync += self.busy.eq(0)
         return m
 
