@@ -274,9 +274,9 @@ class KvDequantizer(wiring.Component):
         out_token = Signal(range(tg))
         out_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         sending = full.bit_select(out_slot, 1)
-        pending = Signal()
+        pending, selected = Signal(), Signal()              # read data here, selected codes here
         out_ready = Signal()
-        advance = ~pending | out_ready
+        advance = ~selected | out_ready
         last = (out_token == tg - 1) & (out_block == blocks - 1)
         for lane in range(lanes):
             m.d.comb += [code_reads[lane].addr.eq(Cat(out_block, out_slot)), code_reads[lane].en.eq(advance),
@@ -293,11 +293,20 @@ class KvDequantizer(wiring.Component):
                 with m.If(last):
                     m.d.comb += clear_full.eq(1 << out_slot)
                     m.d.sync += out_slot.eq(~out_slot)
+        # A register between the token's code select and the table select.
+        codes_now = [Signal(2, name=f"code_now{lane}", reset_less=True) for lane in range(lanes)]
+        tables_now = [Signal(table_layout, name=f"table_now{lane}", reset_less=True) for lane in range(lanes)]
+        position_now = Signal(w["position"], reset_less=True)
+        with m.If(advance):
+            m.d.sync += selected.eq(pending)
+            m.d.sync += [position_now.eq(Mux(slot_stp.bit_select(read_slot, 1), pos_r.data,
+                                             slot_base[read_slot] + read_token))]
+            for lane in range(lanes):
+                m.d.sync += [codes_now[lane].eq(code_reads[lane].data.word_select(read_token, 2)),
+                             tables_now[lane].eq(table_reads[lane].data)]
         decoded = Signal(output_layout(config))           # into the output register slice
         for lane in range(lanes):
-            code = code_reads[lane].data.word_select(read_token, 2)
-            m.d.comb += decoded.data[lane].eq(table_reads[lane].data[code])
-        m.d.comb += [out_ready.eq(register_stream(m, self.o, pending, decoded)),
-                     decoded.position.eq(Mux(slot_stp.bit_select(read_slot, 1), pos_r.data,
-                                                    slot_base[read_slot] + read_token))]
+            m.d.comb += decoded.data[lane].eq(tables_now[lane][codes_now[lane]])
+        m.d.comb += [out_ready.eq(register_stream(m, self.o, selected, decoded)),
+                     decoded.position.eq(position_now)]
         return m

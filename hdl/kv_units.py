@@ -163,7 +163,10 @@ class ChannelRanker(wiring.Component):
         room_now = Mux(room > window, window, room)
         for i in range(window):
             m.d.comb += take[i].eq(eq_old[i] & (popcount(eq_old[:i]) < room_now))
-        equal_here = popcount(eq_old)
+        # The tie pass's count of equal channels in the window, taken a cycle ahead from
+        # the window that rotates in next (no popcount between the flags and `room`).
+        equal_here = Signal(range(window + 1))
+        m.d.sync += equal_here.eq(popcount(equal[window:2 * window]))
 
         with m.If(self.start):
             m.d.sync += [above.eq(0), equal.eq(-1), count_above.eq(0), ones.eq(0), passes.eq(0), cycle.eq(0),
