@@ -220,12 +220,13 @@ class TritPacker(wiring.Component):
         count = Signal(range(capacity + 1))
         table = Array(Const(b3_byte(v), 8) for v in range(243))
 
-        def byte(k):
+        def value(k):
             digits = [queue[2 * (5 * k + n):2 * (5 * k + n) + 2] for n in range(5)]
-            return table[sum_tree([times(d, 3 ** (4 - n)) for n, d in enumerate(digits)])]
+            return sum_tree([times(d, 3 ** (4 - n)) for n, d in enumerate(digits)])[:8]
 
-        # The word leaves from a register, so the table never reaches the consumer.
-        word, word_valid = Signal(32), Signal()
+        # The word's four base-3 values leave from a register; the byte table follows it.
+        values = [Signal(8, name=f"value{k}") for k in range(4)]
+        word, word_valid = Cat(table[v] for v in values), Signal()
         take = ((count >= TRITS_PER_WORD) | (self.flush & (count != 0))) & (~word_valid | self.o.ready)
         m.d.comb += [
             self.o.payload.eq(word),
@@ -234,7 +235,7 @@ class TritPacker(wiring.Component):
             self.empty.eq((count == 0) & ~word_valid),
         ]
         with m.If(take):
-            m.d.sync += [word.eq(Cat(byte(k) for k in range(4))), word_valid.eq(1),
+            m.d.sync += [*(v.eq(value(k)) for k, v in enumerate(values)), word_valid.eq(1),
                          queue.eq(queue >> (2 * TRITS_PER_WORD)),
                          count.eq(Mux(count > TRITS_PER_WORD, count - TRITS_PER_WORD, 0))]
         with m.Elif(self.o.ready):
