@@ -22,7 +22,7 @@ from golden.vidkv_stream import pack_tokens
 from hdl.kv_config import KvConfig
 from sim.kv_dequant import check_tokens_against_golden, run_kv_dequantizer_detailed
 from sim.kv_quant import first_difference, run_kv_quantizer_detailed
-from synth.flow import synthesize
+from synth.flow import lut4_equivalent, synthesize
 
 THROUGHPUT = [
     {"d": 128, "group_tokens": 32, "lanes": 8, "f": 0.5, "ternary_layout": "i2"},
@@ -95,7 +95,7 @@ def synthesis(design: str, label: str, params: dict, target: str, out: Path) -> 
     folder = out / "kv_engines" / f"{target}-{design}-{'-'.join(f'{k}{v}' for k, v in params.items())}"
     report = synthesize(design, params, target, folder)
     core = report["core"]
-    luts = core["lut4"] + (2 * core["carry"] if target.startswith("ecp5") else 0)
+    luts = lut4_equivalent(report)
     return {"label": label, "design": design, "target": target, "params": report["parameters"], "lut4": luts,
             "ff": core["ff"], "bram": core["bram"], "dsp": core["dsp"],
             "logic_percent": report["placed"]["logic_percent"], "fmax_mhz": report["timing"]["fmax_mhz"],

@@ -20,7 +20,7 @@ from golden.bitmod import matmul_int, quantize
 from golden.tables import FAMILIES
 from hdl.pe_array_config import PeArrayConfig
 from sim.pe_array import run_pe_array_detailed
-from synth.flow import synthesize
+from synth.flow import lut4_equivalent, synthesize
 
 THROUGHPUT = [
     {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096},
@@ -74,8 +74,7 @@ def synthesis(label: str, design: str, params: dict, target: str, out: Path) -> 
     report = synthesize(design, params, target, folder.with_name(folder.name.replace(",", "_")))
     p = report["parameters"]
     core = report["core"]
-    # ECP5's carry cell CCU2C holds two LUT4s; iCE40's SB_CARRY sits beside a counted SB_LUT4.
-    luts = core["lut4"] + (2 * core["carry"] if target.startswith("ecp5") else 0)
+    luts = lut4_equivalent(report)
     cycles_per_weight = 2 if design == "pe_array" else 1
     fmax = report["timing"]["fmax_mhz"]
     macs = p["rows"] * p["cols"] * p["lanes"] * fmax * 1e6 / cycles_per_weight

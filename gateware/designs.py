@@ -111,6 +111,13 @@ _KV_DEQUANT_PARAMS = tuple(p for p in _KV_PARAMS if p.name != "f") + (
 )
 
 
+def _configured(name: str, summary: str, params: tuple[Param, ...], config: Callable[[dict], object],
+                build: Callable[[dict], wiring.Component], regression: str) -> Design:
+    """A design whose parameters make a configuration object that validates them and holds its widths."""
+    return Design(name=name, summary=summary, params=params, build=build, widths=lambda p: config(p).widths,
+                  regression=regression, check=config, config=config)
+
+
 def _parallel(params: dict) -> PeArrayConfig:
     return parallel_config(PeArrayConfig.from_params({**params, "families": ("int4",)}))
 
@@ -126,46 +133,22 @@ DESIGNS: dict[str, Design] = {
             widths=lambda p: decoder_widths(p["families"]),
             regression="sim.tb_decoder",
         ),
-        Design(
-            name="pe_array",
-            summary="BitMoD bit-serial PE array: rows x cols PEs of lanes lanes, all datatypes at run time",
-            params=_PE_ARRAY_PARAMS,
-            build=lambda p: PeArray(PeArrayConfig.from_params(p)),
-            widths=lambda p: PeArrayConfig.from_params(p).widths,
-            regression="sim.tb_pe_array",
-            check=lambda p: PeArrayConfig.from_params(p),
-            config=lambda p: PeArrayConfig.from_params(p),
-        ),
-        Design(
-            name="pe_array_parallel",
-            summary="baseline: bit-parallel int8 x int4 array with pe_array's streams (LUT or DSP multipliers)",
-            params=_PARALLEL_PARAMS,
-            build=lambda p: ParallelArray(_parallel(p), p["multiplier"]),
-            widths=lambda p: _parallel(p).widths,
-            regression="sim.tb_pe_array",
-            check=lambda p: _parallel(p),
-            config=lambda p: _parallel(p),
-        ),
-        Design(
-            name="kv_quant",
-            summary="VidKV KV-cache quantize engine: tokens in, packed 2/1/1.58-bit groups + metadata out",
-            params=_KV_PARAMS,
-            build=lambda p: KvQuantizer(KvConfig.from_params(p)),
-            widths=lambda p: KvConfig.from_params(p).widths,
-            regression="sim.tb_kv_quant",
-            check=lambda p: KvConfig.from_params(p),
-            config=lambda p: KvConfig.from_params(p),
-        ),
-        Design(
-            name="kv_dequant",
-            summary="VidKV KV-cache dequantize engine: packed groups in, fixed-point tokens (with positions) out",
-            params=_KV_DEQUANT_PARAMS,
-            build=lambda p: KvDequantizer(KvConfig.from_params(p)),
-            widths=lambda p: KvConfig.from_params(p).widths,
-            regression="sim.tb_kv_dequant",
-            check=lambda p: KvConfig.from_params(p),
-            config=lambda p: KvConfig.from_params(p),
-        ),
+        _configured("pe_array",
+                    "BitMoD bit-serial PE array: rows x cols PEs of lanes lanes, all datatypes at run time",
+                    _PE_ARRAY_PARAMS, PeArrayConfig.from_params,
+                    lambda p: PeArray(PeArrayConfig.from_params(p)), "sim.tb_pe_array"),
+        _configured("pe_array_parallel",
+                    "baseline: bit-parallel int8 x int4 array with pe_array's streams (LUT or DSP multipliers)",
+                    _PARALLEL_PARAMS, _parallel, lambda p: ParallelArray(_parallel(p), p["multiplier"]),
+                    "sim.tb_pe_array"),
+        _configured("kv_quant",
+                    "VidKV KV-cache quantize engine: tokens in, packed 2/1/1.58-bit groups + metadata out",
+                    _KV_PARAMS, KvConfig.from_params, lambda p: KvQuantizer(KvConfig.from_params(p)),
+                    "sim.tb_kv_quant"),
+        _configured("kv_dequant",
+                    "VidKV KV-cache dequantize engine: packed groups in, fixed-point tokens (with positions) out",
+                    _KV_DEQUANT_PARAMS, KvConfig.from_params, lambda p: KvDequantizer(KvConfig.from_params(p)),
+                    "sim.tb_kv_dequant"),
     ]
 }
 

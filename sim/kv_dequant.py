@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import random
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -15,7 +12,7 @@ from golden.vidkv_stream import dequantize_packed, stream_beats
 from hdl.kv_config import KvConfig
 
 from .kv_tokens import unpack_output
-from .runner import Build, build_design, run_regression
+from .runner import Build, build_design, run_json_job
 
 __all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job", "packed_mode",
            "check_tokens_against_golden"]
@@ -96,12 +93,7 @@ def run_kv_dequantizer_detailed(params: dict, packed: dict[str, PackedKV], *, si
     job = make_job(config, packed, stall=stall, seed=seed)
     if build is None:
         build, params = build_design("kv_dequant", params, simulator)
-    with tempfile.TemporaryDirectory(prefix="mixbit-kv-dequant-") as scratch:
-        job_file, results_file = Path(scratch) / "job.json", Path(scratch) / "results.json"
-        job_file.write_text(json.dumps(job))
-        run_regression(build, "sim.tb_kv_dequant", params, seed=seed, testcase="kv_dequant_run",
-                       env={"MIXBIT_JOBS": str(job_file), "MIXBIT_RESULTS": str(results_file)})
-        results = json.loads(results_file.read_text())
+    results = run_json_job(build, "sim.tb_kv_dequant", params, job, seed=seed, testcase="kv_dequant_run")
     tokens, positions = unpack_output(config, [int(w) for w in results["words"]])
     order = torch.argsort(positions)
     return KvDequantRun(tokens[order], positions[order], positions, results["cycles"], params)

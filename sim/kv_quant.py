@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import random
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -15,7 +12,7 @@ from golden.vidkv_stream import beats_per_group, group_counts, parse_beats
 from hdl.kv_config import KvConfig
 
 from .kv_tokens import check_run_inputs, token_beats
-from .runner import Build, build_design, run_regression
+from .runner import Build, build_design, run_json_job
 
 __all__ = ["KvQuantRun", "run_kv_quantizer", "run_kv_quantizer_detailed", "make_job", "parse_job_beats",
            "first_difference"]
@@ -90,12 +87,7 @@ def run_kv_quantizer_detailed(params: dict, x: torch.Tensor, kind: str = "key", 
     job = make_job(config, x, kind, value_format, salient, stall=stall, seed=seed)
     if build is None:
         build, params = build_design("kv_quant", params, simulator)
-    with tempfile.TemporaryDirectory(prefix="mixbit-kv-quant-") as scratch:
-        job_file, results_file = Path(scratch) / "job.json", Path(scratch) / "results.json"
-        job_file.write_text(json.dumps(job))
-        run_regression(build, "sim.tb_kv_quant", params, seed=seed, testcase="kv_quant_run",
-                       env={"MIXBIT_JOBS": str(job_file), "MIXBIT_RESULTS": str(results_file)})
-        results = json.loads(results_file.read_text())
+    results = run_json_job(build, "sim.tb_kv_quant", params, job, seed=seed, testcase="kv_quant_run")
     beats = [tuple(b) for b in results["beats"]]
     packed = parse_job_beats(config, beats, value_format, salient is not None)
     return KvQuantRun(packed, beats, results["cycles"], params)

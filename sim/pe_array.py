@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import random
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from golden.bitmod import BitmodWeights
 
 from .pe_array_jobs import assemble, plan_jobs
-from .runner import Build, build_design, run_regression
+from .runner import Build, build_design, run_json_job
 
 __all__ = ["PeArrayRun", "run_pe_array", "run_pe_array_detailed"]
 
@@ -53,13 +50,8 @@ def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, si
     seed = random.randrange(1 << 31) if seed is None else seed
     if build is None:
         build, params = build_design(design, params, simulator)
-    with tempfile.TemporaryDirectory(prefix="mixbit-pe-array-") as scratch:
-        jobs_file, results_file = Path(scratch) / "jobs.json", Path(scratch) / "results.json"
-        jobs_file.write_text(json.dumps({"jobs": [job.as_dict() for job in jobs], "stall": stall, "seed": seed,
-                                         "reset_after": reset_after}))
-        run_regression(build, "sim.tb_pe_array", params, seed=seed, testcase="pe_array_run",
-                       env={"MIXBIT_JOBS": str(jobs_file), "MIXBIT_RESULTS": str(results_file)})
-        results = json.loads(results_file.read_text())
+    spec = {"jobs": [job.as_dict() for job in jobs], "stall": stall, "seed": seed, "reset_after": reset_after}
+    results = run_json_job(build, "sim.tb_pe_array", params, spec, seed=seed, testcase="pe_array_run")
     acc = assemble(config, a_q.shape[0], bw.shape[0], jobs, results["beats"])
     return PeArrayRun(acc, sum(results["cycles"]), sum(results["load_cycles"]), results["cycles"], params)
 

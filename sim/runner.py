@@ -12,6 +12,7 @@ import json
 import os
 import random
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "build_sources",
     "build_design",
     "run_regression",
+    "run_json_job",
     "LINT_WAIVERS",
 ]
 
@@ -245,3 +247,13 @@ def run_regression(build: Build, module: str, params: dict, *, seed: int | None 
             + ("; ".join(failures) if failures else "no test ran")
         )
     return count
+
+
+def run_json_job(build: Build, module: str, params: dict, job: dict, *, seed: int, testcase: str) -> dict:
+    """Run ``testcase`` of ``module`` with ``job`` in the JSON file ``MIXBIT_JOBS``; return ``MIXBIT_RESULTS``."""
+    with tempfile.TemporaryDirectory(prefix=f"mixbit-{testcase}-") as scratch:
+        job_file, results_file = Path(scratch) / "job.json", Path(scratch) / "results.json"
+        job_file.write_text(json.dumps(job))
+        run_regression(build, module, params, seed=seed, testcase=testcase,
+                       env={"MIXBIT_JOBS": str(job_file), "MIXBIT_RESULTS": str(results_file)})
+        return json.loads(results_file.read_text())

