@@ -192,13 +192,14 @@ def _parse_group(tagged: dict[int, list[int]], *, d: int, tg: int, in_bits: int,
 
 
 def parse_beats(beats, *, d: int, group_tokens: int, in_bits: int = DEFAULT_IN_BITS, n_hi: int = 0,
-                value_format: str = "ternary", ternary_layout: str = "i2", stp: bool = False,
+                value_format: str = "ternary", ternary_layout: str = "i2", stp: bool = False, fft: bool = False,
                 ) -> dict[str, PackedKV]:
     """Packed groups per path (``"key"``, ``"value"``, ``"salient"``) from ``(tag, data)`` beats.
 
     The inverse of :func:`group_beats` over a whole stream; a path without groups is
-    left out. ValueError on a beat before the first header, a tag out of range, or a
-    group with missing or extra beats.
+    left out. ``fft``: key groups carry FFT lanes in their 1-bit records (``s_fft``).
+    ValueError on a beat before the first header, a tag out of range, or a group with
+    missing or extra beats.
     """
     groups: list[tuple[int, dict[int, list[int]]]] = []
     for index, (tag, data) in enumerate(beats):
@@ -217,7 +218,7 @@ def parse_beats(beats, *, d: int, group_tokens: int, in_bits: int = DEFAULT_IN_B
         by_path.setdefault(path, []).append(_parse_group(
             tagged, d=d, tg=group_tokens, in_bits=in_bits, n_hi=n_hi, value=value, salient=salient,
             value_format=value_format, ternary_layout=ternary_layout, stp=stp, what=f"{number} ({path})"))
-    return {path: _packed(path, found, d=d, tg=group_tokens, in_bits=in_bits, n_hi=n_hi,
+    return {path: _packed(path, found, d=d, tg=group_tokens, in_bits=in_bits, n_hi=n_hi, fft=fft,
                           value_format=value_format, ternary_layout=ternary_layout)
             for path, found in by_path.items()}
 
@@ -226,13 +227,17 @@ def _rows(rows: list[list[int]]) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64).reshape(len(rows), len(rows[0]))
 
 
-def _packed(path: str, groups: list[dict], *, d: int, tg: int, in_bits: int, n_hi: int, value_format: str,
-            ternary_layout: str) -> PackedKV:
+def _packed(path: str, groups: list[dict], *, d: int, tg: int, in_bits: int, n_hi: int, fft: bool,
+            value_format: str, ternary_layout: str) -> PackedKV:
     words = _rows([g["words"] for g in groups])
     meta = {name: _rows([g["meta"][name] for g in groups]) for name in groups[0]["meta"]}
-    widths = metadata_widths(in_bits, tg)
     if path == "key":
-        return PackedKV("key", d, tg, in_bits, words, meta, widths, n_hi=n_hi, code_bits=tg * (d + n_hi))
+        spectral = fft and n_hi < d            # as pack_keys: f = 1 leaves nothing to transform
+        if spectral:
+            meta["s_fft"] = meta.pop("s")
+        widths = metadata_widths(in_bits, tg, d - n_hi if spectral else None)
+        return PackedKV("key", d, tg, in_bits, words, meta, widths, n_hi=n_hi, fft=fft, code_bits=tg * (d + n_hi))
+    widths = metadata_widths(in_bits, tg)
     fmt = "2bit" if path == "salient" or value_format == "2bit" else "ternary"
     layout = ternary_layout if fmt == "ternary" else "i2"
     positions = torch.tensor([g["positions"] for g in groups], dtype=torch.int64) \
@@ -245,13 +250,16 @@ def _packed(path: str, groups: list[dict], *, d: int, tg: int, in_bits: int, n_h
 
 def pack_tokens(x: torch.Tensor, kind: str, *, group_tokens: int = 32, in_bits: int = DEFAULT_IN_BITS,
                 f: float = 0.5, value_format: str = "ternary", ternary_layout: str = "i2", stp: bool = False,
-                salient: torch.Tensor | None = None) -> dict[str, PackedKV]:
+                fft: bool = False, salient: torch.Tensor | None = None) -> dict[str, PackedKV]:
     """Golden packed groups per path of the tokens ``x`` [T, D] streamed in order (the engine's job).
 
     Every completed group of every path; the incomplete tail of a path stays in its
-    residual window and is not packed. STP value groups carry their positions.
+    residual window and is not packed. STP value groups carry their positions; ``fft``
+    (keys) transforms the normal channels.
     """
-    cache = QuantizedKVCache(kind, x.shape[-1], group_tokens, in_bits, f=f, value_format=value_format, stp=stp)
+    fft = fft and kind == "key"
+    cache = QuantizedKVCache(kind, x.shape[-1], group_tokens, in_bits, f=f, fft=fft, value_format=value_format,
+                             stp=stp)
     cache.append(x, salient)
     out = {}
     for name, path in cache.paths.items():
@@ -261,7 +269,7 @@ def pack_tokens(x: torch.Tensor, kind: str, *, group_tokens: int = 32, in_bits: 
         found = [g for _, g in path.groups]
         if kind == "key":
             fields = ("mask", "q", "mn", "r", "b", "s")
-            keys = KeyGroups(*(torch.cat([getattr(g, f) for g in found]) for f in fields), False)
+            keys = KeyGroups(*(torch.cat([getattr(g, f) for g in found]) for f in fields), fft)
             out[name] = pack_keys(keys, in_bits)
         else:
             fmt = found[0].format

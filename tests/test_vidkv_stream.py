@@ -29,6 +29,8 @@ def stream(packed: dict) -> list:
 
 CASES = [
     ("key", {"f": 0.5}), ("key", {"f": 0.0}), ("key", {"f": 1.0}), ("key", {"f": 0.25}),
+    ("key", {"f": 0.5, "fft": True}), ("key", {"f": 0.0, "fft": True}), ("key", {"f": 0.75, "fft": True}),
+    ("key", {"f": 1.0, "fft": True}),
     ("value", {"value_format": "2bit"}), ("value", {"ternary_layout": "i2"}), ("value", {"ternary_layout": "b3"}),
     ("value", {"stp": True, "ternary_layout": "b3"}), ("value", {"stp": True, "value_format": "2bit"}),
 ]
@@ -74,6 +76,6 @@ def test_beat_counts_match_the_stream(kind, options):
     counts = group_counts(kind, x.shape[0], tg, salient)
     assert {p: n for p, n in counts.items() if n} == {p: v.groups for p, v in packed.items()}
     expected = sum(n * beats_per_group(p, d=d, group_tokens=tg, n_hi=n_high(d, options.get("f", 0.5)),
-                                       **{k: v for k, v in options.items() if k != "f"})
+                                       **{k: v for k, v in options.items() if k not in ("f", "fft")})
                    for p, n in counts.items())
     assert expected == len(stream(packed))
