@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from golden.vidkv import DEFAULT_FRAC_BITS, GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS, n_high
+from golden.vidkv_fft import check_length
 from golden.vidkv_pack import POSITION_BITS, TERNARY_LAYOUTS, metadata_widths
 from golden.vidkv_stream import TAG_BITS, trit_words, words_per_channel
 
@@ -21,9 +22,11 @@ class KvConfig:
     Parameters (the names of ``mixbit generate kv_quant -p``): ``d`` (head dimension),
     ``group_tokens`` (Tg), ``in_bits`` (signed input width), ``lanes`` (channels per
     cycle, a power of two dividing D), ``f`` (fraction of 2-bit key channels),
-    ``ternary_layout`` (``i2`` or ``b3`` for ternary values) and ``stp`` (build the
-    salient-token path for values); the dequantize engine also takes ``frac_bits``
-    (fraction bits of its fixed-point outputs).
+    ``ternary_layout`` (``i2`` or ``b3`` for ternary values), ``stp`` (build the
+    salient-token path for values), ``fft`` (keys: the normal channels' FFT, N = D - D f
+    a power of two) and ``fft_butterflies`` (butterfly units of the FFT core, a power of
+    two; at most N / 2 are built); the dequantize engine also takes ``frac_bits`` (fraction bits of
+    its fixed-point outputs).
     """
 
     d: int = 128
@@ -34,6 +37,8 @@ class KvConfig:
     ternary_layout: str = "i2"
     stp: bool = True
     frac_bits: int = DEFAULT_FRAC_BITS
+    fft: bool = False
+    fft_butterflies: int = 4
     widths: dict = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
@@ -55,12 +60,21 @@ class KvConfig:
             raise ValueError(f"frac_bits must be an integer in 0..8, not {self.frac_bits!r}")
         if not isinstance(self.stp, bool):
             raise ValueError(f"stp must be a bool, not {self.stp!r}")
-        meta = metadata_widths(self.in_bits, self.group_tokens)
+        if not isinstance(self.fft, bool):
+            raise ValueError(f"fft must be a bool, not {self.fft!r}")
         blocks = self.d // lanes
         n_hi = n_high(self.d, self.f)
+        # The FFT transforms the normal channels; f = 1 leaves none (as golden: no FFT then).
+        points = self.d - n_hi if self.fft else 0
+        if points:
+            check_length(points, argument=f"N = D - D*f (normal channels, d = {self.d}, f = {self.f}) with fft")
+        p = self.fft_butterflies
+        if isinstance(p, bool) or not isinstance(p, int) or p < 1 or p & (p - 1):
+            raise ValueError(f"fft_butterflies must be a power of two (at most N/2 are used), not {p!r}")
+        meta = metadata_widths(self.in_bits, self.group_tokens, points or None)
         # A path fills one slot while the encoder reads another; with key ranking a third
-        # slot lets the ranker work on a complete group in between.
-        slots_per_path = 3 if 0 < n_hi < self.d else 2
+        # slot lets the ranker work on a complete group in between, with the FFT a fourth.
+        slots_per_path = (3 if 0 < n_hi < self.d else 2) + (1 if points else 0)
         slots = slots_per_path * (2 if self.stp else 1)
         widths = {
             "n_hi": n_hi,
@@ -70,6 +84,9 @@ class KvConfig:
             "mn": meta["mn"],
             "r": meta["r"],
             "s": meta["s"],
+            "fft_points": points,
+            "fft_butterflies": min(p, points // 2),
+            "s_fft": meta.get("s_fft", 0),
             "code_words_2bit": words_per_channel(self.group_tokens, 2),
             "code_words_1bit": words_per_channel(self.group_tokens, 1),
             "mask_words": self.d // 32,
@@ -100,4 +117,4 @@ class KvConfig:
     def golden_options(self, value_format: str = "ternary") -> dict:
         """Keyword arguments of golden's ``pack_tokens`` / ``parse_beats`` for this engine."""
         return {"group_tokens": self.group_tokens, "in_bits": self.in_bits, "value_format": value_format,
-                "ternary_layout": self.ternary_layout}
+                "ternary_layout": self.ternary_layout, "fft": self.fft}

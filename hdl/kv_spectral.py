@@ -1,0 +1,215 @@
+"""The quantize engine's FFT stage: a key group's normal channels -> 1-bit FFT lane records.
+
+For each token of a ranked key group (in its buffer slot), the stage reads the token's
+D / lanes buffer words, gathers its N normal channels in ascending channel order
+(:func:`gather`), transforms them (:class:`hdl.kv_fft.FftCore`) and folds the N
+half-spectrum lanes into per-lane records: the sign bits along tokens (``b = lane >= 0``)
+and ``S = sum |lane|`` (golden's 1-bit sign-absmean of the lanes). The records live in
+two banks of block memories (a group's lanes while the encoder reads the previous
+group's), ``banks`` lanes wide so that the encoder reads any ``banks`` consecutive lane
+records in one cycle (:attr:`SpectralStage.records`, the first at ``read_base``).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .kv_config import KvConfig
+from .kv_fft import FftCore
+from .kv_units import magnitude, popcount
+
+__all__ = ["SpectralStage", "gather", "record_layout"]
+
+
+def record_layout(config: KvConfig) -> data.StructLayout:
+    """One FFT lane's record: its sign bits along tokens (token 0 lowest) and ``S``."""
+    return data.StructLayout({"signs": config.group_tokens, "s": unsigned(config.widths["s_fft"])})
+
+
+def _bits(n: int) -> int:
+    return (n - 1).bit_length()
+
+
+def gather(m: Module, targets: list[Signal], values, keep, base, name: str = "gather"):
+    """Append the kept ``values`` (``keep`` bit j for value j) to ``targets`` from index ``base``.
+
+    The kept values go, in order, to ``targets[base]``, ``targets[base + 1]``, ... A value's
+    column ``(base + its rank among the kept) mod len(values)`` picks it (an AND-OR
+    select), and target ``i`` loads column ``i mod len(values)`` when ``base <= i < base +
+    kept``: no multiplexer as wide as the targets.
+    """
+    width = len(values)
+    rank = [popcount(keep[:j]) for j in range(width)]
+    columns = []
+    for col in range(width):
+        picks = [Mux(keep[j] & ((base + rank[j])[:_bits(width)] == col) if width > 1 else keep[j],
+                     values[j], 0) for j in range(width)]
+        column = Signal.like(targets[0], name=f"{name}_col{col}")
+        merged = picks[0]
+        for pick in picks[1:]:
+            merged = merged | pick
+        m.d.comb += column.eq(merged)
+        columns.append(column)
+    kept = popcount(keep)
+    for i, target in enumerate(targets):
+        with m.If((base <= i) & (i < base + kept)):
+            m.d.sync += target.eq(columns[i % width])
+    return kept
+
+
+class SpectralStage(wiring.Component):
+    """One ranked key group at a time: ``start`` (with ``slot``, ``mask``) while ``busy`` is low.
+
+    ``busy`` falls when the group's lane records are complete, in bank ``parity``
+    (which flips with every ``start``). Buffer reads: ``buf_addr`` / ``buf_en`` ->
+    ``buf_data`` a cycle later. Record reads: ``read_en`` with ``read_parity`` and
+    ``read_base`` -> ``records[k]`` = lane ``read_base + k`` a cycle later.
+    """
+
+    def __init__(self, config: KvConfig, buffer_addr_bits: int):
+        self.config = config
+        w = config.widths
+        self.points = w["fft_points"]
+        self.banks = min(config.lanes, self.points)
+        self.core = FftCore(self.points, config.in_bits, w["fft_butterflies"], out_lanes=self.banks)
+        super().__init__({
+            "start": In(1),
+            "slot": In(range(w["slots"])),
+            "mask": In(config.d),
+            "busy": Out(1),
+            "parity": Out(1),
+            "buf_addr": Out(buffer_addr_bits),
+            "buf_en": Out(1),
+            "buf_data": In(w["buffer_bits"]),
+            "read_en": In(1),
+            "read_parity": In(1),
+            "read_base": In(range(self.points + 1)),
+            "records": Out(data.ArrayLayout(record_layout(config), self.banks)),
+        })
+
+    @property
+    def cycles_per_token(self) -> int:
+        """Steady-state cycles per token: the slower of the gather and the FFT core."""
+        return max(self.config.blocks + 2, self.core.cycles_per_vector)
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        lanes, tg, blocks = config.lanes, config.group_tokens, config.blocks
+        points, banks = self.points, self.banks
+        m.submodules.core = core = self.core
+        slot = Signal.like(self.slot)
+        normal = Signal(config.d)                           # ~mask of the group
+
+        # ---- read and gather: token by token, D / lanes words each, into the core's input.
+        token = Signal(range(tg))
+        block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
+        landing, landing_last = Signal(), Signal()          # a read's data arrives this cycle
+        landing_block = Signal.like(block) if blocks > 1 else Const(0, 0)
+        gathered = Signal(range(points + 1))                # normal channels of the token so far
+        inputs = [Signal(config.in_bits, name=f"x{k}", reset_less=True) for k in range(points)]
+        full = Signal()                                     # `inputs` holds a whole token
+        m.d.comb += [self.buf_addr.eq(Cat(block, token, slot)), core.i.payload.eq(Cat(inputs))]
+        m.d.sync += [landing.eq(self.buf_en), landing_last.eq(self.buf_en & (block == blocks - 1))]
+        if blocks > 1:
+            m.d.sync += landing_block.eq(block)
+        with m.If(landing):
+            values = [self.buf_data.word_select(j, config.in_bits) for j in range(lanes)]
+            keep = normal.word_select(landing_block, lanes)
+            kept = gather(m, inputs, values, keep, gathered)
+            m.d.sync += gathered.eq(gathered + kept)
+            with m.If(landing_last):
+                m.d.sync += [full.eq(1), gathered.eq(0)]
+        m.d.comb += core.i.valid.eq(full)
+        with m.If(core.i.valid & core.i.ready):
+            m.d.sync += full.eq(0)
+
+        # ---- lanes -> records: read-modify-write, one beat of `banks` lanes per cycle.
+        depth = 2 * points // banks
+        memories = [Memory(shape=record_layout(config), depth=depth, init=[]) for _ in range(banks)]
+        writes, updates, reads = [], [], []
+        for k, memory in enumerate(memories):
+            m.submodules[f"records{k}"] = memory
+            writes.append(memory.write_port())
+            updates.append(memory.read_port(transparent_for=(writes[-1],)))
+            reads.append(memory.read_port())
+        beat = Signal(range(points // banks)) if points > banks else Const(0, 0)
+        out_token = Signal(range(tg))
+        parity = self.parity
+        m.d.comb += core.o.ready.eq(1)
+        taken = core.o.valid & core.o.ready
+        held = Signal(core.o.payload.shape(), reset_less=True)
+        held_valid, held_first, held_last = Signal(), Signal(), Signal()
+        held_token = Signal.like(out_token)
+        last_beat = beat == points // banks - 1
+        m.d.sync += [held_valid.eq(taken), held.eq(core.o.payload), held_token.eq(out_token),
+                     held_first.eq(out_token == 0), held_last.eq((out_token == tg - 1) & last_beat)]
+        with m.If(taken):
+            if points > banks:
+                m.d.sync += beat.eq(beat + 1)
+            with m.If(beat == points // banks - 1):
+                if points > banks:
+                    m.d.sync += beat.eq(0)
+                m.d.sync += out_token.eq(out_token + 1)
+        for k in range(banks):
+            address = Cat(beat, parity) if points > banks else parity
+            m.d.comb += [updates[k].addr.eq(address), updates[k].en.eq(taken)]
+            old = updates[k].data
+            lane = held[k]
+            new = Signal(record_layout(config), name=f"record{k}")
+            sign = ~lane[-1]                                 # b = lane >= 0
+            m.d.comb += [new.signs.eq(Mux(held_first, 0, old.signs) | (sign << held_token)),
+                         new.s.eq(Mux(held_first, 0, old.s) + magnitude(lane)),
+                         writes[k].data.eq(new), writes[k].en.eq(held_valid)]
+        write_address = Signal.like(writes[0].addr)
+        m.d.sync += write_address.eq(updates[0].addr)
+        for k in range(banks):
+            m.d.comb += writes[k].addr.eq(write_address)
+
+        # ---- the encoder's reads: `banks` consecutive lanes from read_base, rotated into order.
+        base_bank = self.read_base[:_bits(banks)] if banks > 1 else Const(0, 1)
+        first_row = self.read_base >> _bits(banks) if banks > 1 else self.read_base
+        for k in range(banks):
+            row = first_row + (k < base_bank)                   # bank k holds lane row * banks + k
+            m.d.comb += [reads[k].addr.eq(Cat(row[:_bits(points // banks)], self.read_parity)
+                                          if points > banks else self.read_parity),
+                         reads[k].en.eq(self.read_en)]
+        if banks == 1:
+            m.d.comb += self.records[0].eq(reads[0].data)
+        else:
+            read_bank = Signal.like(base_bank)
+            m.d.sync += read_bank.eq(base_bank)
+            every = Cat(*[read.data for read in reads])
+            for k in range(banks):
+                m.d.comb += self.records[k].eq(every.word_select((read_bank + k)[:_bits(banks)],
+                                                                 record_layout(config).size))
+
+        # ---- control: a group at a time.
+        with m.FSM(name="spectral"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [slot.eq(self.slot), normal.eq(~self.mask), parity.eq(~parity),
+                                 token.eq(0), out_token.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += self.busy.eq(1)
+                # A token's reads start once the previous token has left `inputs` for the core.
+                can_read = ~full & ~(landing & landing_last)
+                if blocks > 1:
+                    can_read = can_read | (block != 0)
+                with m.If(can_read):
+                    m.d.comb += self.buf_en.eq(1)
+                    if blocks > 1:
+                        m.d.sync += block.eq(Mux(block == blocks - 1, 0, block + 1))
+                    with m.If(block == blocks - 1):
+                        m.d.sync += token.eq(token + 1)
+                        with m.If(token == tg - 1):
+                            m.next = "FINISH"
+            with m.State("FINISH"):                          # the last token through the core
+                m.d.comb += self.busy.eq(1)
+                with m.If(held_valid & held_last):
+                    m.next = "IDLE"
+        return m
