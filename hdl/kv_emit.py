@@ -38,7 +38,7 @@ def lane_layout(config: KvConfig) -> data.StructLayout:
     """What the emitter keeps of one channel: codes (2 bits per token, token 0 lowest), format, metadata."""
     w = config.widths
     return data.StructLayout({"codes": 2 * config.group_tokens, "fmt": Fmt, "mn": signed(w["mn"]),
-                              "r": unsigned(w["r"]), "s": unsigned(w["s"])})
+                              "r": unsigned(w["r"]), "s": unsigned(max(w["s"], w["s_fft"]))})
 
 
 class Emitter(wiring.Component):

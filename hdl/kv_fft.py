@@ -63,10 +63,14 @@ class FftCore(wiring.Component):
             "o": Out(stream.Signature(data.ArrayLayout(signed(self.out_width), out_lanes))),
         })
 
+    @staticmethod
+    def vector_cycles(points: int, butterflies: int) -> int:
+        """Accept, ``log2 N`` stages of ``N / (2P) + 1`` cycles, the hand-over to the output."""
+        return 2 + check_length(points) * (points // (2 * butterflies) + 1)
+
     @property
     def cycles_per_vector(self) -> int:
-        """Accept, ``log2 N`` stages of ``N / (2P) + 1`` cycles, the hand-over to the output."""
-        return 2 + self.stages * (self.points // (2 * self.butterflies) + 1)
+        return self.vector_cycles(self.points, self.butterflies)
 
     def _spectrum(self, lanes):
         """Forward: the real inputs. Inverse: the conjugate of the Hermitian spectrum of ``lanes``."""

@@ -33,7 +33,17 @@ from golden.vidkv_stream import HEADER, MASK, POSITION, TRITS
 
 from .kv_config import KvConfig
 from .kv_emit import Emitter, Fmt, beat_layout
-from .kv_units import ChannelRanker, TritPacker, code_2bit, code_i2, magnitude, register_stream, six_distance
+from .kv_spectral import SpectralStage, record_layout
+from .kv_units import (
+    ChannelRanker,
+    TritPacker,
+    code_2bit,
+    code_i2,
+    magnitude,
+    popcount,
+    register_stream,
+    six_distance,
+)
 
 __all__ = ["KvQuantizer", "input_layout"]
 
@@ -222,6 +232,40 @@ class KvQuantizer(wiring.Component):
                         m.d.sync += ranked_valid.eq(1)
                         m.next = "IDLE"
 
+        # ---- FFT stage (keys with fft): takes ranked groups, hands them to the encoder with
+        # their lane records; value groups pass straight through.
+        spectral = None
+        if w["fft_points"]:
+            m.submodules.spectral = spectral = SpectralStage(config, len(buf_w.addr))
+            buf_f = buffer.read_port()
+            m.d.comb += [buf_f.addr.eq(spectral.buf_addr), buf_f.en.eq(spectral.buf_en),
+                         spectral.buf_data.eq(buf_f.data)]
+            group_valid = Signal()                          # a group waits for the encoder
+            group_slot, group_value, group_mask = Signal.like(ranked_slot), Signal(), Signal(config.d)
+            group_parity = Signal()                         # the encoder's bank of lane records
+            held_slot, held_value, held_mask = Signal.like(ranked_slot), Signal(), Signal(config.d)
+            with m.FSM(name="spectral_handoff"):
+                with m.State("IDLE"):
+                    with m.If(ranked_valid):
+                        m.d.sync += [ranked_valid.eq(0), held_slot.eq(ranked_slot), held_value.eq(ranked_value),
+                                     held_mask.eq(new_mask)]
+                        with m.If(ranked_value):
+                            m.next = "HANDOFF"
+                        with m.Else():
+                            m.d.comb += [spectral.start.eq(1), spectral.slot.eq(ranked_slot),
+                                         spectral.mask.eq(new_mask)]
+                            m.next = "RUN"
+                with m.State("RUN"):
+                    with m.If(~spectral.busy):
+                        m.next = "HANDOFF"
+                with m.State("HANDOFF"):
+                    with m.If(~group_valid):
+                        m.d.sync += [group_valid.eq(1), group_slot.eq(held_slot), group_value.eq(held_value),
+                                     group_mask.eq(held_mask)]
+                        m.next = "IDLE"
+        else:
+            group_valid, group_slot, group_value, group_mask = ranked_valid, ranked_slot, ranked_value, new_mask
+
         # ---- encoder: per block of lanes channels, Tg buffer reads into the lane encoders.
         # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> raw
         # buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes shift in (D). A block's codes
@@ -231,6 +275,8 @@ class KvQuantizer(wiring.Component):
         value, salient = Signal(), Signal()                  # the group's kind and path
         mask = Signal(config.d)                              # the group's 2-bit channels (keys)
         count = Signal(range(tg + 1))
+        lane_base = Signal(range(w["fft_points"] + 1))       # FFT lane of the block's first normal channel
+        records_normal = Signal(lanes)                       # the normal channels of the block read
         enc_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         two_bit_values = salient | self.value_2bit
         ternary = Fmt.B3 if b3 else Fmt.I2
@@ -286,11 +332,33 @@ class KvQuantizer(wiring.Component):
                                  lane_stats[lane].r3.eq(r + (r << 1)), lane_stats[lane].r5.eq(r + (r << 2)),
                                  lane_stats[lane].s.eq(got.s)]
 
+        lane_codes = codes
+        lane_s = [d_stats[lane].s for lane in range(lanes)]
+        if spectral is not None:
+            # A block's lane records land a cycle after their read, long before its hand-over;
+            # its normal channel j takes the record of its rank among the block's normal channels.
+            records_landing = Signal()
+            m.d.sync += records_landing.eq(spectral.read_en)
+            records = [Signal(record_layout(config), name=f"lane_record{lane}", reset_less=True)
+                       for lane in range(lanes)]
+            every = Cat(*[spectral.records[k] for k in range(spectral.banks)])
+            with m.If(records_landing):
+                for lane in range(lanes):
+                    rank = popcount(records_normal[:lane])
+                    m.d.sync += records[lane].eq(every.word_select(rank[:max(_bits(spectral.banks), 1)],
+                                                                   record_layout(config).size)
+                                                 if spectral.banks > 1 else every)
+            lane_codes, lane_s = [], []
+            for lane in range(lanes):
+                transformed = ~value & (at_d.fmts.word_select(lane, 2) == Fmt.ONE_BIT)
+                signs = Cat(*[Cat(records[lane].signs[t], Const(0, 1)) for t in range(tg)])
+                lane_codes.append(Mux(transformed, signs, codes[lane]))
+                lane_s.append(Mux(transformed, records[lane].s, d_stats[lane].s))
         for lane in range(lanes):
-            m.d.comb += [emitter.lanes[lane].codes.eq(codes[lane]),
+            m.d.comb += [emitter.lanes[lane].codes.eq(lane_codes[lane]),
                          emitter.lanes[lane].fmt.eq(at_d.fmts.word_select(lane, 2)),
                          emitter.lanes[lane].mn.eq(d_stats[lane].mn), emitter.lanes[lane].r.eq(d_stats[lane].r),
-                         emitter.lanes[lane].s.eq(d_stats[lane].s)]
+                         emitter.lanes[lane].s.eq(lane_s[lane])]
 
         # A b3 group's last digits leave the packer once the emitter has pushed them all;
         # the next group's header waits for that.
@@ -306,9 +374,11 @@ class KvQuantizer(wiring.Component):
 
         with m.FSM(name="encoder"):
             with m.State("IDLE"):
-                with m.If(ranked_valid):
-                    m.d.sync += [slot.eq(ranked_slot), value.eq(ranked_value), mask.eq(new_mask),
-                                 salient.eq(ranked_slot >= per_path), ranked_valid.eq(0)]
+                with m.If(group_valid):
+                    m.d.sync += [slot.eq(group_slot), value.eq(group_value), mask.eq(group_mask),
+                                 salient.eq(group_slot >= per_path), group_valid.eq(0)]
+                    if spectral is not None:
+                        m.d.sync += [group_parity.eq(spectral.parity), lane_base.eq(0)]
                     m.d.comb += preamble_start.eq(1)
                     m.next = "STATS"
             with m.State("STATS"):
@@ -323,6 +393,12 @@ class KvQuantizer(wiring.Component):
                              issue.fmts.eq(issue_fmts)]
                 with m.If(last_token & ~last_block):                 # the next block's statistics
                     m.d.comb += [stats_r.addr.eq(Cat((enc_block + 1)[:_bits(blocks)], slot)), stats_issue.eq(1)]
+                if spectral is not None:                                         # the block's FFT lane records
+                    with m.If(last_token & advance):
+                        m.d.comb += [spectral.read_en.eq(1), spectral.read_base.eq(lane_base),
+                                     spectral.read_parity.eq(group_parity)]
+                        m.d.sync += [lane_base.eq(lane_base + popcount(~block_mask)),
+                                     records_normal.eq(~block_mask)]
                 with m.If(advance):
                     m.d.sync += count.eq(count + 1)
                     with m.If(last_token):

@@ -21,12 +21,21 @@ from .kv_config import KvConfig
 from .kv_fft import FftCore
 from .kv_units import magnitude, popcount
 
-__all__ = ["SpectralStage", "gather", "record_layout"]
+__all__ = ["SpectralStage", "gather", "record_layout", "token_cycles"]
 
 
 def record_layout(config: KvConfig) -> data.StructLayout:
     """One FFT lane's record: its sign bits along tokens (token 0 lowest) and ``S``."""
     return data.StructLayout({"signs": config.group_tokens, "s": unsigned(config.widths["s_fft"])})
+
+
+def token_cycles(config: KvConfig) -> int:
+    """Steady-state cycles per token of the FFT stage (0 without the FFT): the slower of the
+    gather (D / lanes reads and the hand-over to the core) and the core."""
+    points = config.widths["fft_points"]
+    if not points:
+        return 0
+    return max(config.blocks + 2, FftCore.vector_cycles(points, config.widths["fft_butterflies"]))
 
 
 def _bits(n: int) -> int:
@@ -89,11 +98,6 @@ class SpectralStage(wiring.Component):
             "read_base": In(range(self.points + 1)),
             "records": Out(data.ArrayLayout(record_layout(config), self.banks)),
         })
-
-    @property
-    def cycles_per_token(self) -> int:
-        """Steady-state cycles per token: the slower of the gather and the FFT core."""
-        return max(self.config.blocks + 2, self.core.cycles_per_vector)
 
     def elaborate(self, platform):
         m = Module()

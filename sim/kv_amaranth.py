@@ -12,6 +12,7 @@ from golden.vidkv_stream import parse_beats, stream_beats
 from hdl.kv_config import KvConfig
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
+from hdl.kv_spectral import token_cycles
 
 from .kv_tokens import token_beats, unpack_output
 
@@ -75,7 +76,8 @@ def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value
     stp = salient is not None
     mode = {"kind": kind == "value", "value_2bit": value_format == "2bit", "stp": stp}
     words, cycles = _run(KvQuantizer(config), mode, token_beats(config, x, salient), stall=stall, seed=seed,
-                         quiet=64 + 8 * config.blocks * config.group_tokens)
+                         quiet=64 + 8 * config.blocks * config.group_tokens
+                         + config.widths["slots_per_path"] * config.group_tokens * token_cycles(config))
     beats = [(w >> 32, w & 0xFFFFFFFF) for w in words]
     packed = parse_beats(beats, d=config.d, n_hi=config.n_hi, stp=stp, **config.golden_options(value_format))
     return packed, beats, cycles

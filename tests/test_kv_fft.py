@@ -107,7 +107,7 @@ def run_spectral(config, groups):
     returns each group's records [(signs, s)] * N read back through the encoder's port."""
     from hdl.kv_spectral import SpectralStage
 
-    tg, blocks, lanes, bits = config.group_tokens, config.blocks, config.lanes, config.in_bits
+    blocks, lanes, bits = config.blocks, config.lanes, config.in_bits
     stage = SpectralStage(config, buffer_addr_bits=16)
     points, banks = stage.points, stage.banks
     results = []
@@ -167,4 +167,4 @@ def test_spectral_stage_records_match_golden(d, tg, lanes, f, butterflies):
         normal = x[:, [c for c in range(d) if not mask[c]]]
         b, s = _encode_1bit(rfft_lanes(normal))
         want = [(sum(int(b[t, k]) << t for t in range(tg)), int(s[k])) for k in range(normal.shape[1])]
-        assert records == want, next((k, r, w) for k, (r, w) in enumerate(zip(records, want)) if r != w)
+        assert records == want, next((k, r, w) for k, (r, w) in enumerate(zip(records, want, strict=True)) if r != w)
