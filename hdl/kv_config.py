@@ -96,8 +96,10 @@ class KvConfig:
             "buffer_depth": slots * self.group_tokens * blocks,
             "buffer_bits": lanes * self.in_bits,
             # Dequantized outputs: |value| <= 2**(in_bits - 1) * 2**frac_bits (a 1-bit or ternary
-            # channel's S / Tg reaches 2**(in_bits - 1)), signed.
-            "out": self.in_bits + self.frac_bits + 1,
+            # channel's S / Tg reaches 2**(in_bits - 1)), signed. With the FFT a decoded lane
+            # reaches 2**(in_bits + log2 N - 1 + frac_bits) (the lanes' bound, docs/formats.md) and
+            # the inverse FFT of such lanes one bit more than a lane (hdl/kv_fft.fft_widths).
+            "out": self.in_bits + self.frac_bits + 1 + ((points.bit_length() - 1) + 1 if points else 0),
         }
         object.__setattr__(self, "widths", widths)
 

@@ -33,7 +33,8 @@ from golden.vidkv_stream import CODE, HEADER, MASK, META, POSITION, TRITS
 
 from .kv_config import KvConfig
 from .kv_emit import beat_layout
-from .kv_units import TritUnpacker, divmod3, register_stream
+from .kv_spectral import InverseStage
+from .kv_units import TritUnpacker, divmod3, popcount, register_stream
 
 __all__ = ["KvDequantizer", "output_layout", "third_scaled"]
 
@@ -138,7 +139,7 @@ class KvDequantizer(wiring.Component):
         # Metadata -> decoded-value table, two pipeline stages (the multiplication by 1/3).
         meta_valid, meta_two, meta_lane, meta_row = Signal(), Signal(), Signal(range(lanes)), Signal.like(row_of)
         meta_ternary = Signal()
-        mn, r, s = Signal(signed(16)), Signal(16), Signal(w["s"])
+        mn, r, s = Signal(signed(16)), Signal(16), Signal(max(w["s"], w["s_fft"]))
         m.d.sync += meta_valid.eq(0)
         stage_valid, stage_two = Signal(), Signal()
         stage_lane, stage_row = Signal(range(lanes)), Signal.like(row_of)
@@ -199,6 +200,9 @@ class KvDequantizer(wiring.Component):
         with m.If(accept & trit_beat & in_group & ~b3_group):
             m.d.sync += self.error.eq(1)
         slot_stp = Signal(2)
+        spectral = w["fft_points"] > 0
+        slot_key = Signal(2)                                # the slot holds an FFT key group
+        slot_mask = Array(Signal(d, name=f"slot_mask{i}") for i in range(2))
         slot_base = Array(Signal(w["position"], name=f"slot_base{i}") for i in range(2))
 
         with m.FSM(name="parser"):
@@ -234,9 +238,14 @@ class KvDequantizer(wiring.Component):
             with m.State("MASK"):
                 m.d.comb += self.i.ready.eq(Mux(trit_beat, trit_ready, 1))
                 with m.If(accept & (tag == MASK)):
-                    m.d.sync += [mask.eq(Cat(mask[32:], beat)), index.eq(index + 1)]
+                    whole = Cat(mask[32:], beat)
+                    m.d.sync += [mask.eq(whole), index.eq(index + 1)]
                     with m.If(index == w["mask_words"] - 1):
                         m.next = "CHANNELS"
+                        if spectral:                       # the FFT needs exactly N normal channels
+                            m.d.sync += slot_mask[in_slot].eq(whole)
+                            with m.If(popcount(whole) != config.n_hi):
+                                m.d.sync += self.error.eq(1)
                 with m.Elif(accept & ~trit_beat):
                     m.d.sync += self.error.eq(1)
             with m.State("CHANNELS"):
@@ -264,6 +273,7 @@ class KvDequantizer(wiring.Component):
                     m.d.comb += set_full.eq(1 << in_slot)
                     m.d.sync += [in_slot.eq(~in_slot), in_group.eq(0),
                                  slot_stp.bit_select(in_slot, 1).eq(value & self.stp),
+                                 slot_key.bit_select(in_slot, 1).eq(Const(spectral) & ~value),
                                  slot_base[in_slot].eq(group_base)]
                     if b3:
                         m.d.comb += unpacker.clear.eq(1)
@@ -283,8 +293,12 @@ class KvDequantizer(wiring.Component):
                          table_reads[lane].addr.eq(Cat(out_block, out_slot)), table_reads[lane].en.eq(advance)]
         m.d.comb += [pos_r.addr.eq(Cat(out_token, out_slot)), pos_r.en.eq(advance)]
         read_token, read_slot = Signal.like(out_token), Signal()
+        read_normal, read_fft, read_last = Signal(lanes), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [pending.eq(sending), read_token.eq(out_token), read_slot.eq(out_slot)]
+            if spectral:
+                m.d.sync += [read_normal.eq(~slot_mask[out_slot].word_select(out_block, lanes)),
+                             read_fft.eq(slot_key.bit_select(out_slot, 1)), read_last.eq(out_block == blocks - 1)]
             with m.If(sending):
                 if blocks > 1:
                     m.d.sync += out_block.eq(Mux(out_block == blocks - 1, 0, out_block + 1))
@@ -297,8 +311,10 @@ class KvDequantizer(wiring.Component):
         codes_now = [Signal(2, name=f"code_now{lane}", reset_less=True) for lane in range(lanes)]
         tables_now = [Signal(table_layout, name=f"table_now{lane}", reset_less=True) for lane in range(lanes)]
         position_now = Signal(w["position"], reset_less=True)
+        normal_now, fft_now, last_now = Signal(lanes), Signal(), Signal()
         with m.If(advance):
-            m.d.sync += selected.eq(pending)
+            m.d.sync += [selected.eq(pending), normal_now.eq(read_normal), fft_now.eq(read_fft),
+                         last_now.eq(read_last)]
             m.d.sync += [position_now.eq(Mux(slot_stp.bit_select(read_slot, 1), pos_r.data,
                                              slot_base[read_slot] + read_token))]
             for lane in range(lanes):
@@ -307,6 +323,13 @@ class KvDequantizer(wiring.Component):
         decoded = Signal(output_layout(config))           # into the output register slice
         for lane in range(lanes):
             m.d.comb += decoded.data[lane].eq(tables_now[lane][codes_now[lane]])
-        m.d.comb += [out_ready.eq(register_stream(m, self.o, selected, decoded)),
-                     decoded.position.eq(position_now)]
+        m.d.comb += decoded.position.eq(position_now)
+        if spectral:                                        # FFT key groups: the inverse FFT
+            m.submodules.inverse = inverse = InverseStage(config, output_layout(config))
+            m.d.comb += [inverse.i.valid.eq(selected), inverse.i.payload.beat.eq(decoded),
+                         inverse.i.payload.normal.eq(normal_now), inverse.i.payload.fft.eq(fft_now),
+                         inverse.i.payload.last.eq(last_now), out_ready.eq(inverse.i.ready)]
+            wiring.connect(m, inverse.o, wiring.flipped(self.o))
+        else:
+            m.d.comb += out_ready.eq(register_stream(m, self.o, selected, decoded))
         return m

@@ -12,16 +12,17 @@ records in one cycle (:attr:`SpectralStage.records`, the first at ``read_base``)
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, wiring
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .kv_config import KvConfig
 from .kv_fft import FftCore
-from .kv_units import magnitude, popcount
+from .kv_units import magnitude, popcount, register_stream
 
-__all__ = ["SpectralStage", "gather", "record_layout", "token_cycles"]
+__all__ = ["SpectralStage", "InverseStage", "gather", "record_layout", "token_cycles"]
 
 
 def record_layout(config: KvConfig) -> data.StructLayout:
@@ -216,4 +217,104 @@ class SpectralStage(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(held_valid & held_last):
                     m.next = "IDLE"
+        return m
+
+
+class InverseStage(wiring.Component):
+    """The dequantize engine's inverse FFT: decoded beats in, beats with their normal channels
+    replaced by the inverse FFT of the token's decoded lanes out.
+
+    ``i`` carries a decoded beat (``lanes`` values of one token; for an FFT group the
+    normal channels hold the token's decoded lanes, in order), the beat's ``normal``
+    channels, ``fft`` (the group is transformed) and ``last`` (the token's last beat).
+    Every beat waits in a FIFO while the token's lanes are gathered and transformed;
+    the transformed token lands in one of two banks, ``banks`` lanes wide, from which
+    each beat takes its normal channels' results. ``o`` carries the beats in order.
+    """
+
+    def __init__(self, config: KvConfig, beat: data.StructLayout):
+        self.config = config
+        w = config.widths
+        self.points = w["fft_points"]
+        self.banks = min(config.lanes, self.points)
+        self.core = FftCore(self.points, w["out"] - 1, w["fft_butterflies"], inverse=True, out_lanes=self.banks)
+        self.beat = beat
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"beat": beat, "normal": config.lanes, "fft": 1,
+                                                        "last": 1}))),
+            "o": Out(stream.Signature(beat)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        lanes, blocks, points, banks = config.lanes, config.blocks, self.points, self.banks
+        rows = points // banks
+        m.submodules.core = core = self.core
+        m.submodules.fifo = fifo = SyncFIFO(width=len(self.i.payload.as_value()), depth=4 * blocks)
+
+        # ---- gather the lanes of each FFT token into the core's input (as they enter the FIFO).
+        inputs = [Signal(core.in_width, name=f"lane{k}", reset_less=True) for k in range(points)]
+        gathered = Signal(range(points + 1))
+        full = Signal()
+        take = self.i.payload.fft & self.i.valid & self.i.ready
+        m.d.comb += [self.i.ready.eq(fifo.w_rdy & (~self.i.payload.fft | ~full)),
+                     fifo.w_en.eq(self.i.valid & self.i.ready), fifo.w_data.eq(self.i.payload.as_value()),
+                     core.i.valid.eq(full), core.i.payload.eq(Cat(inputs))]
+        with m.If(take):
+            values = [self.i.payload.beat.data[j] for j in range(lanes)]
+            kept = gather(m, inputs, values, self.i.payload.normal, gathered)
+            m.d.sync += gathered.eq(gathered + kept)
+            with m.If(self.i.payload.last):
+                m.d.sync += [full.eq(1), gathered.eq(0)]
+        with m.If(core.i.valid & core.i.ready):
+            m.d.sync += full.eq(0)
+
+        # ---- the core's results -> two banks of `banks` lanes a row.
+        memories = [Memory(shape=signed(core.out_width), depth=2 * rows, init=[]) for _ in range(banks)]
+        row = Signal(range(rows)) if rows > 1 else Const(0, 0)
+        write_parity, read_parity = Signal(), Signal()
+        ready_tokens = Signal(range(3))
+        m.d.comb += core.o.ready.eq(ready_tokens < 2)
+        stored = core.o.valid & core.o.ready
+        for k, memory in enumerate(memories):
+            m.submodules[f"results{k}"] = memory
+            port = memory.write_port()
+            m.d.comb += [port.addr.eq(Cat(row, write_parity)), port.data.eq(core.o.payload[k]), port.en.eq(stored)]
+        stored_token = stored & (row == rows - 1)
+        with m.If(stored):
+            if rows > 1:
+                m.d.sync += row.eq(row + 1)
+            with m.If(stored_token):
+                m.d.sync += write_parity.eq(~write_parity)
+
+        # ---- merge: the FIFO's head beat takes its normal channels from the read bank.
+        head = Signal(self.i.payload.shape())
+        m.d.comb += head.as_value().eq(fifo.r_data)
+        lane_base = Signal(range(points + 1))
+        base_bank = lane_base[:_bits(banks)] if banks > 1 else Const(0, 1)
+        first_row = lane_base >> _bits(banks) if banks > 1 else lane_base
+        results = []
+        for k, memory in enumerate(memories):
+            port = memory.read_port(domain="comb")
+            row_k = first_row + (k < base_bank)
+            m.d.comb += port.addr.eq(Cat(row_k[:_bits(rows)], read_parity) if rows > 1 else read_parity)
+            results.append(port.data)
+        merged = Signal(self.beat)
+        m.d.comb += merged.position.eq(head.beat.position)
+        every = Cat(*results)
+        for j in range(lanes):
+            rank = popcount(head.normal[:j])
+            choice = every.word_select((base_bank + rank)[:_bits(banks)], core.out_width) if banks > 1 else every
+            m.d.comb += merged.data[j].eq(Mux(head.fft & head.normal[j], choice, head.beat.data[j]))
+        can_send = fifo.r_rdy & (~head.fft | (ready_tokens != 0))
+        send_ready = register_stream(m, self.o, can_send, merged)
+        popped = can_send & send_ready
+        m.d.comb += fifo.r_en.eq(popped)
+        released = popped & head.fft & head.last
+        with m.If(popped & head.fft):
+            m.d.sync += lane_base.eq(lane_base + popcount(head.normal))
+            with m.If(head.last):
+                m.d.sync += [lane_base.eq(0), read_parity.eq(~read_parity)]
+        m.d.sync += ready_tokens.eq(ready_tokens + stored_token - released)
         return m

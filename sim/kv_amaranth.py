@@ -92,6 +92,7 @@ def simulate_kv_dequantizer(config: KvConfig, packed: dict, *, value_format: str
     beats = [data | tag << 32 for tag, data in stream_beats(packed)]
     mode = {"value_2bit": value_format == "2bit", "stp": stp}
     words, cycles = _run(KvDequantizer(config), mode, beats, stall=stall, seed=seed,
-                         quiet=64 + 4 * config.blocks * config.group_tokens)
+                         quiet=64 + 4 * config.blocks * config.group_tokens
+                         + 4 * config.group_tokens * token_cycles(config))
     tokens, positions = unpack_output(config, words)
     return tokens, positions, cycles
