@@ -104,8 +104,12 @@ _KV_PARAMS = (
     ChoiceParam("ternary_layout", help="ternary value packing: i2 (2 bits) or b3 (5 trits a byte)",
                 default=_KV_DEFAULTS.ternary_layout, choices=TERNARY_LAYOUTS),
     BoolParam("stp", help="build the salient-token (2-bit) path for values", default=_KV_DEFAULTS.stp),
+    BoolParam("fft", help="keys: FFT of the normal channels (N = d - d*f a power of two)",
+              default=_KV_DEFAULTS.fft),
+    IntParam("fft_butterflies", help="butterfly units of the FFT core (power of two, at most N/2 used)",
+             default=_KV_DEFAULTS.fft_butterflies, low=1, high=MAX_LANES // 2),
 )
-_KV_DEQUANT_PARAMS = tuple(p for p in _KV_PARAMS if p.name != "f") + (
+_KV_DEQUANT_PARAMS = _KV_PARAMS + (
     IntParam("frac_bits", help="fraction bits of the fixed-point outputs", default=_KV_DEFAULTS.frac_bits,
              low=0, high=8),
 )

@@ -178,7 +178,8 @@ class SpectralStage(wiring.Component):
         base_bank = self.read_base[:_bits(banks)] if banks > 1 else Const(0, 1)
         first_row = self.read_base >> _bits(banks) if banks > 1 else self.read_base
         for k in range(banks):
-            row = first_row + (k < base_bank)                   # bank k holds lane row * banks + k
+            # bank k holds lane row * banks + k (the last bank is never behind the base)
+            row = first_row + (k < base_bank) if k < banks - 1 else first_row
             m.d.comb += [reads[k].addr.eq(Cat(row[:_bits(points // banks)], self.read_parity)
                                           if points > banks else self.read_parity),
                          reads[k].en.eq(self.read_en)]
@@ -297,7 +298,7 @@ class InverseStage(wiring.Component):
         results = []
         for k, memory in enumerate(memories):
             port = memory.read_port(domain="comb")
-            row_k = first_row + (k < base_bank)
+            row_k = first_row + (k < base_bank) if k < banks - 1 else first_row
             m.d.comb += port.addr.eq(Cat(row_k[:_bits(rows)], read_parity) if rows > 1 else read_parity)
             results.append(port.data)
         merged = Signal(self.beat)

@@ -45,8 +45,15 @@ def _check_packed(config: KvConfig, packed: dict[str, PackedKV]) -> None:
                                    ("in_bits", p.in_bits, config.in_bits)):
             if mine != theirs:
                 raise ValueError(f"packed[{path!r}].{name} = {mine} does not match the engine's {name} = {theirs}")
-        if p.fft:
-            raise ValueError(f"packed[{path!r}] uses the FFT option, which the engine does not implement")
+        if p.kind == "key" and p.fft and p.n_hi < p.d:
+            if not config.fft:
+                raise ValueError(f"packed[{path!r}] uses the FFT option; build the engine with fft = True")
+            if p.n_hi != config.n_hi:
+                raise ValueError(f"packed[{path!r}] has {p.d - p.n_hi} normal (FFT) channels; the engine was "
+                                 f"built for {p.d - config.n_hi} (f = {config.f})")
+        elif p.kind == "key" and config.widths["fft_points"]:
+            raise ValueError(f"packed[{path!r}] has no FFT lanes; the engine was built with fft = True "
+                             f"(f = {config.f})")
         if p.kind == "value" and p.value_format == "ternary" and p.ternary_layout != config.ternary_layout:
             raise ValueError(f"packed[{path!r}] is ternary {p.ternary_layout}; the engine was built for "
                              f"ternary_layout = {config.ternary_layout}")
@@ -107,7 +114,8 @@ def run_kv_dequantizer(params: dict, packed: dict[str, PackedKV], simulator: str
     ----------
     params : dict
         Generator parameters, the names of ``mixbit generate kv_dequant -p`` (d,
-        group_tokens, in_bits, lanes, ternary_layout, stp, frac_bits).
+        group_tokens, in_bits, lanes, ternary_layout, stp, frac_bits, and for FFT keys
+        fft, f, fft_butterflies).
     packed : dict of path -> PackedKV
         What :func:`sim.kv_quant.run_kv_quantizer` (or golden's ``pack_tokens``) returns;
         the run-time mode (2-bit values, STP) is read from it.
