@@ -31,6 +31,11 @@ THROUGHPUT = [
 ]
 MODES = [("K", "key", "ternary", False), ("V2", "value", "2bit", False), ("V1.58", "value", "ternary", False),
          ("V1.66 STP 20 %", "value", "ternary", True)]
+# Keys with the FFT option (values pass the FFT stages untouched): the FFT core's butterflies
+# set the rate, 2 + log2 N (N / (2 P) + 1) cycles a token (hdl/kv_fft.py).
+_FFT = {"d": 128, "group_tokens": 32, "lanes": 8, "ternary_layout": "b3", "fft": True, "stp": False}
+FFT_THROUGHPUT = [{**_FFT, "f": 0.5, "fft_butterflies": p} for p in (4, 16, 32)] + \
+                 [{**_FFT, "f": 0.0, "fft_butterflies": p} for p in (4, 64)]
 GROUPS_SHORT, GROUPS_LONG = 4, 12
 
 _ECP5 = {"d": 128, "group_tokens": 32, "lanes": 8, "ternary_layout": "b3"}
@@ -40,6 +45,8 @@ _ICE40 = {"d": 64, "group_tokens": 16, "lanes": 2, "ternary_layout": "b3", "in_b
 SYNTH = [
     ("kv_quant", "D=128 Tg=32 lanes=8 b3", {**_ECP5, "f": 0.5}, "ecp5-85f"),
     ("kv_dequant", "D=128 Tg=32 lanes=8 b3", _ECP5, "ecp5-85f"),
+    ("kv_quant", "D=128 Tg=32 lanes=8 b3, K1.5-FFT P=4", {**_FFT, "f": 0.5, "fft_butterflies": 4}, "ecp5-85f"),
+    ("kv_dequant", "D=128 Tg=32 lanes=8 b3, K1.5-FFT P=4", {**_FFT, "f": 0.5, "fft_butterflies": 4}, "ecp5-85f"),
     ("kv_quant", "D=64 Tg=16 lanes=2 b3 8-bit, no STP", {**_ICE40, "f": 0.5}, "ice40-up5k"),
     ("kv_dequant", "D=64 Tg=16 lanes=2 b3 8-bit, no STP", _ICE40, "ice40-up5k"),
 ]
@@ -65,17 +72,16 @@ def _run(engine: str, params: dict, config: KvConfig, x, kind, value_format, sal
         run = run_kv_quantizer_detailed(params, x, kind, salient=salient, value_format=value_format, seed=1)
         problem = first_difference(run.packed, want, x)
     else:
-        dequant = {k: v for k, v in params.items() if k != "f"}
-        run = run_kv_dequantizer_detailed(dequant, want, seed=1)
-        problem = check_tokens_against_golden(KvConfig.from_params(dequant), want, run.tokens, run.positions)
+        run = run_kv_dequantizer_detailed(params, want, seed=1)
+        problem = check_tokens_against_golden(config, want, run.tokens, run.positions)
     assert problem is None, f"{engine} {label}: the engine disagrees with golden: {problem}"
     return run.cycles
 
 
-def throughput(engine: str, params: dict) -> list[dict]:
+def throughput(engine: str, params: dict, modes=MODES) -> list[dict]:
     config = KvConfig.from_params(params)
     rows = []
-    for label, kind, value_format, stp in MODES:
+    for label, kind, value_format, stp in modes:
         if stp and not config.stp:
             continue
         cycles, tokens = [], []
@@ -107,24 +113,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     parser.add_argument("--skip-synth", action="store_true", help="only the throughput runs")
     parser.add_argument("--skip-throughput", action="store_true", help="only the syntheses")
-    parser.add_argument("--only", default="", help="synthesize only the rows whose design or target contains this")
+    parser.add_argument("--only", default="",
+                        help="only the rows whose engine, configuration or target contains this (e.g. FFT)")
     args = parser.parse_args()
     result = {"throughput": [], "synthesis": []}
     if not args.skip_throughput:
         print("| engine | D, Tg, lanes, layout | mode | cycles / token | ideal | efficiency | elements / cycle |")
         print("|---|---|---|---:|---:|---:|---:|")
-        for engine, params in [(e, p) for e in ("kv_quant", "kv_dequant") for p in THROUGHPUT]:
-            for row in throughput(engine, params):
+        cases = [(e, p, MODES) for e in ("kv_quant", "kv_dequant") for p in THROUGHPUT]
+        cases += [(e, p, MODES[:1]) for e in ("kv_quant", "kv_dequant") for p in FFT_THROUGHPUT]
+        for engine, params, modes in cases:
+            label = f"{params['d']}, {params['group_tokens']}, {params['lanes']}, {params['ternary_layout']}"
+            if params.get("fft"):
+                label += f", FFT f={params['f']} P={params['fft_butterflies']}"
+            if args.only not in f"{engine} {label}":
+                continue
+            for row in throughput(engine, params, modes):
                 result["throughput"].append(row)
-                print(f"| {engine} | {params['d']}, {params['group_tokens']}, {params['lanes']}, "
-                      f"{params['ternary_layout']} "
-                      f"| {row['mode']} | {row['cycles_per_token']} | {row['ideal']} | {row['efficiency']:.1%} "
-                      f"| {row['elements_per_cycle']} |", flush=True)
+                print(f"| {engine} | {label} | {row['mode']} | {row['cycles_per_token']} | {row['ideal']} "
+                      f"| {row['efficiency']:.1%} | {row['elements_per_cycle']} |", flush=True)
     if not args.skip_synth:
         print("\n| engine | configuration | target | LUT4 | FF | BRAM | DSP | logic | Fmax MHz |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|")
         for design, label, params, target in SYNTH:
-            if args.only not in design and args.only not in target:
+            if args.only not in f"{design} {label} {target}":
                 continue
             row = synthesis(design, label, params, target, args.out)
             result["synthesis"].append(row)

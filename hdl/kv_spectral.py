@@ -43,13 +43,15 @@ def _bits(n: int) -> int:
     return (n - 1).bit_length()
 
 
-def gather(m: Module, targets: list[Signal], values, keep, base, name: str = "gather"):
-    """Append the kept ``values`` (``keep`` bit j for value j) to ``targets`` from index ``base``.
+def gather(m: Module, targets: list[Signal], values, keep, base, enable, name: str = "gather"):
+    """With ``enable``, append the kept ``values`` (``keep`` bit j for value j) to ``targets``
+    from index ``base``; return the number kept and the targets' values after the append.
 
     The kept values go, in order, to ``targets[base]``, ``targets[base + 1]``, ... A value's
     column ``(base + its rank among the kept) mod len(values)`` picks it (an AND-OR
     select), and target ``i`` loads column ``i mod len(values)`` when ``base <= i < base +
-    kept``: no multiplexer as wide as the targets.
+    kept``: no multiplexer as wide as the targets. The values after the append let the
+    FFT core take a token in the cycle its last values arrive.
     """
     width = len(values)
     rank = [popcount(keep[:j]) for j in range(width)]
@@ -64,10 +66,14 @@ def gather(m: Module, targets: list[Signal], values, keep, base, name: str = "ga
         m.d.comb += column.eq(merged)
         columns.append(column)
     kept = popcount(keep)
+    after = []
     for i, target in enumerate(targets):
-        with m.If((base <= i) & (i < base + kept)):
+        load = Signal(name=f"{name}_load{i}")
+        m.d.comb += load.eq(enable & (base <= i) & (i < base + kept))
+        with m.If(load):
             m.d.sync += target.eq(columns[i % width])
-    return kept
+        after.append(Mux(load, columns[i % width], target))
+    return kept, after
 
 
 class SpectralStage(wiring.Component):
@@ -117,19 +123,21 @@ class SpectralStage(wiring.Component):
         gathered = Signal(range(points + 1))                # normal channels of the token so far
         inputs = [Signal(config.in_bits, name=f"x{k}", reset_less=True) for k in range(points)]
         full = Signal()                                     # `inputs` holds a whole token
-        m.d.comb += [self.buf_addr.eq(Cat(block, token, slot)), core.i.payload.eq(Cat(inputs))]
+        m.d.comb += self.buf_addr.eq(Cat(block, token, slot))
         m.d.sync += [landing.eq(self.buf_en), landing_last.eq(self.buf_en & (block == blocks - 1))]
         if blocks > 1:
             m.d.sync += landing_block.eq(block)
+        values = [self.buf_data.word_select(j, config.in_bits) for j in range(lanes)]
+        keep = normal.word_select(landing_block, lanes)
+        kept, after = gather(m, inputs, values, keep, gathered, landing)
+        completes = landing & landing_last                  # the token's last values arrive
         with m.If(landing):
-            values = [self.buf_data.word_select(j, config.in_bits) for j in range(lanes)]
-            keep = normal.word_select(landing_block, lanes)
-            kept = gather(m, inputs, values, keep, gathered)
             m.d.sync += gathered.eq(gathered + kept)
-            with m.If(landing_last):
-                m.d.sync += [full.eq(1), gathered.eq(0)]
-        m.d.comb += core.i.valid.eq(full)
-        with m.If(core.i.valid & core.i.ready):
+        # The core takes a token as its last values arrive, or later from `inputs` (`full`).
+        m.d.comb += [core.i.valid.eq(full | completes), core.i.payload.eq(Cat(after))]
+        with m.If(completes):
+            m.d.sync += [full.eq(~core.i.ready), gathered.eq(0)]
+        with m.Elif(core.i.ready):
             m.d.sync += full.eq(0)
 
         # ---- lanes -> records: read-modify-write, one beat of `banks` lanes per cycle.
@@ -203,7 +211,7 @@ class SpectralStage(wiring.Component):
             with m.State("READ"):
                 m.d.comb += self.busy.eq(1)
                 # A token's reads start once the previous token has left `inputs` for the core.
-                can_read = ~full & ~(landing & landing_last)
+                can_read = ~full & ~(completes & ~core.i.ready)
                 if blocks > 1:
                     can_read = can_read | (block != 0)
                 with m.If(can_read):
@@ -259,16 +267,18 @@ class InverseStage(wiring.Component):
         gathered = Signal(range(points + 1))
         full = Signal()
         take = self.i.payload.fft & self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(fifo.w_rdy & (~self.i.payload.fft | ~full)),
-                     fifo.w_en.eq(self.i.valid & self.i.ready), fifo.w_data.eq(self.i.payload.as_value()),
-                     core.i.valid.eq(full), core.i.payload.eq(Cat(inputs))]
+        # `inputs` is free when empty or when the core takes it now (core.i.ready is its state only).
+        m.d.comb += [self.i.ready.eq(fifo.w_rdy & (~self.i.payload.fft | ~full | core.i.ready)),
+                     fifo.w_en.eq(self.i.valid & self.i.ready), fifo.w_data.eq(self.i.payload.as_value())]
+        values = [self.i.payload.beat.data[j] for j in range(lanes)]
+        kept, after = gather(m, inputs, values, self.i.payload.normal, gathered, take)
+        completes = take & self.i.payload.last
+        m.d.comb += [core.i.valid.eq(full | completes), core.i.payload.eq(Mux(full, Cat(inputs), Cat(after)))]
         with m.If(take):
-            values = [self.i.payload.beat.data[j] for j in range(lanes)]
-            kept = gather(m, inputs, values, self.i.payload.normal, gathered)
             m.d.sync += gathered.eq(gathered + kept)
-            with m.If(self.i.payload.last):
-                m.d.sync += [full.eq(1), gathered.eq(0)]
-        with m.If(core.i.valid & core.i.ready):
+        with m.If(completes):
+            m.d.sync += [full.eq(full | ~core.i.ready), gathered.eq(0)]
+        with m.Elif(core.i.ready):
             m.d.sync += full.eq(0)
 
         # ---- the core's results -> two banks of `banks` lanes a row.
