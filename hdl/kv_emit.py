@@ -68,10 +68,16 @@ class Emitter(wiring.Component):
         word = Signal(range(w["code_words_2bit"] + 1))
         pushed = Signal()
 
+        # The lane whose record goes out: the lowest pending one, kept in a register (the
+        # priority encoder works on the next cycle's pending lanes, off the output path).
         lane = Signal(range(lanes))
-        for i in reversed(range(lanes)):           # the lowest pending lane
-            with m.If(pending[i]):
-                m.d.comb += lane.eq(i)
+        next_pending = Signal(lanes)
+        next_lane = Signal.like(lane)
+        m.d.comb += next_pending.eq(pending)
+        for i in reversed(range(lanes)):
+            with m.If(next_pending[i]):
+                m.d.comb += next_lane.eq(i)
+        m.d.sync += [pending.eq(next_pending), lane.eq(next_lane)]
         current = Signal(layout)
         m.d.comb += current.eq(held[lane])
         fmt = current.fmt
@@ -97,8 +103,9 @@ class Emitter(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += word.eq(word + 1)
             with m.If(word == last):
-                m.d.sync += [word.eq(0), pushed.eq(0), pending.eq(pending & ~(1 << lane))]
+                m.d.sync += [word.eq(0), pushed.eq(0)]
+                m.d.comb += next_pending.eq(pending & ~(1 << lane))
         with m.If(self.load):
             m.d.sync += [h.eq(new) for h, new in zip(held, self.lanes, strict=True)]
-            m.d.sync += pending.eq(-1)
+            m.d.comb += next_pending.eq(-1)
         return m

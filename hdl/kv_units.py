@@ -278,16 +278,25 @@ class TritUnpacker(wiring.Component):
         capacity = tg + TRITS_PER_WORD - 1
         queue = Signal(2 * capacity)
         count = Signal(range(capacity + 1))
+        # A pushed word's digits are decoded into a register first; the queue takes them
+        # from there (the decoder and the queue's shift are two paths).
+        staged = Signal(2 * TRITS_PER_WORD)
+        staged_valid = Signal()
         digits = Cat(d for k in range(4) for d in b3_digits(self.push.payload[8 * k:8 * k + 8]))
+        popping = self.o.valid & self.o.ready
+        moving = staged_valid & (count < tg) & ~self.clear & ~popping
         m.d.comb += [
             self.o.payload.eq(queue[:2 * tg]),
             self.o.valid.eq(count >= tg),
-            self.push.ready.eq(count < tg),
+            self.push.ready.eq(~staged_valid | moving),
         ]
         with m.If(self.clear):
-            m.d.sync += [queue.eq(0), count.eq(0)]
-        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += [queue.eq(0), count.eq(0), staged_valid.eq(0)]
+        with m.Elif(popping):
             m.d.sync += [queue.eq(queue >> (2 * tg)), count.eq(count - tg)]
-        with m.Elif(self.push.valid & self.push.ready):
-            m.d.sync += [queue.eq(queue | (digits << (count << 1))), count.eq(count + TRITS_PER_WORD)]
+        with m.Elif(moving):
+            m.d.sync += [queue.eq(queue | (staged << (count << 1))), count.eq(count + TRITS_PER_WORD),
+                         staged_valid.eq(0)]
+        with m.If(self.push.valid & self.push.ready & ~self.clear):
+            m.d.sync += [staged.eq(digits), staged_valid.eq(1)]
         return m
