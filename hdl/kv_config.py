@@ -67,7 +67,8 @@ class KvConfig:
         # The FFT transforms the normal channels; f = 1 leaves none (as golden: no FFT then).
         points = self.d - n_hi if self.fft else 0
         if points:
-            check_length(points, argument=f"N = D - D*f (normal channels, d = {self.d}, f = {self.f}) with fft")
+            check_length(points,
+                         argument=f"with fft, N (the normal channels, d - d*f for d = {self.d}, f = {self.f})")
         p = self.fft_butterflies
         if isinstance(p, bool) or not isinstance(p, int) or p < 1 or p & (p - 1):
             raise ValueError(f"fft_butterflies must be a power of two (at most N/2 are used), not {p!r}")

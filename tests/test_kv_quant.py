@@ -133,6 +133,9 @@ def test_engine_matches_golden_with_stalls(config, kind, value_format, stp):
     ({"in_bits": 17}, "in_bits must be an integer in 8..16"),
     ({"f": 0.3}, "f must be one of"),
     ({"ternary_layout": "b4"}, "ternary_layout must be one of"),
+    ({"fft": True, "f": 0.25}, r"with fft, N \(the normal channels, d - d\*f for d = 128, f = 0.25\) = 96 must be a power"),
+    ({"fft": 1}, "fft must be a bool"),
+    ({"fft": True, "fft_butterflies": 3}, "fft_butterflies must be a power of two"),
 ])
 def test_bad_configurations_name_the_parameter(params, message):
     with pytest.raises(ValueError, match=message):
