@@ -133,7 +133,7 @@ def test_an_unexpected_tag_sets_error_and_the_engine_goes_on():
 FFT_CONFIGS = [
     KvConfig(d=32, group_tokens=16, lanes=8, f=0.5, fft=True, fft_butterflies=2, stp=False),
     KvConfig(d=32, group_tokens=16, lanes=4, f=0.0, fft=True, fft_butterflies=4, in_bits=12, frac_bits=3, stp=False),
-    KvConfig(d=64, group_tokens=16, lanes=64, f=0.75, fft=True, fft_butterflies=8, frac_bits=8),
+    KvConfig(d=32, group_tokens=16, lanes=32, f=0.75, fft=True, fft_butterflies=4, frac_bits=8),
     KvConfig(d=32, group_tokens=32, lanes=1, f=0.5, fft=True, fft_butterflies=1, in_bits=8, frac_bits=0, stp=False),
 ]
 
@@ -142,6 +142,8 @@ FFT_CONFIGS = [
                          ids=lambda c: f"d{c.d}-tg{c.group_tokens}-l{c.lanes}-f{c.f}-p{c.fft_butterflies}")
 @pytest.mark.parametrize("kind", ["key", "value"])
 def test_fft_engine_matches_golden_dequantization_with_stalls(config, kind):
+    if kind == "value" and config is not FFT_CONFIGS[0]:
+        pytest.skip("values pass the FFT stages untransformed: one build checks that")
     x = corner_tokens(config, 3 * config.group_tokens + 5, seed=config.d + config.lanes + 2)
     packed = pack_tokens(x, kind, f=config.f, **config.golden_options())
     tokens, positions, _ = simulate_kv_dequantizer(config, packed, stall=0.3, seed=config.lanes)

@@ -145,7 +145,7 @@ def test_bad_configurations_name_the_parameter(params, message):
 FFT_CONFIGS = [
     KvConfig(d=32, group_tokens=16, lanes=8, f=0.5, fft=True, fft_butterflies=2, stp=False),
     KvConfig(d=32, group_tokens=16, lanes=4, f=0.0, fft=True, fft_butterflies=4, in_bits=12, stp=False),
-    KvConfig(d=64, group_tokens=16, lanes=64, f=0.75, fft=True, fft_butterflies=8, ternary_layout="b3"),
+    KvConfig(d=32, group_tokens=16, lanes=32, f=0.75, fft=True, fft_butterflies=4, ternary_layout="b3"),
     KvConfig(d=32, group_tokens=32, lanes=1, f=0.5, fft=True, fft_butterflies=1, in_bits=8, stp=False),
     KvConfig(d=32, group_tokens=16, lanes=8, f=1.0, fft=True, stp=False),
 ]
@@ -155,6 +155,8 @@ FFT_CONFIGS = [
                          ids=lambda c: f"d{c.d}-tg{c.group_tokens}-l{c.lanes}-f{c.f}-p{c.fft_butterflies}")
 @pytest.mark.parametrize("kind", ["key", "value"])
 def test_fft_engine_matches_golden_with_stalls(config, kind):
+    if kind == "value" and config is not FFT_CONFIGS[0]:
+        pytest.skip("values pass the FFT stages untransformed: one build checks that")
     tokens = 3 * config.group_tokens + 5
     x = corner_tokens(config, tokens, seed=config.d + config.lanes + 1)
     got, _, _ = simulate_kv_quantizer(config, x, kind, stall=0.3, seed=config.lanes)
