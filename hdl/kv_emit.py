@@ -68,16 +68,16 @@ class Emitter(wiring.Component):
         word = Signal(range(w["code_words_2bit"] + 1))
         pushed = Signal()
 
-        # The lane whose record goes out: the lowest pending one, kept in a register (the
-        # priority encoder works on the next cycle's pending lanes, off the output path).
+        # The lane whose record goes out: the lowest pending one, kept in a register. The
+        # lane after it is found from registers alone, beside the record's end (which needs
+        # the lane's format), and one multiplexer picks.
         lane = Signal(range(lanes))
-        next_pending = Signal(lanes)
-        next_lane = Signal.like(lane)
-        m.d.comb += next_pending.eq(pending)
+        others = Signal(lanes)
+        after = Signal.like(lane)
+        m.d.comb += others.eq(pending & ~(1 << lane))
         for i in reversed(range(lanes)):
-            with m.If(next_pending[i]):
-                m.d.comb += next_lane.eq(i)
-        m.d.sync += [pending.eq(next_pending), lane.eq(next_lane)]
+            with m.If(others[i]):
+                m.d.comb += after.eq(i)
         current = Signal(layout)
         m.d.comb += current.eq(held[lane])
         fmt = current.fmt
@@ -103,9 +103,8 @@ class Emitter(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += word.eq(word + 1)
             with m.If(word == last):
-                m.d.sync += [word.eq(0), pushed.eq(0)]
-                m.d.comb += next_pending.eq(pending & ~(1 << lane))
+                m.d.sync += [word.eq(0), pushed.eq(0), pending.eq(others), lane.eq(after)]
         with m.If(self.load):
             m.d.sync += [h.eq(new) for h, new in zip(held, self.lanes, strict=True)]
-            m.d.comb += next_pending.eq(-1)
+            m.d.sync += [pending.eq(-1), lane.eq(0)]
         return m

@@ -284,7 +284,8 @@ class TritUnpacker(wiring.Component):
         staged_valid = Signal()
         digits = Cat(d for k in range(4) for d in b3_digits(self.push.payload[8 * k:8 * k + 8]))
         popping = self.o.valid & self.o.ready
-        moving = staged_valid & (count < tg) & ~self.clear & ~popping
+        # Never both: popping needs Tg digits, moving fewer. `push.ready` depends on registers only.
+        moving = staged_valid & (count < tg)
         m.d.comb += [
             self.o.payload.eq(queue[:2 * tg]),
             self.o.valid.eq(count >= tg),
