@@ -163,13 +163,12 @@ class SpectralStage(wiring.Component):
         with m.If(taken):
             if points > banks:
                 m.d.sync += beat.eq(beat + 1)
-            with m.If(beat == points // banks - 1):
+            with m.If(last_beat):
                 if points > banks:
                     m.d.sync += beat.eq(0)
                 m.d.sync += out_token.eq(out_token + 1)
         for k in range(banks):
-            address = Cat(beat, parity) if points > banks else parity
-            m.d.comb += [updates[k].addr.eq(address), updates[k].en.eq(taken)]
+            m.d.comb += [updates[k].addr.eq(Cat(beat, parity)), updates[k].en.eq(taken)]
             old = updates[k].data
             lane = held[k]
             new = Signal(record_layout(config), name=f"record{k}")
