@@ -101,6 +101,8 @@ class FftCore(wiring.Component):
         stage = Signal(range(stages))
         cycle = Signal(range(cycles + 1))
         step = Signal(range(stages * cycles))        # (stage, cycle) as one index
+        next_step = Signal.like(step)                 # the step after this cycle: the twiddles' registers
+        m.d.comb += next_step.eq(step)
         product_layout = data.StructLayout({"a": cplx, "re": signed(width + 17), "im": signed(width + 17)})
         products = [Signal(product_layout, name=f"product{u}", reset_less=True) for u in range(p_units)]
         products_valid = Signal()
@@ -112,14 +114,15 @@ class FftCore(wiring.Component):
                 for c in range(cycles):
                     j = c * p_units + u
                     table.append(j >> (stages - s) << (stages - s))
-            wr = Array(Const(w_re[k], signed(16)) for k in table)[step]
-            wi = Array(Const(w_im[k], signed(16)) for k in table)[step]
+            wr, wi = Signal(signed(16), name=f"w_re{u}"), Signal(signed(16), name=f"w_im{u}")
+            m.d.sync += [wr.eq(Array(Const(w_re[k], signed(16)) for k in table)[next_step]),
+                         wi.eq(Array(Const(w_im[k], signed(16)) for k in table)[next_step])]
             a, b = src[2 * u], src[2 * u + 1]
             with m.If(issue):
                 m.d.sync += [products[u].a.eq(a),
                              products[u].re.eq(wr * b.re - wi * b.im + rounding),
                              products[u].im.eq(wr * b.im + wi * b.re + rounding)]
-        m.d.sync += products_valid.eq(issue)
+        m.d.sync += [products_valid.eq(issue), step.eq(next_step)]
 
         # The results of the registered products shift into the tails of the two halves.
         new_dst = [Signal(cplx, name=f"new_dst{k}") for k in range(n_pts)]
@@ -161,12 +164,14 @@ class FftCore(wiring.Component):
                     for k in range(n_pts):
                         re, im = spectrum[order[k]]
                         m.d.sync += [src[k].re.eq(re), src[k].im.eq(im)]
-                    m.d.sync += [stage.eq(0), cycle.eq(0), step.eq(0)]
+                    m.d.sync += [stage.eq(0), cycle.eq(0)]
+                    m.d.comb += next_step.eq(0)
                     m.next = "RUN"
             with m.State("RUN"):
                 with m.If(cycle < cycles):
                     m.d.comb += issue.eq(1)
-                    m.d.sync += [cycle.eq(cycle + 1), step.eq(step + 1)]
+                    m.d.sync += cycle.eq(cycle + 1)
+                    m.d.comb += next_step.eq(step + 1)
                     m.d.sync += [src[k].eq(src[k + 2 * p_units]) for k in range(n_pts - 2 * p_units)]
                 with m.Else():                          # the stage's last results are in new_dst
                     m.d.sync += [cycle.eq(0), stage.eq(stage + 1)]

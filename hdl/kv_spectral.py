@@ -118,20 +118,25 @@ class SpectralStage(wiring.Component):
         # ---- read and gather: token by token, D / lanes words each, into the core's input.
         token = Signal(range(tg))
         block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
-        landing, landing_last = Signal(), Signal()          # a read's data arrives this cycle
+        # A read's data arrives from the block RAM (`landing`), then from a register (`landed`),
+        # with the block's normal channels beside it.
+        landing, landing_last, landed, landed_last = Signal(), Signal(), Signal(), Signal()
         landing_block = Signal.like(block) if blocks > 1 else Const(0, 0)
+        raw = Signal(len(self.buf_data), reset_less=True)
+        keep = Signal(lanes, reset_less=True)
         gathered = Signal(range(points + 1))                # normal channels of the token so far
         inputs = [Signal(config.in_bits, name=f"x{k}", reset_less=True) for k in range(points)]
         full = Signal()                                     # `inputs` holds a whole token
         m.d.comb += self.buf_addr.eq(Cat(block, token, slot))
-        m.d.sync += [landing.eq(self.buf_en), landing_last.eq(self.buf_en & (block == blocks - 1))]
+        m.d.sync += [landing.eq(self.buf_en), landing_last.eq(self.buf_en & (block == blocks - 1)),
+                     landed.eq(landing), landed_last.eq(landing & landing_last),
+                     raw.eq(self.buf_data), keep.eq(normal.word_select(landing_block, lanes))]
         if blocks > 1:
             m.d.sync += landing_block.eq(block)
-        values = [self.buf_data.word_select(j, config.in_bits) for j in range(lanes)]
-        keep = normal.word_select(landing_block, lanes)
-        kept, after = gather(m, inputs, values, keep, gathered, landing)
-        completes = landing & landing_last                  # the token's last values arrive
-        with m.If(landing):
+        values = [raw.word_select(j, config.in_bits) for j in range(lanes)]
+        kept, after = gather(m, inputs, values, keep, gathered, landed)
+        completes = landed & landed_last                    # the token's last values arrive
+        with m.If(landed):
             m.d.sync += gathered.eq(gathered + kept)
         # The core takes a token as its last values arrive, or later from `inputs` (`full`).
         m.d.comb += [core.i.valid.eq(full | completes), core.i.payload.eq(Cat(after))]
@@ -209,8 +214,12 @@ class SpectralStage(wiring.Component):
                     m.next = "READ"
             with m.State("READ"):
                 m.d.comb += self.busy.eq(1)
-                # A token's reads start once the previous token has left `inputs` for the core.
-                can_read = ~full & ~(completes & ~core.i.ready)
+                # A token's reads start once `inputs` will be free when their data lands: the
+                # previous token has gone to the core, or goes in the cycle it completes (an
+                # idle core that takes nothing now is still idle then).
+                in_flight = landing & landing_last
+                can_read = ~full & ~(completes & ~core.i.ready) & \
+                    ~(in_flight & ~(core.i.ready & ~core.i.valid))
                 if blocks > 1:
                     can_read = can_read | (block != 0)
                 with m.If(can_read):
@@ -265,13 +274,21 @@ class InverseStage(wiring.Component):
         inputs = [Signal(core.in_width, name=f"lane{k}", reset_less=True) for k in range(points)]
         gathered = Signal(range(points + 1))
         full = Signal()
-        take = self.i.payload.fft & self.i.valid & self.i.ready
+        # The incoming beat waits in a register first (the decoder's table select is before it).
+        staged = Signal(self.i.payload.shape(), reset_less=True)
+        staged_valid = Signal()
         # `inputs` is free when empty or when the core takes it now (core.i.ready is its state only).
-        m.d.comb += [self.i.ready.eq(fifo.w_rdy & (~self.i.payload.fft | ~full | core.i.ready)),
-                     fifo.w_en.eq(self.i.valid & self.i.ready), fifo.w_data.eq(self.i.payload.as_value())]
-        values = [self.i.payload.beat.data[j] for j in range(lanes)]
-        kept, after = gather(m, inputs, values, self.i.payload.normal, gathered, take)
-        completes = take & self.i.payload.last
+        moving = staged_valid & fifo.w_rdy & (~staged.fft | ~full | core.i.ready)
+        m.d.comb += [self.i.ready.eq(~staged_valid | moving),
+                     fifo.w_en.eq(moving), fifo.w_data.eq(staged.as_value())]
+        with m.If(moving):
+            m.d.sync += staged_valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [staged.eq(self.i.payload), staged_valid.eq(1)]
+        take = moving & staged.fft
+        values = [staged.beat.data[j] for j in range(lanes)]
+        kept, after = gather(m, inputs, values, staged.normal, gathered, take)
+        completes = take & staged.last
         m.d.comb += [core.i.valid.eq(full | completes), core.i.payload.eq(Mux(full, Cat(inputs), Cat(after)))]
         with m.If(take):
             m.d.sync += gathered.eq(gathered + kept)
