@@ -243,10 +243,13 @@ class KvQuantizer(wiring.Component):
             group_valid = Signal()                          # a group waits for the encoder
             group_slot, group_value, group_mask = Signal.like(ranked_slot), Signal(), Signal(config.d)
             group_parity = Signal()                         # the encoder's bank of lane records
+            group_bank = Signal()                           # ... and that of the group handed over
             held_slot, held_value, held_mask = Signal.like(ranked_slot), Signal(), Signal(config.d)
             with m.FSM(name="spectral_handoff"):
                 with m.State("IDLE"):
-                    with m.If(ranked_valid):
+                    # A new group's records go to the bank of the group before the last one
+                    # handed over: that one must be done, i.e. the last one taken by the encoder.
+                    with m.If(ranked_valid & ~group_valid):
                         m.d.sync += [ranked_valid.eq(0), held_slot.eq(ranked_slot), held_value.eq(ranked_value),
                                      held_mask.eq(new_mask)]
                         with m.If(ranked_value):
@@ -260,8 +263,9 @@ class KvQuantizer(wiring.Component):
                         m.next = "HANDOFF"
                 with m.State("HANDOFF"):
                     with m.If(~group_valid):
+                        # The stage is idle: its parity is this group's bank until the next start.
                         m.d.sync += [group_valid.eq(1), group_slot.eq(held_slot), group_value.eq(held_value),
-                                     group_mask.eq(held_mask)]
+                                     group_mask.eq(held_mask), group_bank.eq(spectral.parity)]
                         m.next = "IDLE"
         else:
             group_valid, group_slot, group_value, group_mask = ranked_valid, ranked_slot, ranked_value, new_mask
@@ -378,7 +382,7 @@ class KvQuantizer(wiring.Component):
                     m.d.sync += [slot.eq(group_slot), value.eq(group_value), mask.eq(group_mask),
                                  salient.eq(group_slot >= per_path), group_valid.eq(0)]
                     if spectral is not None:
-                        m.d.sync += [group_parity.eq(spectral.parity), lane_base.eq(0)]
+                        m.d.sync += [group_parity.eq(group_bank), lane_base.eq(0)]
                     m.d.comb += preamble_start.eq(1)
                     m.next = "STATS"
             with m.State("STATS"):
@@ -393,7 +397,7 @@ class KvQuantizer(wiring.Component):
                              issue.fmts.eq(issue_fmts)]
                 with m.If(last_token & ~last_block):                 # the next block's statistics
                     m.d.comb += [stats_r.addr.eq(Cat((enc_block + 1)[:_bits(blocks)], slot)), stats_issue.eq(1)]
-                if spectral is not None:                                         # the block's FFT lane records
+                if spectral is not None:                             # the block's FFT lane records
                     with m.If(last_token & advance):
                         m.d.comb += [spectral.read_en.eq(1), spectral.read_base.eq(lane_base),
                                      spectral.read_parity.eq(group_parity)]

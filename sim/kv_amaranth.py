@@ -19,8 +19,10 @@ from .kv_tokens import token_beats, unpack_output
 __all__ = ["simulate_kv_quantizer", "simulate_kv_dequantizer"]
 
 
-def _run(dut, mode: dict, beats_in: list[int], *, stall: float, seed: int, quiet: int) -> tuple[list[int], int]:
-    """Send ``beats_in`` into ``dut.i`` and collect ``dut.o`` payloads (ints), both with random stalls.
+def _run(dut, mode: dict, beats_in: list[int], *, stall: float, seed: int, quiet: int,
+         in_stall: float | None = None) -> tuple[list[int], int]:
+    """Send ``beats_in`` into ``dut.i`` and collect ``dut.o`` payloads (ints), both with random stalls
+    (``in_stall``, when given, for the input alone).
 
     Stops ``quiet`` cycles after the last input beat with nothing more out; returns the
     payloads and the cycle of the last one.
@@ -33,7 +35,7 @@ def _run(dut, mode: dict, beats_in: list[int], *, stall: float, seed: int, quiet
         for name, value in mode.items():
             ctx.set(getattr(dut, name), value)
         for beat in beats_in:
-            while rng.random() < stall:
+            while rng.random() < (stall if in_stall is None else in_stall):
                 ctx.set(dut.i.valid, 0)
                 await ctx.tick()
             ctx.set(dut.i.valid, 1)
@@ -68,7 +70,8 @@ def _run(dut, mode: dict, beats_in: list[int], *, stall: float, seed: int, quiet
 
 
 def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value_format: str = "ternary",
-                          salient: torch.Tensor | None = None, stall: float = 0.0, seed: int = 0):
+                          salient: torch.Tensor | None = None, stall: float = 0.0, seed: int = 0,
+                          in_stall: float | None = None):
     """Quantize tokens ``x`` [T, D] on the Amaranth model; return ``(packed per path, beats, cycles)``.
 
     ``cycles`` counts from the start to the last output beat.
@@ -76,6 +79,7 @@ def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value
     stp = salient is not None
     mode = {"kind": kind == "value", "value_2bit": value_format == "2bit", "stp": stp}
     words, cycles = _run(KvQuantizer(config), mode, token_beats(config, x, salient), stall=stall, seed=seed,
+                         in_stall=in_stall,
                          quiet=64 + 8 * config.blocks * config.group_tokens
                          + config.widths["slots_per_path"] * config.group_tokens * token_cycles(config))
     beats = [(w >> 32, w & 0xFFFFFFFF) for w in words]

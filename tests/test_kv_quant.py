@@ -162,3 +162,13 @@ def test_fft_engine_matches_golden_with_stalls(config, kind):
     got, _, _ = simulate_kv_quantizer(config, x, kind, stall=0.3, seed=config.lanes)
     want = pack_tokens(x, kind, f=config.f, **config.golden_options())
     assert first_difference(got, want, x) is None, first_difference(got, want, x)
+
+
+def test_fft_stage_running_ahead_of_a_stalled_encoder():
+    """A fast FFT core (P = N/2) and a slow output: the FFT stage finishes groups while the
+    encoder still sends earlier ones, so each group must keep its own bank of lane records."""
+    config = KvConfig(d=32, group_tokens=16, lanes=8, f=0.5, fft=True, fft_butterflies=8, stp=False)
+    x = corner_tokens(config, 10 * config.group_tokens, seed=4)
+    got, _, _ = simulate_kv_quantizer(config, x, "key", stall=0.7, in_stall=0.0, seed=2)
+    want = pack_tokens(x, "key", f=config.f, **config.golden_options())
+    assert first_difference(got, want, x) is None, first_difference(got, want, x)
