@@ -271,8 +271,10 @@ class KvQuantizer(wiring.Component):
             group_valid, group_slot, group_value, group_mask = ranked_valid, ranked_slot, ranked_value, new_mask
 
         # ---- encoder: per block of lanes channels, Tg buffer reads into the lane encoders.
-        # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> raw
-        # buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes shift in (D). A block's codes
+        # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> the
+        # block RAM's word registered (A2: its slow output and the cascade multiplexer meet
+        # only a flip-flop) -> raw buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes
+        # shift in (D). The statistics take the same extra register. A block's codes
         # are complete when its last element has shifted in; the emitter must take them
         # then, or everything waits.
         slot = Signal(range(slots))
@@ -289,19 +291,22 @@ class KvQuantizer(wiring.Component):
                              Mux(block_mask[lane], Fmt.TWO_BIT, Fmt.ONE_BIT)) for lane in range(lanes))
 
         tags = data.StructLayout({"valid": 1, "last": 1, "final": 1, "fmts": 2 * lanes})
-        issue, at_a, at_b, at_c, at_d = (Signal(tags, name=n) for n in ("issue", "at_a", "at_b", "at_c", "at_d"))
+        issue, at_a, at_a2, at_b, at_c, at_d = (Signal(tags, name=n)
+                                                for n in ("issue", "at_a", "at_a2", "at_b", "at_c", "at_d"))
         handoff = at_d.valid & at_d.last
         preamble_start, preamble_done = Signal(), Signal()
         advance = ~handoff | (emitter.idle & preamble_done)
         stats_issue = Signal()
-        stats_at_b = Signal()
+        stats_at_a2, stats_at_b = Signal(), Signal()
 
         stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
                                         "r3": w["r"] + 2, "r5": w["r"] + 3})
         # Data registers need no reset: the tags (valid) say what they hold.
         raw_stats = Signal(stats.shape, reset_less=True)
+        stats_word = Signal(stats.shape, reset_less=True)                               # A2
         lane_stats = Signal(data.ArrayLayout(stats_lane, lanes), reset_less=True)      # the block at stage C
         raw = Signal(w["buffer_bits"], reset_less=True)
+        buffer_word = Signal(w["buffer_bits"], reset_less=True)                         # A2
         c_six = [Signal(w["r"] + 3, name=f"six{lane}", reset_less=True) for lane in range(lanes)]
         c_mag = [Signal(config.in_bits, name=f"mag{lane}", reset_less=True) for lane in range(lanes)]
         c_neg = Signal(lanes, reset_less=True)
@@ -311,10 +316,14 @@ class KvQuantizer(wiring.Component):
 
         m.d.comb += [buf_r.en.eq(advance), stats_r.en.eq(advance)]
         with m.If(advance):
-            m.d.sync += [at_a.eq(issue), at_b.eq(at_a), at_c.eq(at_b), at_d.eq(at_c), raw.eq(buf_r.data),
-                         stats_at_b.eq(stats_issue), c_stats.eq(lane_stats), d_stats.eq(c_stats)]
+            m.d.sync += [at_a.eq(issue), at_a2.eq(at_a), at_b.eq(at_a2), at_c.eq(at_b), at_d.eq(at_c),
+                         buffer_word.eq(buf_r.data), raw.eq(buffer_word),
+                         stats_at_a2.eq(stats_issue), stats_at_b.eq(stats_at_a2),
+                         c_stats.eq(lane_stats), d_stats.eq(c_stats)]
+            with m.If(stats_at_a2):
+                m.d.sync += stats_word.eq(stats_r.data)
             with m.If(stats_at_b):
-                m.d.sync += raw_stats.eq(stats_r.data)
+                m.d.sync += raw_stats.eq(stats_word)
             for lane in range(lanes):
                 x = raw.word_select(lane, config.in_bits).as_signed()
                 m.d.sync += [c_six[lane].eq(six_distance(x, lane_stats[lane].mn, config.in_bits)),
