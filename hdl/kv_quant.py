@@ -399,9 +399,12 @@ class KvQuantizer(wiring.Component):
                 with m.If(count == 0):                               # the block's statistics
                     m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_issue.eq(1)]
                 if spectral is not None:                             # the block's FFT lane records
-                    with m.If(last_token & advance):
+                    # Read while the last token is offered (a repeated read is harmless; the
+                    # one after the advancing cycle lands last): not behind `advance`.
+                    with m.If(last_token):
                         m.d.comb += [spectral.read_en.eq(1), spectral.read_base.eq(lane_base),
                                      spectral.read_parity.eq(group_parity)]
+                    with m.If(last_token & advance):
                         m.d.sync += [lane_base.eq(lane_base + popcount(~block_mask)),
                                      records_normal.eq(~block_mask)]
                 with m.If(advance):
