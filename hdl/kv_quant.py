@@ -274,8 +274,7 @@ class KvQuantizer(wiring.Component):
         # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> the
         # block RAM's word registered (A2: its slow output and the cascade multiplexer meet
         # only a flip-flop) -> raw buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes
-        # shift in (D). A block's statistics are read with its first element and registered
-        # once (B), reaching stage C with that element. A block's codes
+        # shift in (D). The statistics take the same extra register. A block's codes
         # are complete when its last element has shifted in; the emitter must take them
         # then, or everything waits.
         slot = Signal(range(slots))
@@ -298,12 +297,13 @@ class KvQuantizer(wiring.Component):
         preamble_start, preamble_done = Signal(), Signal()
         advance = ~handoff | (emitter.idle & preamble_done)
         stats_issue = Signal()
-        stats_at_b = Signal()
+        stats_at_a2, stats_at_b = Signal(), Signal()
 
         stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
                                         "r3": w["r"] + 2, "r5": w["r"] + 3})
         # Data registers need no reset: the tags (valid) say what they hold.
         raw_stats = Signal(stats.shape, reset_less=True)
+        stats_word = Signal(stats.shape, reset_less=True)                               # A2
         lane_stats = Signal(data.ArrayLayout(stats_lane, lanes), reset_less=True)      # the block at stage C
         raw = Signal(w["buffer_bits"], reset_less=True)
         buffer_word = Signal(w["buffer_bits"], reset_less=True)                         # A2
@@ -318,9 +318,12 @@ class KvQuantizer(wiring.Component):
         with m.If(advance):
             m.d.sync += [at_a.eq(issue), at_a2.eq(at_a), at_b.eq(at_a2), at_c.eq(at_b), at_d.eq(at_c),
                          buffer_word.eq(buf_r.data), raw.eq(buffer_word),
-                         stats_at_b.eq(stats_issue), c_stats.eq(lane_stats), d_stats.eq(c_stats)]
+                         stats_at_a2.eq(stats_issue), stats_at_b.eq(stats_at_a2),
+                         c_stats.eq(lane_stats), d_stats.eq(c_stats)]
+            with m.If(stats_at_a2):
+                m.d.sync += stats_word.eq(stats_r.data)
             with m.If(stats_at_b):
-                m.d.sync += raw_stats.eq(stats_r.data)
+                m.d.sync += raw_stats.eq(stats_word)
             for lane in range(lanes):
                 x = raw.word_select(lane, config.in_bits).as_signed()
                 m.d.sync += [c_six[lane].eq(six_distance(x, lane_stats[lane].mn, config.in_bits)),
@@ -390,14 +393,19 @@ class KvQuantizer(wiring.Component):
                     if spectral is not None:
                         m.d.sync += [group_parity.eq(group_bank), lane_base.eq(0)]
                     m.d.comb += preamble_start.eq(1)
-                    m.next = "TOKENS"                        # count is 0 since the last group's end
+                    m.next = "STATS"
+            with m.State("STATS"):
+                m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_issue.eq(1)]
+                with m.If(advance):
+                    m.d.sync += count.eq(0)
+                    m.next = "TOKENS"
             with m.State("TOKENS"):
                 last_token, last_block = count == tg - 1, enc_block == blocks - 1
                 m.d.comb += [buf_r.addr.eq(Cat(enc_block, count[:_bits(tg)], slot)),
                              issue.valid.eq(1), issue.last.eq(last_token), issue.final.eq(last_block),
                              issue.fmts.eq(issue_fmts)]
-                with m.If(count == 0):                               # the block's statistics
-                    m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_issue.eq(1)]
+                with m.If(last_token & ~last_block):                 # the next block's statistics
+                    m.d.comb += [stats_r.addr.eq(Cat((enc_block + 1)[:_bits(blocks)], slot)), stats_issue.eq(1)]
                 if spectral is not None:                             # the block's FFT lane records
                     # Read while the last token is offered (a repeated read is harmless; the
                     # one after the advancing cycle lands last): not behind `advance`.
