@@ -274,7 +274,9 @@ class KvQuantizer(wiring.Component):
         # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> the
         # block RAM's word registered (A2: its slow output and the cascade multiplexer meet
         # only a flip-flop) -> raw buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes
-        # shift in (D). The statistics take the same extra register. A block's codes
+        # shift in (D). The statistics take the same extra stage, but one register away from
+        # their block RAM (yosys 0.69 turned a register right at that RAM's output into two
+        # flip-flops driving one net, which nextpnr rejects). A block's codes
         # are complete when its last element has shifted in; the emitter must take them
         # then, or everything waits.
         slot = Signal(range(slots))
@@ -297,13 +299,13 @@ class KvQuantizer(wiring.Component):
         preamble_start, preamble_done = Signal(), Signal()
         advance = ~handoff | (emitter.idle & preamble_done)
         stats_issue = Signal()
-        stats_at_a2, stats_at_b = Signal(), Signal()
+        stats_at_b = Signal()
 
         stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
                                         "r3": w["r"] + 2, "r5": w["r"] + 3})
         # Data registers need no reset: the tags (valid) say what they hold.
         raw_stats = Signal(stats.shape, reset_less=True)
-        stats_word = Signal(stats.shape, reset_less=True)                               # A2
+        late_stats = Signal(stats.shape, reset_less=True)                               # a stage later
         lane_stats = Signal(data.ArrayLayout(stats_lane, lanes), reset_less=True)      # the block at stage C
         raw = Signal(w["buffer_bits"], reset_less=True)
         buffer_word = Signal(w["buffer_bits"], reset_less=True)                         # A2
@@ -318,12 +320,9 @@ class KvQuantizer(wiring.Component):
         with m.If(advance):
             m.d.sync += [at_a.eq(issue), at_a2.eq(at_a), at_b.eq(at_a2), at_c.eq(at_b), at_d.eq(at_c),
                          buffer_word.eq(buf_r.data), raw.eq(buffer_word),
-                         stats_at_a2.eq(stats_issue), stats_at_b.eq(stats_at_a2),
-                         c_stats.eq(lane_stats), d_stats.eq(c_stats)]
-            with m.If(stats_at_a2):
-                m.d.sync += stats_word.eq(stats_r.data)
+                         stats_at_b.eq(stats_issue), c_stats.eq(lane_stats), d_stats.eq(c_stats)]
             with m.If(stats_at_b):
-                m.d.sync += raw_stats.eq(stats_word)
+                m.d.sync += raw_stats.eq(stats_r.data)
             for lane in range(lanes):
                 x = raw.word_select(lane, config.in_bits).as_signed()
                 m.d.sync += [c_six[lane].eq(six_distance(x, lane_stats[lane].mn, config.in_bits)),
@@ -334,12 +333,14 @@ class KvQuantizer(wiring.Component):
                 with m.If(at_c.valid):
                     m.d.sync += codes[lane].eq(Cat(codes[lane][2:], code))
         # The statistics one stage behind their raw read: they reach stage C with the block's first element.
-        stats_ready = Signal()
+        stats_ready, late_ready = Signal(), Signal()
         with m.If(advance):
-            m.d.sync += stats_ready.eq(stats_at_b)
+            m.d.sync += [stats_ready.eq(stats_at_b), late_ready.eq(stats_ready)]
             with m.If(stats_ready):
+                m.d.sync += late_stats.eq(raw_stats)
+            with m.If(late_ready):
                 for lane in range(lanes):
-                    got = raw_stats[lane]
+                    got = late_stats[lane]
                     r = (got.mx - got.mn)[:w["r"]]
                     m.d.sync += [lane_stats[lane].mn.eq(got.mn), lane_stats[lane].r.eq(r),
                                  lane_stats[lane].r3.eq(r + (r << 1)), lane_stats[lane].r5.eq(r + (r << 2)),
