@@ -271,12 +271,8 @@ class KvQuantizer(wiring.Component):
             group_valid, group_slot, group_value, group_mask = ranked_valid, ranked_slot, ranked_value, new_mask
 
         # ---- encoder: per block of lanes channels, Tg buffer reads into the lane encoders.
-        # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> the
-        # block RAM's word registered (A2: its slow output and the cascade multiplexer meet
-        # only a flip-flop) -> raw buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes
-        # shift in (D). The statistics take the same extra stage, but one register away from
-        # their block RAM (yosys 0.69 turned a register right at that RAM's output into two
-        # flip-flops driving one net, which nextpnr rejects). A block's codes
+        # A pipeline that moves only with `advance`: read issued -> in the memory (A) -> raw
+        # buffer word (B) -> 6 (x - mn), |x|, sign (C) -> codes shift in (D). A block's codes
         # are complete when its last element has shifted in; the emitter must take them
         # then, or everything waits.
         slot = Signal(range(slots))
@@ -293,8 +289,7 @@ class KvQuantizer(wiring.Component):
                              Mux(block_mask[lane], Fmt.TWO_BIT, Fmt.ONE_BIT)) for lane in range(lanes))
 
         tags = data.StructLayout({"valid": 1, "last": 1, "final": 1, "fmts": 2 * lanes})
-        issue, at_a, at_a2, at_b, at_c, at_d = (Signal(tags, name=n)
-                                                for n in ("issue", "at_a", "at_a2", "at_b", "at_c", "at_d"))
+        issue, at_a, at_b, at_c, at_d = (Signal(tags, name=n) for n in ("issue", "at_a", "at_b", "at_c", "at_d"))
         handoff = at_d.valid & at_d.last
         preamble_start, preamble_done = Signal(), Signal()
         advance = ~handoff | (emitter.idle & preamble_done)
@@ -305,10 +300,8 @@ class KvQuantizer(wiring.Component):
                                         "r3": w["r"] + 2, "r5": w["r"] + 3})
         # Data registers need no reset: the tags (valid) say what they hold.
         raw_stats = Signal(stats.shape, reset_less=True)
-        late_stats = Signal(stats.shape, reset_less=True)                               # a stage later
         lane_stats = Signal(data.ArrayLayout(stats_lane, lanes), reset_less=True)      # the block at stage C
         raw = Signal(w["buffer_bits"], reset_less=True)
-        buffer_word = Signal(w["buffer_bits"], reset_less=True)                         # A2
         c_six = [Signal(w["r"] + 3, name=f"six{lane}", reset_less=True) for lane in range(lanes)]
         c_mag = [Signal(config.in_bits, name=f"mag{lane}", reset_less=True) for lane in range(lanes)]
         c_neg = Signal(lanes, reset_less=True)
@@ -318,8 +311,7 @@ class KvQuantizer(wiring.Component):
 
         m.d.comb += [buf_r.en.eq(advance), stats_r.en.eq(advance)]
         with m.If(advance):
-            m.d.sync += [at_a.eq(issue), at_a2.eq(at_a), at_b.eq(at_a2), at_c.eq(at_b), at_d.eq(at_c),
-                         buffer_word.eq(buf_r.data), raw.eq(buffer_word),
+            m.d.sync += [at_a.eq(issue), at_b.eq(at_a), at_c.eq(at_b), at_d.eq(at_c), raw.eq(buf_r.data),
                          stats_at_b.eq(stats_issue), c_stats.eq(lane_stats), d_stats.eq(c_stats)]
             with m.If(stats_at_b):
                 m.d.sync += raw_stats.eq(stats_r.data)
@@ -333,14 +325,12 @@ class KvQuantizer(wiring.Component):
                 with m.If(at_c.valid):
                     m.d.sync += codes[lane].eq(Cat(codes[lane][2:], code))
         # The statistics one stage behind their raw read: they reach stage C with the block's first element.
-        stats_ready, late_ready = Signal(), Signal()
+        stats_ready = Signal()
         with m.If(advance):
-            m.d.sync += [stats_ready.eq(stats_at_b), late_ready.eq(stats_ready)]
+            m.d.sync += stats_ready.eq(stats_at_b)
             with m.If(stats_ready):
-                m.d.sync += late_stats.eq(raw_stats)
-            with m.If(late_ready):
                 for lane in range(lanes):
-                    got = late_stats[lane]
+                    got = raw_stats[lane]
                     r = (got.mx - got.mn)[:w["r"]]
                     m.d.sync += [lane_stats[lane].mn.eq(got.mn), lane_stats[lane].r.eq(r),
                                  lane_stats[lane].r3.eq(r + (r << 1)), lane_stats[lane].r5.eq(r + (r << 2)),
