@@ -79,8 +79,7 @@ class FftCore(wiring.Component):
             return [(lanes[k], Const(0, 1)) for k in range(n)]
         spectrum = [None] * n
         spectrum[0] = (lanes[0], Const(0, 1))
-        if n > 1:
-            spectrum[n // 2] = (lanes[1], Const(0, 1))
+        spectrum[n // 2] = (lanes[1], Const(0, 1))                # N >= 2
         for k in range(1, n // 2):
             spectrum[k] = (lanes[2 * k], -lanes[2 * k + 1])
             spectrum[n - k] = (lanes[2 * k], lanes[2 * k + 1])

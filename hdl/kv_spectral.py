@@ -43,6 +43,20 @@ def _bits(n: int) -> int:
     return (n - 1).bit_length()
 
 
+def consecutive_rows(base, banks: int, rows: int, parity):
+    """Bank addresses that read the ``banks`` consecutive entries from entry ``base`` (entry
+    ``e`` in bank ``e mod banks``, row ``e // banks``; a bank's ``rows`` rows per ``parity``):
+    ``(base mod banks, [address of bank k])``. Output ``k`` is then bank ``(base + k) mod banks``."""
+    base_bank = base[:_bits(banks)] if banks > 1 else Const(0, 1)
+    first_row = base >> _bits(banks) if banks > 1 else base
+    addresses = []
+    for k in range(banks):
+        # the last bank is never behind the base (and `k < base_bank` would be constant)
+        row = first_row + (k < base_bank) if k < banks - 1 else first_row
+        addresses.append(Cat(row[:_bits(rows)], parity) if rows > 1 else parity)
+    return base_bank, addresses
+
+
 def gather(m: Module, targets: list[Signal], values, keep, base, enable, name: str = "gather"):
     """With ``enable``, append the kept ``values`` (``keep`` bit j for value j) to ``targets``
     from index ``base``; return the number kept and the targets' values after the append.
@@ -187,14 +201,9 @@ class SpectralStage(wiring.Component):
             m.d.comb += writes[k].addr.eq(write_address)
 
         # ---- the encoder's reads: `banks` consecutive lanes from read_base, rotated into order.
-        base_bank = self.read_base[:_bits(banks)] if banks > 1 else Const(0, 1)
-        first_row = self.read_base >> _bits(banks) if banks > 1 else self.read_base
+        base_bank, addresses = consecutive_rows(self.read_base, banks, points // banks, self.read_parity)
         for k in range(banks):
-            # bank k holds lane row * banks + k (the last bank is never behind the base)
-            row = first_row + (k < base_bank) if k < banks - 1 else first_row
-            m.d.comb += [reads[k].addr.eq(Cat(row[:_bits(points // banks)], self.read_parity)
-                                          if points > banks else self.read_parity),
-                         reads[k].en.eq(self.read_en)]
+            m.d.comb += [reads[k].addr.eq(addresses[k]), reads[k].en.eq(self.read_en)]
         if banks == 1:
             m.d.comb += self.records[0].eq(reads[0].data)
         else:
@@ -319,13 +328,11 @@ class InverseStage(wiring.Component):
         head = Signal(self.i.payload.shape())
         m.d.comb += head.as_value().eq(fifo.r_data)
         lane_base = Signal(range(points + 1))
-        base_bank = lane_base[:_bits(banks)] if banks > 1 else Const(0, 1)
-        first_row = lane_base >> _bits(banks) if banks > 1 else lane_base
+        base_bank, addresses = consecutive_rows(lane_base, banks, rows, read_parity)
         results = []
-        for k, memory in enumerate(memories):
+        for memory, address in zip(memories, addresses, strict=True):
             port = memory.read_port(domain="comb")
-            row_k = first_row + (k < base_bank) if k < banks - 1 else first_row
-            m.d.comb += port.addr.eq(Cat(row_k[:_bits(rows)], read_parity) if rows > 1 else read_parity)
+            m.d.comb += port.addr.eq(address)
             results.append(port.data)
         merged = Signal(self.beat)
         m.d.comb += merged.position.eq(head.beat.position)
