@@ -5,8 +5,8 @@
     i stream (lanes channels of a token per beat, + salient)
       |
       v  fill: path (key / value / salient) -> the path's group slot
-    group buffer (Memory: slots x Tg tokens x D/lanes beats)     stats (Memory: mn, mx, S per channel,
-      |                                                          read-modify-write per beat)
+    group buffer (ColumnMemory:                     stats (Memory: mn, mx, S per channel,
+      |   slots x Tg tokens x D/lanes beats)           read-modify-write per beat)
       v  encoder, per completed group (slot FIFO, in completion order):
     [ranker: the n_hi widest key channels] -> header, positions (STP), mask (keys)
     -> per block of lanes channels: Tg buffer reads -> lane encoders (2-bit / 1-bit / ternary)
@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.vidkv_stream import HEADER, MASK, POSITION, TRITS
 
+from .columns import ColumnMemory
 from .kv_config import KvConfig
 from .kv_emit import Emitter, Fmt, beat_layout
 from .kv_spectral import SpectralStage, record_layout
@@ -88,16 +89,17 @@ class KvQuantizer(wiring.Component):
         paths = 2 if config.stp else 1
         stp_on = self.stp & self.kind if config.stp else Const(0)
 
-        buffer = m.submodules.buffer = Memory(shape=w["buffer_bits"], depth=w["buffer_depth"], init=[])
+        buffer = m.submodules.buffer = ColumnMemory(w["buffer_bits"], w["buffer_depth"],
+                                                    read_ports=2 if w["fft_points"] else 1)
         stats = m.submodules.stats = Memory(shape=_stats_layout(config), depth=slots * blocks, init=[])
-        buf_w, buf_r = buffer.write_port(), buffer.read_port()
+        buf_w, buf_r = buffer.write, buffer.reads[0]
         stats_w = stats.write_port()
         stats_rmw = stats.read_port(transparent_for=(stats_w,))
         stats_r = stats.read_port()
         if config.stp:
             positions = m.submodules.positions = Memory(shape=w["position"], depth=slots * tg, init=[])
             pos_w, pos_r = positions.write_port(), positions.read_port()
-            m.d.comb += pos_r.en.eq(0)                  # POS_SEND sends what POS_READ read
+            m.d.comb += pos_r.en.eq(0)                  # read only by the preamble's POS_ states
         done = m.submodules.done = SyncFIFO(width=_bits(slots) or 1, depth=slots)
         full = Signal(slots)
         set_full, clear_full = Signal(slots), Signal(slots)
@@ -237,7 +239,7 @@ class KvQuantizer(wiring.Component):
         spectral = None
         if w["fft_points"]:
             m.submodules.spectral = spectral = SpectralStage(config, len(buf_w.addr))
-            buf_f = buffer.read_port()
+            buf_f = buffer.reads[1]
             m.d.comb += [buf_f.addr.eq(spectral.buf_addr), buf_f.en.eq(spectral.buf_en),
                          spectral.buf_data.eq(buf_f.data)]
             group_valid = Signal()                          # a group waits for the encoder
@@ -446,16 +448,21 @@ class KvQuantizer(wiring.Component):
                             m.d.sync += preamble_done.eq(0)
                             m.next = "POS_READ"
             if config.stp:
+                # The positions leave through a register (a block RAM's output would meet the
+                # output multiplexer): the port reads a position two ahead of the one sent.
+                pos_word = Signal(w["position"])
                 with m.State("POS_READ"):
-                    m.d.comb += [pos_r.addr.eq(Cat(index[:_bits(tg)], slot)), pos_r.en.eq(1)]
+                    m.d.comb += [pos_r.addr.eq(Cat(Const(0, _bits(tg)), slot)), pos_r.en.eq(1)]
+                    m.next = "POS_LOAD"
+                with m.State("POS_LOAD"):
+                    m.d.sync += pos_word.eq(pos_r.data)
+                    m.d.comb += [pos_r.addr.eq(Cat(Const(1, _bits(tg)), slot)), pos_r.en.eq(1)]
                     m.next = "POS_SEND"
                 with m.State("POS_SEND"):
-                    # The read port reads the next position in the cycle that sends this one.
-                    following = Mux(out_ready, index + 1, index)
-                    m.d.comb += [direct_valid.eq(1), direct.tag.eq(POSITION), direct.data.eq(pos_r.data),
-                                 pos_r.addr.eq(Cat(following[:_bits(tg)], slot)), pos_r.en.eq(1)]
+                    m.d.comb += [direct_valid.eq(1), direct.tag.eq(POSITION), direct.data.eq(pos_word)]
                     with m.If(out_ready):
-                        m.d.sync += index.eq(index + 1)
+                        m.d.sync += [index.eq(index + 1), pos_word.eq(pos_r.data)]
+                        m.d.comb += [pos_r.addr.eq(Cat((index + 2)[:_bits(tg)], slot)), pos_r.en.eq(1)]
                         with m.If(index == tg - 1):
                             m.d.sync += preamble_done.eq(1)
                             m.next = "IDLE"
