@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from amaranth.lib import wiring
 
@@ -18,6 +18,8 @@ from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
 from hdl.pe_array import PeArray
 from hdl.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 
+from .accelerator import Accelerator
+from .accelerator_config import ENGINES, AcceleratorConfig
 from .params import BoolParam, ChoiceParam, FamiliesParam, FractionParam, IntParam, Param, resolve_params
 
 __all__ = ["Design", "DESIGNS", "get_design"]
@@ -115,6 +117,33 @@ _KV_DEQUANT_PARAMS = _KV_PARAMS + (
 )
 
 
+def _prefixed(prefix: str, params: tuple[Param, ...]) -> tuple[Param, ...]:
+    return tuple(replace(p, name=prefix + p.name) for p in params)
+
+
+_ACCEL_DEFAULTS = AcceleratorConfig()
+_ACCELERATOR_PARAMS = _prefixed("pe_", _PE_ARRAY_PARAMS) + _prefixed("kv_", _KV_DEQUANT_PARAMS) + (
+    IntParam("clk_hz", help="clock frequency (Hz)", default=_ACCEL_DEFAULTS.clk_hz, low=1_000_000,
+             high=1_000_000_000),
+    IntParam("baud", help="UART bit rate (clk_hz / baud cycles a bit, >= 4)", default=_ACCEL_DEFAULTS.baud,
+             low=300, high=250_000_000),
+    IntParam("max_payload", help="largest request payload (bytes): the frame buffer",
+             default=_ACCEL_DEFAULTS.max_payload, low=64, high=0xFFFF),
+    IntParam("weight_beats", help="weight memory depth (beats of pe_cols 32-bit words)",
+             default=_ACCEL_DEFAULTS.weight_beats, low=1, high=1 << 20),
+    IntParam("result_beats", help="result memory depth (one beat per row and column tile)",
+             default=_ACCEL_DEFAULTS.result_beats, low=1, high=1 << 16),
+    IntParam("kv_quant_fifo", help="quantizer output buffer (beats)", default=_ACCEL_DEFAULTS.kv_quant_fifo,
+             low=16, high=1 << 16),
+    IntParam("kv_dequant_fifo", help="dequantizer output buffer (beats)",
+             default=_ACCEL_DEFAULTS.kv_dequant_fifo, low=16, high=1 << 16),
+    ChoiceParam("engines", help="all, or only the PE array (pe) or the KV engines (kv)",
+                default=_ACCEL_DEFAULTS.engines, choices=ENGINES),
+    IntParam("byte_timeout_us", help="a request pausing this long mid-frame is dropped (TRUNCATED)",
+             default=_ACCEL_DEFAULTS.byte_timeout_us, low=1, high=10_000_000),
+)
+
+
 def _configured(name: str, summary: str, params: tuple[Param, ...], config: Callable[[dict], object],
                 build: Callable[[dict], wiring.Component], regression: str) -> Design:
     """A design whose parameters make a configuration object that validates them and holds its widths."""
@@ -149,6 +178,10 @@ DESIGNS: dict[str, Design] = {
                     "VidKV KV-cache quantize engine: tokens in, packed 2/1/1.58-bit groups + metadata out",
                     _KV_PARAMS, KvConfig.from_params, lambda p: KvQuantizer(KvConfig.from_params(p)),
                     "sim.tb_kv_quant"),
+        _configured("accelerator",
+                    "complete accelerator: PE array + KV engines + buffers behind a UART command interface",
+                    _ACCELERATOR_PARAMS, AcceleratorConfig.from_params,
+                    lambda p: Accelerator(AcceleratorConfig.from_params(p)), "sim.tb_accelerator"),
         _configured("kv_dequant",
                     "VidKV KV-cache dequantize engine: packed groups in, fixed-point tokens (with positions) out",
                     _KV_DEQUANT_PARAMS, KvConfig.from_params, lambda p: KvDequantizer(KvConfig.from_params(p)),

@@ -14,7 +14,7 @@ from hdl.kv_config import KvConfig
 from .kv_tokens import unpack_output
 from .runner import Build, build_design, run_json_job
 
-__all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job", "packed_mode",
+__all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job", "packed_mode", "check_packed",
            "check_tokens_against_golden"]
 
 
@@ -39,7 +39,7 @@ def packed_mode(packed: dict[str, PackedKV]) -> dict[str, bool]:
             "stp": any(p.positions is not None for p in packed.values())}
 
 
-def _check_packed(config: KvConfig, packed: dict[str, PackedKV]) -> None:
+def check_packed(config: KvConfig, packed: dict[str, PackedKV]) -> None:
     for path, p in packed.items():
         for name, mine, theirs in (("d", p.d, config.d), ("group_tokens", p.group_tokens, config.group_tokens),
                                    ("in_bits", p.in_bits, config.in_bits)):
@@ -95,7 +95,7 @@ def run_kv_dequantizer_detailed(params: dict, packed: dict[str, PackedKV], *, si
     params = design.resolve(dict(params))
     config = design.config(params)
     packed_mode(packed)
-    _check_packed(config, packed)
+    check_packed(config, packed)
     seed = random.randrange(1 << 31) if seed is None else seed
     job = make_job(config, packed, stall=stall, seed=seed)
     if build is None:

