@@ -24,7 +24,7 @@ byte timeout (its output buffer full) stops part-way with an OVERFLOW reply.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Const, Module, Mux, Signal
 from amaranth.hdl import ResetInserter
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -93,7 +93,8 @@ class AcceleratorCore(wiring.Component):
         command = Signal(8)
         remainder = Signal(16)                  # payload bytes after the header, then the division's rest
         units = Signal(16)                      # words in the payload after the header
-        unit_bytes = Signal(range(max(w["kv_in_bytes"], w["kv_beat_bytes"], w["weight_bytes"], w["act_bytes"]) + 1))
+        widest = max(w["kv_in_bytes"], w["kv_beat_bytes"], w["weight_bytes"], w["act_bytes"])
+        unit_bytes = Signal(range(widest + 1))
         header = Signal(64)
         header_bytes, header_count = Signal(4), Signal(4)
         done_units = Signal(16)
@@ -295,7 +296,7 @@ class AcceleratorCore(wiring.Component):
                     for code, (unit, head) in unit_of.items():
                         with m.Case(code):
                             m.d.sync += [unit_bytes.eq(unit), header_bytes.eq(head), remainder.eq(length - head)]
-                            with m.If(length < head):
+                            with m.If((length < head) if head else Const(0)):
                                 reply(Status.LENGTH)
                             with m.Elif((code == Command.LOAD_ACT) & job_pending):
                                 reply(Status.ORDER)

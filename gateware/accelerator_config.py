@@ -109,13 +109,15 @@ class AcceleratorConfig:
             "kv_out_bytes": word_bytes(kv_out_bits),
             "max_col_tiles": self.result_beats // pe.rows,
             # words per group of each built family, by family id (the weight beats a tile's group takes)
-            "words_per_group": {FAMILY_IDS[name]: pack_layout(name, pe.group_size, pe.scale_bits)["words_per_group"]
+            "words_per_group": {FAMILY_IDS[name]: pack_layout(name, pe.group_size,
+                                                              pe.scale_bits)["words_per_group"]
                                 for name in pe.families},
             "counters": len(COUNTER_FIELDS),
         }
-        # The driver sends at most a group of tokens (a group of packed beats) per frame and
-        # reads the output after each; with STP a frame of tokens may complete a group on
-        # each path, and up to one more group may still be on its way out.
+        # The driver sends at most a group of tokens per frame and reads the output after
+        # each; with STP a frame of tokens may complete a group on each path, and up to one
+        # more group may still be on its way out. It sends a group of packed beats only
+        # once the previous group's tokens are all out.
         group_beats = max(beats_per_group(path, d=kv.d, group_tokens=kv.group_tokens, n_hi=kv.n_hi,
                                           value_format=fmt, ternary_layout=kv.ternary_layout, stp=kv.stp)
                           for path, fmt in (("key", "ternary"), ("value", "ternary"), ("value", "2bit")))
@@ -123,8 +125,8 @@ class AcceleratorConfig:
         if self.kv_quant_fifo < 3 * group_beats:
             raise ValueError(f"kv_quant_fifo must hold 3 groups' beats ({3 * group_beats} at kv_d = {kv.d}, "
                              f"kv_group_tokens = {kv.group_tokens}), not {self.kv_quant_fifo}")
-        if self.kv_dequant_fifo < 2 * kv.group_tokens * kv.blocks:
-            raise ValueError(f"kv_dequant_fifo must hold 2 groups' tokens ({2 * kv.group_tokens * kv.blocks} "
+        if self.kv_dequant_fifo < kv.group_tokens * kv.blocks:
+            raise ValueError(f"kv_dequant_fifo must hold a group's tokens ({kv.group_tokens * kv.blocks} "
                              f"beats), not {self.kv_dequant_fifo}")
         if widths["result_bytes"] * self.result_beats > 0xFFFF:
             raise ValueError(f"result_beats {self.result_beats} of {widths['result_bytes']} bytes do not fit one "
@@ -154,10 +156,11 @@ class AcceleratorConfig:
 
     def info(self) -> dict[str, int]:
         """INFO's reply fields (golden.link.INFO_FIELDS), as the hardware sends them."""
-        pe, kv, w = self.pe, self.kv, self.widths
+        pe, kv = self.pe, self.kv
         f = Fraction(kv.f).limit_denominator(64)
         values = {
-            "version": LINK_VERSION, "engines": int(self.has_pe) | int(self.has_kv) << 1, "clk_hz": self.clk_hz, "baud": self.baud, "max_payload": self.max_payload,
+            "version": LINK_VERSION, "engines": int(self.has_pe) | int(self.has_kv) << 1, "clk_hz": self.clk_hz,
+            "baud": self.baud, "max_payload": self.max_payload,
             "pe_rows": pe.rows, "pe_cols": pe.cols, "pe_lanes": pe.lanes, "pe_group_size": pe.group_size,
             "pe_scale_bits": pe.scale_bits, "pe_families": sum(1 << FAMILY_IDS[n] for n in pe.families),
             "pe_max_k": pe.max_k, "pe_acc_bits": pe.widths["acc_bits"], "weight_beats": self.weight_beats,

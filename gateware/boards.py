@@ -45,15 +45,19 @@ class Board:
         return getattr(importlib.import_module(f"amaranth_boards.{module}"), name)()
 
 
-#: An iCE40 UP5K has 5280 LUT4s and 30 4-kbit block RAMs: one PE (int4 and fp4), a
-#: D = 32 KV pair with one lane; the ECP5-85F takes the 2 x 2 x 8 array with every family
-#: and the D = 128 engines (8 lanes, STP).
+#: An iCE40 UP5K (5280 LUT4s, 30 4-kbit block RAMs) holds the link with either the PE
+#: array (``icebreaker``: one PE of 2 lanes, int4 and fp4) or the D = 32 KV engines
+#: (``icebreaker-kv``), not both; the ECP5-85F takes the 2 x 2 x 8 array with every family
+#: and the D = 128 engines (8 lanes, STP) together.
 BOARDS: dict[str, Board] = {b.name: b for b in [
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", 12_000_000, {
-        "pe_rows": 1, "pe_cols": 1, "pe_lanes": 2, "pe_group_size": 32, "pe_families": ("int4", "fp4"),
-        "pe_max_k": 256, "kv_d": 32, "kv_group_tokens": 16, "kv_in_bits": 8, "kv_lanes": 1, "kv_stp": False,
-        "kv_ternary_layout": "i2", "max_payload": 1024, "weight_beats": 512, "result_beats": 32,
-        "kv_quant_fifo": 256, "kv_dequant_fifo": 1024, "baud": 115_200}),
+        "engines": "pe", "pe_rows": 1, "pe_cols": 1, "pe_lanes": 2, "pe_group_size": 32,
+        "pe_families": ("int4", "fp4"), "pe_max_k": 512, "max_payload": 1024, "weight_beats": 1024,
+        "result_beats": 64, "baud": 115_200}),
+    Board("icebreaker-kv", "icebreaker:ICEBreakerPlatform", 12_000_000, {
+        "engines": "kv", "kv_d": 32, "kv_group_tokens": 16, "kv_in_bits": 8, "kv_lanes": 1, "kv_stp": False,
+        "kv_ternary_layout": "i2", "max_payload": 512, "kv_quant_fifo": 256, "kv_dequant_fifo": 512,
+        "baud": 115_200}),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", 25_000_000, {
         "max_payload": 8192, "weight_beats": 4096, "result_beats": 512, "baud": 115_200},
         enables=("uart_tx_enable",)),

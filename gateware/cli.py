@@ -60,6 +60,16 @@ def _cmd_synth(args) -> None:
     )
 
 
+def _cmd_build(args) -> None:
+    from .boards import build_board
+
+    out_dir = Path(args.output or Path("build") / f"board-{args.board}")
+    report = build_board(args.board, _parse_params(args.param), out_dir, fail_on_timing=args.fail_on_timing)
+    print(f"{args.board}: bitstream {report['bitstream']}; Fmax {report['fmax_mhz']} MHz at a "
+          f"{report['clk_mhz']} MHz clock ({'met' if report['met'] else 'NOT met'}); UART {report['baud']} baud; "
+          f"report in {out_dir / 'report.md'}")
+
+
 def _cmd_sim(args) -> None:
     from sim.runner import build_design, run_regression
 
@@ -110,6 +120,20 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     synth.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/DESIGN-TARGET)")
 
+    from .boards import BOARDS
+
+    build = commands.add_parser(
+        "build", help="build the accelerator's bitstream for a board; write report.json and report.md",
+        description="Build the accelerator (PE array, KV engines, UART command interface) for BOARD with "
+                    "amaranth-boards and YoWASP; write the bitstream and a utilization/timing report. "
+                    "Fails when nextpnr's Fmax is below the board clock.")
+    build.add_argument("--board", required=True, choices=list(BOARDS), help="target board")
+    build.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="accelerator parameter over the board's (repeatable); see 'mixbit list'")
+    build.add_argument("--no-fail-on-timing", dest="fail_on_timing", action="store_false",
+                       help="write the bitstream and report even when timing is not met (exit 0)")
+    build.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/board-BOARD)")
+
     sim = with_design(commands.add_parser(
         "sim", help="run the design's cocotb regression against the golden model",
         description="Build DESIGN (cached) and run its cocotb regression against the golden model."))
@@ -126,13 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     from synth.flow import SynthesisError
 
     args = _parser().parse_args(argv)
-    handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim}
+    from .boards import TimingNotMet
+
+    handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim,
+               "build": _cmd_build}
     try:
         handler[args.command](args)
     except (ValueError, TypeError, ToolNotFoundError, OSError) as error:
         print(f"mixbit: error: {error}", file=sys.stderr)
         return _USAGE_ERROR
-    except (SimulationFailed, SynthesisError) as error:
+    except (SimulationFailed, SynthesisError, TimingNotMet) as error:
         print(f"mixbit: {args.command} failed: {error}", file=sys.stderr)
         return _RUN_ERROR
     return 0

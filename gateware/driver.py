@@ -271,9 +271,16 @@ class Accelerator:
             if not frames or beat >> 32 == HEADER or len(frames[-1]) == per_frame:
                 frames.append([])
             frames[-1].append(beat)
+        # Each group's tokens are read out before the next group goes in, so the output
+        # buffer needs to hold one group's tokens.
+        per_group = config.group_tokens * config.blocks
         out: list[int] = []
-        for frame in frames:
+        groups_in = 0
+        for k, frame in enumerate(frames):
             self.request(Command.KV_DEQUANT, pack_words(frame, beat_bits))
-            out += unpack_words(self.request(Command.KV_DEQUANT_READ), out_bits)
-        out += self._drain(Command.KV_DEQUANT_READ, out_bits, want - len(out))
+            if k + 1 == len(frames) or frames[k + 1][0] >> 32 == HEADER:      # a group is complete
+                groups_in += 1
+                out += self._drain(Command.KV_DEQUANT_READ, out_bits, groups_in * per_group - len(out))
+        if len(out) != want:
+            raise FrameError(f"KV_DEQUANT_READ: {len(out)} beats, expected {want}")
         return unpack_output(config, out)

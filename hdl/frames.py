@@ -63,7 +63,8 @@ class FrameReceiver(wiring.Component):
     """
 
     def __init__(self, max_payload: int, timeout: int):
-        if isinstance(max_payload, bool) or not isinstance(max_payload, int) or not 1 <= max_payload <= MAX_PAYLOAD:
+        if isinstance(max_payload, bool) or not isinstance(max_payload, int) \
+                or not 1 <= max_payload <= MAX_PAYLOAD:
             raise ValueError(f"max_payload must be an integer in 1..{MAX_PAYLOAD}, not {max_payload!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise ValueError(f"timeout (cycles without a byte that end a frame) must be >= 1, not {timeout!r}")

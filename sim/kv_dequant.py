@@ -14,7 +14,8 @@ from hdl.kv_config import KvConfig
 from .kv_tokens import unpack_output
 from .runner import Build, build_design, run_json_job
 
-__all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job", "packed_mode", "check_packed",
+__all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job", "packed_mode",
+           "check_packed",
            "check_tokens_against_golden"]
 
 
