@@ -94,7 +94,7 @@ class KvQuantizer(wiring.Component):
         stats = m.submodules.stats = Memory(shape=_stats_layout(config), depth=slots * blocks, init=[])
         buf_w, buf_r = buffer.write, buffer.reads[0]
         stats_w = stats.write_port()
-        stats_rmw = stats.read_port(transparent_for=(stats_w,))
+        stats_rmw = stats.read_port()               # not transparent: s2 forwards the writes it missed
         stats_r = stats.read_port()
         if config.stp:
             positions = m.submodules.positions = Memory(shape=w["position"], depth=slots * tg, init=[])
@@ -150,17 +150,28 @@ class KvQuantizer(wiring.Component):
                         m.d.sync += which[p].eq(Mux(which[p] == per_path - 1, 0, which[p] + 1))
 
         # The statistics, read-modify-write in three stages: the read is asked for with the
-        # beat (a write-transparent port); s1: the memory's answer is registered (a block RAM's
-        # slow output meets only a flip-flop); s2: min / max / sum and the write.
+        # beat; s1: the memory's answer is registered (a block RAM's slow output meets only a
+        # flip-flop); s2: min / max / sum and the write.
         beat_tags = data.StructLayout({"valid": 1, "first": 1, "last": 1, "slot": range(slots),
                                        "addr": len(stats_w.addr), "data": self.i.payload.data.shape()})
         s1, s2 = Signal(beat_tags, name="s1"), Signal(beat_tags, name="s2")
         old = Signal(stats.shape)                           # the statistics before s2's beat
         m.d.sync += [s1.valid.eq(accept), s1.first.eq(fill_token == 0), s1.last.eq(last_beat),
                      s1.slot.eq(fill_slot), s1.addr.eq(stats_rmw.addr), s1.data.eq(self.i.payload.data), s2.eq(s1)]
-        # The memory's value is a cycle old when the previous beat wrote the same address
-        # (one beat per token): then that beat's new value is the old one.
-        m.d.sync += old.eq(Mux(s2.valid & (s2.addr == s1.addr), stats_w.data, stats_rmw.data))
+        answer = Signal(stats.shape, reset_less=True)      # the memory's answer to s2's read
+        m.d.sync += answer.eq(stats_rmw.data)
+        if blocks > 2:
+            # The two writes the read missed (in the cycle it was asked for and the next) are
+            # of the two beats before it: other channels.
+            m.d.comb += old.eq(answer)
+        else:
+            # ... which are of the same channels when a token has one or two beats: forward them.
+            written = [Signal(beat_tags, name=f"written{k}") for k in (1, 2)]
+            written_data = [Signal(stats.shape, name=f"written_data{k}") for k in (1, 2)]
+            m.d.sync += [written[0].eq(s2), written_data[0].eq(stats_w.data), written[1].eq(written[0]),
+                         written_data[1].eq(written_data[0])]
+            hit = [wr.valid & (wr.addr == s2.addr) for wr in written]
+            m.d.comb += old.eq(Mux(hit[0], written_data[0], Mux(hit[1], written_data[1], answer)))
         for lane in range(lanes):
             x, before, new = s2.data[lane], old[lane], stats_w.data[lane]
             m.d.comb += [
