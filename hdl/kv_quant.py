@@ -5,7 +5,7 @@
     i stream (lanes channels of a token per beat, + salient)
       |
       v  fill: path (key / value / salient) -> the path's group slot
-    group buffer (ColumnMemory:                     stats (Memory: mn, mx, S per channel,
+    group buffer (ColumnMemory:                     stats (ColumnMemory: mn, mx, S per channel,
       |   slots x Tg tokens x D/lanes beats)           read-modify-write per beat)
       v  encoder, per completed group (slot FIFO, in completion order):
     [ranker: the n_hi widest key channels] -> header, positions (STP), mask (keys)
@@ -22,6 +22,8 @@ tokens' positions. The run-time inputs ``kind`` (0 keys,
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -91,11 +93,21 @@ class KvQuantizer(wiring.Component):
 
         buffer = m.submodules.buffer = ColumnMemory(w["buffer_bits"], w["buffer_depth"],
                                                     read_ports=2 if w["fft_points"] else 1)
-        stats = m.submodules.stats = Memory(shape=_stats_layout(config), depth=slots * blocks, init=[])
+        # The statistics: read-modify-write by the fill, read by the encoder and the ranker;
+        # a copy per reader, each a block RAM's output straight into a register.
+        n_hi = config.n_hi
+        ranking = 0 < n_hi < config.d
+        stats_layout = _stats_layout(config)
+        stats = m.submodules.stats = ColumnMemory(stats_layout.size, slots * blocks,
+                                                  read_ports=3 if ranking else 2, replicate=True)
         buf_w, buf_r = buffer.write, buffer.reads[0]
-        stats_w = stats.write_port()
-        stats_rmw = stats.read_port()               # not transparent: s2 forwards the writes it missed
-        stats_r = stats.read_port()
+
+        def viewed(port):
+            return SimpleNamespace(addr=port.addr, en=port.en, data=data.View(stats_layout, port.data))
+
+        stats_w = viewed(stats.write)
+        stats_rmw = viewed(stats.reads[0])            # not transparent: s2 forwards the writes it missed
+        stats_r = viewed(stats.reads[1])
         if config.stp:
             positions = m.submodules.positions = Memory(shape=w["position"], depth=slots * tg, init=[])
             pos_w, pos_r = positions.write_port(), positions.read_port()
@@ -155,10 +167,10 @@ class KvQuantizer(wiring.Component):
         beat_tags = data.StructLayout({"valid": 1, "first": 1, "last": 1, "slot": range(slots),
                                        "addr": len(stats_w.addr), "data": self.i.payload.data.shape()})
         s1, s2 = Signal(beat_tags, name="s1"), Signal(beat_tags, name="s2")
-        old = Signal(stats.shape)                           # the statistics before s2's beat
+        old = Signal(stats_layout)                           # the statistics before s2's beat
         m.d.sync += [s1.valid.eq(accept), s1.first.eq(fill_token == 0), s1.last.eq(last_beat),
                      s1.slot.eq(fill_slot), s1.addr.eq(stats_rmw.addr), s1.data.eq(self.i.payload.data), s2.eq(s1)]
-        answer = Signal(stats.shape, reset_less=True)      # the memory's answer to s2's read
+        answer = Signal(stats_layout, reset_less=True)      # the memory's answer to s2's read
         m.d.sync += answer.eq(stats_rmw.data)
         if blocks > 2:
             # The two writes the read missed (in the cycle it was asked for and the next) are
@@ -167,7 +179,7 @@ class KvQuantizer(wiring.Component):
         else:
             # ... which are of the same channels when a token has one or two beats: forward them.
             written = [Signal(beat_tags, name=f"written{k}") for k in (1, 2)]
-            written_data = [Signal(stats.shape, name=f"written_data{k}") for k in (1, 2)]
+            written_data = [Signal(stats_layout, name=f"written_data{k}") for k in (1, 2)]
             m.d.sync += [written[0].eq(s2), written_data[0].eq(stats_w.data), written[1].eq(written[0]),
                          written_data[1].eq(written_data[0])]
             hit = [wr.valid & (wr.addr == s2.addr) for wr in written]
@@ -191,17 +203,15 @@ class KvQuantizer(wiring.Component):
             wiring.connect(m, emitter.trits, packer.push)
         # ---- rank stage: takes completed groups in order; ranks key channels (its own stats
         # read port) while the encoder works on the previous group.
-        n_hi = config.n_hi
-        ranking = 0 < n_hi < config.d
         ranked_valid = Signal()                             # a group waits for the encoder
         ranked_slot = Signal(range(slots))
         ranked_value = Signal()
         if ranking:
             m.submodules.ranker = ranker = ChannelRanker(config.d, lanes, w["r"], n_hi)
-            stats_rank = stats.read_port()
+            stats_rank = viewed(stats.reads[2])
             rank_block = Signal(range(blocks + 1))
             rank_read, rank_raw_valid = Signal(), Signal()
-            raw_rank = Signal(stats.shape, reset_less=True)   # the block RAM's output meets a register first
+            raw_rank = Signal(stats_layout, reset_less=True)   # the block RAM's output meets a register first
             m.d.sync += [rank_read.eq(0), rank_raw_valid.eq(rank_read), raw_rank.eq(stats_rank.data)]
             for lane in range(lanes):
                 got = raw_rank[lane]
@@ -312,7 +322,7 @@ class KvQuantizer(wiring.Component):
         stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
                                         "r3": w["r"] + 2, "r5": w["r"] + 3})
         # Data registers need no reset: the tags (valid) say what they hold.
-        raw_stats = Signal(stats.shape, reset_less=True)
+        raw_stats = Signal(stats_layout, reset_less=True)
         lane_stats = Signal(data.ArrayLayout(stats_lane, lanes), reset_less=True)      # the block at stage C
         raw = Signal(w["buffer_bits"], reset_less=True)
         c_six = [Signal(w["r"] + 3, name=f"six{lane}", reset_less=True) for lane in range(lanes)]

@@ -25,18 +25,20 @@ def test_column_bits_rejects_empty_memories():
         column_bits(8, 0)
 
 
+@pytest.mark.parametrize("replicate", [False, True])
 @pytest.mark.parametrize(("width", "depth", "block_bits"), [(13, 40, 128), (8, 16, 16384), (20, 33, 64)])
-def test_reads_return_writes(width, depth, block_bits):
+def test_reads_return_writes(width, depth, block_bits, replicate):
     """Random writes and two read ports with random enables: each read port returns the
-    word at the address of its last enabled read (the value before a same-cycle write)."""
-    memory = ColumnMemory(width, depth, read_ports=2, block_bits=block_bits)
+    word at the address of its last enabled read, as it was before this cycle's write
+    (a held word is read again)."""
+    memory = ColumnMemory(width, depth, read_ports=2, block_bits=block_bits, replicate=replicate)
     assert memory.columns == column_bits(width, depth, block_bits)
     rng = random.Random(width * depth)
     model = [0] * depth
     problems = []
 
     async def bench(ctx):
-        held = [0, 0]
+        held = [0, 0]                                   # each port's held address
         for cycle in range(600):
             w_en, w_addr, w_data = rng.random() < 0.5, rng.randrange(depth), rng.randrange(1 << width)
             ctx.set(memory.write.en, w_en)
@@ -48,7 +50,8 @@ def test_reads_return_writes(width, depth, block_bits):
                 ctx.set(port.en, en)
                 ctx.set(port.addr, addr)
                 reads.append((en, addr))
-            expected = [model[a] if en else held[k] for k, (en, a) in enumerate(reads)]
+            addresses = [a if en else held[k] for k, (en, a) in enumerate(reads)]
+            expected = [model[a] for a in addresses]
             await ctx.tick()
             if w_en:
                 model[w_addr] = w_data
@@ -56,7 +59,7 @@ def test_reads_return_writes(width, depth, block_bits):
                 got = ctx.get(port.data)
                 if got != expected[k] and not problems:
                     problems.append(f"cycle {cycle} port {k} read {reads[k]}: got {got:#x}, want {expected[k]:#x}")
-                held[k] = expected[k]
+                held[k] = addresses[k]
 
     sim = Simulator(memory)
     sim.add_clock(1e-8)
