@@ -27,6 +27,7 @@ from golden.vidkv_stream import pack_tokens
 from sim.kv_dequant import check_tokens_against_golden
 from sim.kv_quant import first_difference
 from sim.kv_tokens import corner_tokens
+from sim.pe_array_jobs import first_mismatch
 
 
 class UartPort:
@@ -109,10 +110,8 @@ def _session(config: AcceleratorConfig, port: UartPort, seed: int) -> list[str]:
                          group_size=config.pe.group_size, scale_bits=config.pe.scale_bits)
         acc.load_weights(bw)
         a_q = torch.randint(-128, 128, (config.pe.rows + 1, k), generator=gen, dtype=torch.int8)
-        got, want = acc.gemm(a_q), gb.matmul_int(a_q, bw)
-        if not torch.equal(got, want):
-            bad = (got != want).nonzero()[0].tolist()
-            problems.append(f"gemm ({family}): acc{bad} = {int(got[tuple(bad)])}, golden {int(want[tuple(bad)])}")
+        if (problem := first_mismatch(acc.gemm(a_q), gb.matmul_int(a_q, bw), a_q, bw)) is not None:
+            problems.append(f"gemm ({family}): {problem}")
     if config.has_kv:
         kv = acc.kv_config
         x = corner_tokens(kv, kv.group_tokens, seed=seed)

@@ -100,13 +100,13 @@ def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netli
         # large ECP5 PE array); the mapping without ABC9 works (more LUTs on iCE40).
         if "ABC9" not in log.read_text(errors="replace")[-2000:]:
             raise
-        _run([_YOSYS, "-p", script(target.no_abc9.format(top=top, json=json_name))], out_dir, fallback_log)
+        _run([_YOSYS, "-p", script(target.no_abc9_script(top, json_name))], out_dir, fallback_log)
     stat = json.loads((out_dir / f"{stem}.{target.name}.stat.json").read_text())
     return dict(stat["design"]["num_cells_by_type"])
 
 
 def used_abc9_fallback(verilog: Path, target_name: str) -> bool:
-    """Whether :func:`yosys_cells` had to map ``verilog`` without ABC9 (``Target.no_abc9``)."""
+    """Whether :func:`yosys_cells` had to map ``verilog`` without ABC9 (``Target.no_abc9_script``)."""
     return (verilog.parent / f"{verilog.stem}.{target_name}.noabc9.yosys.log").exists()
 
 

