@@ -181,7 +181,10 @@ def check_timing(report: dict, out_dir: Path) -> None:
 
 
 def _plain(params: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    """The parameters as JSON values, without those of an engine the build leaves out."""
+    absent = {"pe": "kv_", "kv": "pe_"}.get(params.get("engines"), None)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()
+            if absent is None or not k.startswith(absent)}
 
 
 def _markdown(report: dict) -> str:

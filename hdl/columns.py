@@ -10,7 +10,7 @@ every read bit comes straight from one block RAM's output.
 
 from __future__ import annotations
 
-from amaranth import Elaboratable, Module, Mux, Signal
+from amaranth import Elaboratable, Module, Signal
 from amaranth.lib.memory import Memory
 
 __all__ = ["BLOCK_RAM_BITS", "ColumnMemory", "column_bits"]
@@ -40,10 +40,9 @@ class ColumnMemory(Elaboratable):
     read ports (``data`` a cycle after ``addr``, held while ``en`` is low), like
     ``lib.memory.Memory``'s, stored as :func:`column_bits`-wide column memories.
 
-    A read port holds its word by reading the address of its last enabled read again:
-    the block RAMs read in every cycle (yosys builds an ECP5 block RAM's read enable
-    from a holding register and a multiplexer after the RAM's output). So a word must
-    not be written while a port holds it.
+    A read must not meet a write of the same word in the same cycle (its value is then
+    undefined): the memories carry yosys's ``no_rw_check``, without which yosys puts
+    collision logic (registers and a multiplexer) after every block RAM's output.
 
     ``write`` has ``addr``, ``data``, ``en``; ``reads[i]`` has ``addr``, ``en``, ``data``.
     With ``replicate`` every read port gets its own copy of each column (one write and
@@ -62,22 +61,17 @@ class ColumnMemory(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        held = {}
-        for k, port in enumerate(self.reads):
-            last = Signal.like(port.addr, name=f"read{k}_held")
-            held[id(port)] = address = Signal.like(port.addr, name=f"read{k}_address")
-            m.d.comb += address.eq(Mux(port.en, port.addr, last))
-            m.d.sync += last.eq(address)
         copies = [[port] for port in self.reads] if self.replicate else [self.reads]
         for c, low in enumerate(range(0, self.width, self.columns)):
             bits = min(self.columns, self.width - low)
             for k, ports in enumerate(copies):
                 name = f"column{c}" + (f"_read{k}" if self.replicate else "")
-                column = m.submodules[name] = Memory(shape=bits, depth=self.depth, init=[])
+                column = m.submodules[name] = Memory(shape=bits, depth=self.depth, init=[],
+                                                     attrs={"no_rw_check": 1})
                 w = column.write_port()
                 m.d.comb += [w.addr.eq(self.write.addr), w.data.eq(self.write.data[low:low + bits]),
                              w.en.eq(self.write.en)]
                 for port in ports:
                     r = column.read_port()
-                    m.d.comb += [r.addr.eq(held[id(port)]), port.data[low:low + bits].eq(r.data)]
+                    m.d.comb += [r.addr.eq(port.addr), r.en.eq(port.en), port.data[low:low + bits].eq(r.data)]
         return m

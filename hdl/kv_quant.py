@@ -109,7 +109,9 @@ class KvQuantizer(wiring.Component):
         stats_rmw = viewed(stats.reads[0])            # not transparent: s2 forwards the writes it missed
         stats_r = viewed(stats.reads[1])
         if config.stp:
-            positions = m.submodules.positions = Memory(shape=w["position"], depth=slots * tg, init=[])
+            # A slot's positions are read only once it is complete: no read meets a write.
+            positions = m.submodules.positions = Memory(shape=w["position"], depth=slots * tg, init=[],
+                                                        attrs={"no_rw_check": 1})
             pos_w, pos_r = positions.write_port(), positions.read_port()
             m.d.comb += pos_r.en.eq(0)                  # read only by the preamble's POS_ states
         done = m.submodules.done = SyncFIFO(width=_bits(slots) or 1, depth=slots)
@@ -139,14 +141,16 @@ class KvQuantizer(wiring.Component):
         m.d.comb += self.i.ready.eq(Mux(block == 0, first_free, ~full.bit_select(fill_slot, 1)))
         accept = self.i.valid & self.i.ready
         last_beat = (block == blocks - 1) & (fill_token == tg - 1)
-        m.d.comb += [
+        # Every memory access of a beat leaves from registers (s0, the registered writes):
+        # the block RAMs sit across the die from the fill logic. A slot's last write lands
+        # long before the slot is marked full (at s3).
+        m.d.sync += [
             buf_w.addr.eq(Cat(block, fill_token, fill_slot)),
             buf_w.data.eq(self.i.payload.data),
             buf_w.en.eq(accept),
-            stats_rmw.addr.eq(Cat(block, fill_slot)),
         ]
         if config.stp:
-            m.d.comb += [pos_w.addr.eq(Cat(fill_token, fill_slot)), pos_w.data.eq(position),
+            m.d.sync += [pos_w.addr.eq(Cat(fill_token, fill_slot)), pos_w.data.eq(position),
                          pos_w.en.eq(accept & (block == 0))]
         with m.If(accept):
             if blocks > 1:
@@ -161,39 +165,45 @@ class KvQuantizer(wiring.Component):
                     with m.If(token[p] == tg - 1):
                         m.d.sync += which[p].eq(Mux(which[p] == per_path - 1, 0, which[p] + 1))
 
-        # The statistics, read-modify-write in three stages: the read is asked for with the
-        # beat; s1: the memory's answer is registered (a block RAM's slow output meets only a
-        # flip-flop); s2: min / max / sum and the write.
+        # The statistics, read-modify-write in five stages: s0: the beat registered, its
+        # read asked for; s1: the memory's answer (a block RAM's slow output meets only a
+        # flip-flop); s2: min / max / sum into a register; s3: the write (the block RAM's
+        # input is far from the arithmetic).
         beat_tags = data.StructLayout({"valid": 1, "first": 1, "last": 1, "slot": range(slots),
                                        "addr": len(stats_w.addr), "data": self.i.payload.data.shape()})
-        s1, s2 = Signal(beat_tags, name="s1"), Signal(beat_tags, name="s2")
+        s0, s1, s2, s3 = (Signal(beat_tags, name=n) for n in ("s0", "s1", "s2", "s3"))
         old = Signal(stats_layout)                           # the statistics before s2's beat
-        m.d.sync += [s1.valid.eq(accept), s1.first.eq(fill_token == 0), s1.last.eq(last_beat),
-                     s1.slot.eq(fill_slot), s1.addr.eq(stats_rmw.addr), s1.data.eq(self.i.payload.data), s2.eq(s1)]
+        new = Signal(stats_layout)                           # ... and after it
+        m.d.sync += [s0.valid.eq(accept), s0.first.eq(fill_token == 0), s0.last.eq(last_beat),
+                     s0.slot.eq(fill_slot), s0.addr.eq(Cat(block, fill_slot)), s0.data.eq(self.i.payload.data),
+                     s1.eq(s0), s2.eq(s1), s3.eq(s2), stats_w.data.eq(new)]
+        m.d.comb += stats_rmw.addr.eq(s0.addr)
         answer = Signal(stats_layout, reset_less=True)      # the memory's answer to s2's read
         m.d.sync += answer.eq(stats_rmw.data)
-        if blocks > 2:
-            # The two writes the read missed (in the cycle it was asked for and the next) are
-            # of the two beats before it: other channels.
+        # The read missed three writes: in the cycle it was asked for, the next, and the one
+        # s3 makes now, of the three beats before it. They are other channels' unless a
+        # token has at most three beats: then forward them, the latest first.
+        if blocks > 3:
             m.d.comb += old.eq(answer)
         else:
-            # ... which are of the same channels when a token has one or two beats: forward them.
             written = [Signal(beat_tags, name=f"written{k}") for k in (1, 2)]
             written_data = [Signal(stats_layout, name=f"written_data{k}") for k in (1, 2)]
-            m.d.sync += [written[0].eq(s2), written_data[0].eq(stats_w.data), written[1].eq(written[0]),
+            m.d.sync += [written[0].eq(s3), written_data[0].eq(stats_w.data), written[1].eq(written[0]),
                          written_data[1].eq(written_data[0])]
-            hit = [wr.valid & (wr.addr == s2.addr) for wr in written]
-            m.d.comb += old.eq(Mux(hit[0], written_data[0], Mux(hit[1], written_data[1], answer)))
+            forwarded = answer
+            for tags, value in reversed(list(zip([s3, *written], [stats_w.data, *written_data], strict=True))):
+                forwarded = Mux(tags.valid & (tags.addr == s2.addr), value, forwarded)
+            m.d.comb += old.eq(forwarded)
         for lane in range(lanes):
-            x, before, new = s2.data[lane], old[lane], stats_w.data[lane]
+            x, before, after = s2.data[lane], old[lane], new[lane]
             m.d.comb += [
-                new.mn.eq(Mux(s2.first | (x < before.mn), x, before.mn)),
-                new.mx.eq(Mux(s2.first | (x > before.mx), x, before.mx)),
-                new.s.eq(Mux(s2.first, 0, before.s) + magnitude(x)),
+                after.mn.eq(Mux(s2.first | (x < before.mn), x, before.mn)),
+                after.mx.eq(Mux(s2.first | (x > before.mx), x, before.mx)),
+                after.s.eq(Mux(s2.first, 0, before.s) + magnitude(x)),
             ]
-        m.d.comb += [stats_w.addr.eq(s2.addr), stats_w.en.eq(s2.valid)]
-        with m.If(s2.valid & s2.last):
-            m.d.comb += [set_full.eq(1 << s2.slot), done.w_en.eq(1), done.w_data.eq(s2.slot)]
+        m.d.comb += [stats_w.addr.eq(s3.addr), stats_w.en.eq(s3.valid)]
+        with m.If(s3.valid & s3.last):
+            m.d.comb += [set_full.eq(1 << s3.slot), done.w_en.eq(1), done.w_data.eq(s3.slot)]
 
         # ---- encoder
         m.submodules.emitter = emitter = Emitter(config)
