@@ -327,6 +327,13 @@ class KvQuantizer(wiring.Component):
         preamble_start, preamble_done = Signal(), Signal()
         advance = ~handoff | (emitter.idle & preamble_done)
         stats_issue = Signal()
+        # The block whose statistics the encoder reads next: a register, so the read address
+        # is one (the first read is in STATS, the others with a block's last token).
+        stats_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
+        m.d.comb += stats_r.addr.eq(Cat(stats_block, slot))
+        if blocks > 1:
+            with m.If(stats_issue & advance):
+                m.d.sync += stats_block.eq(Mux(stats_block == blocks - 1, 0, stats_block + 1))
         stats_at_b = Signal()
 
         stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
@@ -419,7 +426,7 @@ class KvQuantizer(wiring.Component):
                     m.d.comb += preamble_start.eq(1)
                     m.next = "STATS"
             with m.State("STATS"):
-                m.d.comb += [stats_r.addr.eq(Cat(enc_block, slot)), stats_issue.eq(1)]
+                m.d.comb += stats_issue.eq(1)
                 with m.If(advance):
                     m.d.sync += count.eq(0)
                     m.next = "TOKENS"
@@ -429,7 +436,7 @@ class KvQuantizer(wiring.Component):
                              issue.valid.eq(1), issue.last.eq(last_token), issue.final.eq(last_block),
                              issue.fmts.eq(issue_fmts)]
                 with m.If(last_token & ~last_block):                 # the next block's statistics
-                    m.d.comb += [stats_r.addr.eq(Cat((enc_block + 1)[:_bits(blocks)], slot)), stats_issue.eq(1)]
+                    m.d.comb += stats_issue.eq(1)
                 if spectral is not None:                             # the block's FFT lane records
                     # Read while the last token is offered (a repeated read is harmless; the
                     # one after the advancing cycle lands last): not behind `advance`.
