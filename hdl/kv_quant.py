@@ -210,7 +210,9 @@ class KvQuantizer(wiring.Component):
         b3 = config.ternary_layout == "b3"
         if b3:
             m.submodules.packer = packer = TritPacker(tg)
-            wiring.connect(m, emitter.trits, packer.push)
+            # A register slice between them: the packer's queue sees only flip-flops.
+            m.d.comb += emitter.trits.ready.eq(register_stream(m, packer.push, emitter.trits.valid,
+                                                               emitter.trits.payload))
         # ---- rank stage: takes completed groups in order; ranks key channels (its own stats
         # read port) while the encoder works on the previous group.
         ranked_valid = Signal()                             # a group waits for the encoder
@@ -408,8 +410,9 @@ class KvQuantizer(wiring.Component):
         # the next group's header waits for that.
         flush_pending = Signal()
         if b3:
-            m.d.comb += packer.flush.eq(flush_pending & emitter.idle)
-            with m.If(flush_pending & emitter.idle & packer.empty):
+            pushed_all = emitter.idle & ~packer.push.valid      # nothing left in the slice either
+            m.d.comb += packer.flush.eq(flush_pending & pushed_all)
+            with m.If(flush_pending & pushed_all & packer.empty):
                 m.d.sync += flush_pending.eq(0)
         with m.If(handoff & advance):
             m.d.comb += emitter.load.eq(1)
