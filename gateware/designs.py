@@ -178,14 +178,14 @@ DESIGNS: dict[str, Design] = {
                     "VidKV KV-cache quantize engine: tokens in, packed 2/1/1.58-bit groups + metadata out",
                     _KV_PARAMS, KvConfig.from_params, lambda p: KvQuantizer(KvConfig.from_params(p)),
                     "sim.tb_kv_quant"),
-        _configured("accelerator",
-                    "complete accelerator: PE array + KV engines + buffers behind a UART command interface",
-                    _ACCELERATOR_PARAMS, AcceleratorConfig.from_params,
-                    lambda p: Accelerator(AcceleratorConfig.from_params(p)), "sim.tb_accelerator"),
         _configured("kv_dequant",
                     "VidKV KV-cache dequantize engine: packed groups in, fixed-point tokens (with positions) out",
                     _KV_DEQUANT_PARAMS, KvConfig.from_params, lambda p: KvDequantizer(KvConfig.from_params(p)),
                     "sim.tb_kv_dequant"),
+        _configured("accelerator",
+                    "complete accelerator: PE array + KV engines + buffers behind a UART command interface",
+                    _ACCELERATOR_PARAMS, AcceleratorConfig.from_params,
+                    lambda p: Accelerator(AcceleratorConfig.from_params(p)), "sim.tb_accelerator"),
     ]
 }
 

@@ -69,7 +69,7 @@ def test_generated_verilog_passes_verilator_lint(tmp_path, design, params):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["generate", "nope"], "mixbit: error: unknown design 'nope' (known: decoder, pe_array, pe_array_parallel, kv_quant, kv_dequant)"),
+    (["generate", "nope"], "mixbit: error: unknown design 'nope' (known: decoder, pe_array, pe_array_parallel, kv_quant, kv_dequant, accelerator)"),
     (["generate", "decoder", "-p", "depth=3"],
      "mixbit: error: unknown parameter 'depth' for design decoder (known: families)"),
     (["generate", "decoder", "-p", "families=fp4,fp9"],
@@ -78,7 +78,7 @@ def test_generated_verilog_passes_verilator_lint(tmp_path, design, params):
      "mixbit: error: parameter families must name at least one family, not []"),
     (["generate", "decoder", "-p", "families"], "mixbit: error: -p expects name=value, not 'families'"),
     (["synth", "decoder", "--freq", "0"], "mixbit: error: mhz must be a frequency in (0, 1000] MHz, not 0.0"),
-    (["sim", "nope"], "mixbit: error: unknown design 'nope' (known: decoder, pe_array, pe_array_parallel, kv_quant, kv_dequant)"),
+    (["sim", "nope"], "mixbit: error: unknown design 'nope' (known: decoder, pe_array, pe_array_parallel, kv_quant, kv_dequant, accelerator)"),
     (["generate"], "mixbit: error: the following arguments are required: DESIGN (see 'mixbit generate --help')"),
     (["generate", "pe_array", "-p", "rows=x"], "mixbit: error: parameter rows must be an integer, not 'x'"),
     (["generate", "pe_array", "-p", "rows=300"], "mixbit: error: parameter rows must be an integer in 1..256, not 300"),
