@@ -140,7 +140,7 @@ def build_board(board_name: str, given: dict, out_dir: Path, *, fail_on_timing: 
             # with no message): map without ABC9 as synth.flow does, once.
             if "ABC" not in (out_dir / f"{name}.rpt").read_text()[-20000:]:
                 raise
-            target = get_target("ice40-up5k" if platform.family == "ice40" else "ecp5-85f")
+            target = get_target(flow_target(platform))
             options |= {"synth_opts": target.no_abc9_opts,
                         "script_after_synth": target.no_abc9_after.format(top=name)}
             platform = board.make_platform()          # a platform builds once
@@ -152,11 +152,20 @@ def build_board(board_name: str, given: dict, out_dir: Path, *, fail_on_timing: 
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    report = read_report(board, params, out_dir, f"{name}.bin" if platform.family == "ice40" else f"{name}.bit",
-                         abc9_fallback=fallback)
+    report = read_report(board, params, out_dir, bitstream_name(platform, name), abc9_fallback=fallback)
     if fail_on_timing:
         check_timing(report, out_dir)
     return report
+
+
+def flow_target(platform) -> str:
+    """The synth.targets name of a board platform's FPGA family (``iCE40`` or ``ECP5``)."""
+    return "ice40-up5k" if platform.family.lower() == "ice40" else "ecp5-85f"
+
+
+def bitstream_name(platform, name: str) -> str:
+    """The file the platform's build script writes: ``.bin`` (icepack) or ``.bit`` (ecppack)."""
+    return f"{name}.bin" if flow_target(platform) == "ice40-up5k" else f"{name}.bit"
 
 
 def read_report(board: Board, params: dict, out_dir: Path, bitstream: str, *, abc9_fallback: bool = False) -> dict:

@@ -6,7 +6,16 @@ import json
 import pytest
 
 from gateware.accelerator_config import AcceleratorConfig
-from gateware.boards import BOARDS, BoardTop, TimingNotMet, board_params, check_timing, read_report
+from gateware.boards import (
+    BOARDS,
+    BoardTop,
+    TimingNotMet,
+    bitstream_name,
+    board_params,
+    check_timing,
+    flow_target,
+    read_report,
+)
 from gateware.cli import main
 
 
@@ -18,6 +27,9 @@ def test_each_board_has_a_valid_configuration_that_elaborates(name):
     platform = board.make_platform()
     plan = platform.prepare(BoardTop(board, config), name="mixbit_accelerator")   # pins and clock resolve
     assert "mixbit_accelerator.il" in plan.files
+    tool = "icepack" if bitstream_name(platform, "x") == "x.bin" else "ecppack"
+    assert tool in plan.files["build_mixbit_accelerator.sh"]
+    assert flow_target(platform) == ("ice40-up5k" if name.startswith("icebreaker") else "ecp5-85f")
 
 
 def test_board_parameters_are_checked():
