@@ -204,7 +204,7 @@ class AcceleratorCore(wiring.Component):
         # ---- reply sources: words -> Narrow -> sender
         reply_words = Signal(16)                     # words the reply carries
         fed = Signal(16)                             # words handed to the reply's Narrow
-        source = Signal(range(5))
+        source = Signal(2)                           # SRC_TABLE .. SRC_KVD
         SRC_TABLE, SRC_RESULTS, SRC_KVQ, SRC_KVD = range(4)
         narrow = {SRC_TABLE: Narrow(32)}
         if config.has_pe:

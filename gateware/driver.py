@@ -75,7 +75,7 @@ class Accelerator:
     ----------
     port : str or serial-like
         A serial device path (opened with pyserial at ``baud``), or an open object with
-        ``write(bytes)``, ``read(n)`` (returning fewer bytes on timeout), ``timeout`` and
+        ``write(bytes)``, ``read(n)`` (returning fewer bytes on timeout) and
         ``reset_input_buffer()``.
     baud : int
         The build's baud rate (``mixbit build`` prints it; 115200 by default).
@@ -101,7 +101,7 @@ class Accelerator:
                                   lanes=i["kv_lanes"], f=float(Fraction(i["kv_f_num"], i["kv_f_den"])),
                                   ternary_layout="b3" if i["kv_b3"] else "i2", stp=bool(i["kv_stp"]),
                                   fft=bool(i["kv_fft"]), frac_bits=i["kv_frac_bits"])
-        self._weights: tuple[BitmodWeights, int] | None = None
+        self._weights: BitmodWeights | None = None
 
     def _need(self, bit: int, what: str) -> None:
         if not self.info["engines"] >> bit & 1:
@@ -174,13 +174,13 @@ class Accelerator:
         for first in range(0, len(beats), per_frame):
             chunk = beats[first:first + per_frame]
             self.request(Command.LOAD_WEIGHTS, first.to_bytes(4, "little") + pack_words(chunk, bits))
-        self._weights = (bw, len(beats))
+        self._weights = bw
 
     def gemm(self, a_q: torch.Tensor) -> torch.Tensor:
         """``matmul_int(a_q, bw)`` (int64 ``[M, N]``) for the loaded weights, ``rows`` tokens a job."""
         if self._weights is None:
             raise RuntimeError("gemm needs weights: call load_weights(bw) first")
-        bw, _ = self._weights
+        bw = self._weights
         config = self.pe_config
         jobs = plan_jobs(config, a_q, bw)
         act_bytes = LOAD_ACT_HEADER + len(jobs[0].act) * config.lanes

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -86,8 +85,7 @@ class SimulatedBoard:
 
     def __enter__(self) -> SimulatedBoard:
         self.process = subprocess.Popen([str(self.binary), str(self.config.widths["divisor"])],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env={**os.environ})
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.path = self.process.stdout.readline().strip()
         if not self.path:
             self.__exit__()

@@ -39,7 +39,6 @@ class UartPort:
         self.dut, self.divisor, self.timeout_cycles = dut, divisor, timeout_cycles
         self.outgoing: deque[int] = deque()
         self.incoming = bytearray()
-        self.timeout = None
 
     async def send_forever(self):
         dut, divisor = self.dut, self.divisor

@@ -40,6 +40,15 @@ def test_divisor_is_checked():
         check_divisor(3)
 
 
+async def _feed(ctx, port, items):
+    """Offer each item on stream ``port`` until it is taken; valid falls after the last."""
+    for item in items:
+        ctx.set(port.valid, 1)
+        ctx.set(port.payload, item)
+        await ctx.tick().until(port.ready)
+    ctx.set(port.valid, 0)
+
+
 def _run(dut, *benches, deadline=200_000):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -112,11 +121,7 @@ def receive(frames: list[bytes], *, max_payload=64, timeout=30, gaps_after=(), e
 
     async def feed(ctx):
         for k, frame in enumerate(frames):
-            for byte in frame:
-                ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, byte)
-                await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
+            await _feed(ctx, dut.i, frame)
             await ctx.tick().repeat(timeout * 2 if k in gaps_after else 3)
             while ctx.get(dut.frame.valid):       # one frame at a time: wait until it is taken
                 await ctx.tick()
@@ -176,11 +181,7 @@ def send(replies: list[tuple[int, bytes]]) -> bytes:
             ctx.set(dut.header.payload.length, len(payload))
             await ctx.tick().until(dut.header.ready)
             ctx.set(dut.header.valid, 0)
-            for byte in payload:
-                ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, byte)
-                await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
+            await _feed(ctx, dut.i, payload)
 
     async def consume(ctx):
         rng = random.Random(2)
@@ -213,11 +214,7 @@ def test_widen_then_narrow_round_trips_words(bits):
     seen_bytes = []
 
     async def produce(ctx):
-        for word in words:
-            ctx.set(narrow.i.valid, 1)
-            ctx.set(narrow.i.payload, word)
-            await ctx.tick().until(narrow.i.ready)
-            ctx.set(narrow.i.valid, 0)
+        await _feed(ctx, narrow.i, words)
 
     async def consume(ctx):
         while len(got) < len(words):
