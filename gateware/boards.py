@@ -19,6 +19,7 @@ from pathlib import Path
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
+from hdl.replica import KEEP_REPLICAS
 from synth.targets import get_target
 
 from .accelerator import Accelerator
@@ -130,7 +131,8 @@ def build_board(board_name: str, given: dict, out_dir: Path, *, fail_on_timing: 
     os.environ.update(_TOOLS)
     os.environ["OPENFPGALOADER"] = "true"     # the ULX3S platform asks for it even without programming
     top = BoardTop(board, config)
-    options = {"nextpnr_opts": "--timing-allow-fail --report report.pnr.json --seed 1"}
+    options = {"nextpnr_opts": "--timing-allow-fail --report report.pnr.json --seed 1",
+               "script_after_read": KEEP_REPLICAS}
     try:
         try:
             platform.build(top, name=name, build_dir=str(out_dir), do_program=False, **options)

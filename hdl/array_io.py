@@ -6,13 +6,14 @@ Used by :class:`hdl.pe_array.PeArray` and the bit-parallel baseline
 
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, Signal, signed
+from amaranth import Cat, Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
 from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS
 
-from .pe_array_config import PeArrayConfig
+from .pe_array_config import ROWS_PER_COPY, PeArrayConfig
+from .replica import replicas
 
 __all__ = ["JobControl", "drain_results"]
 
@@ -27,13 +28,20 @@ class JobControl(Elaboratable):
     ``r``'s data two cycles after the read. With ``prefetch`` the memories read
     ``read_addr`` in every cycle and ``read_enable`` takes what they read in the cycle
     before, so ``read_addr`` must have held still for a cycle (reads at least two cycles
-    apart); ``activations[r]`` then holds until two cycles after the next read.
-    Without it, the read is the memories' clock enable. Setting
-    ``loading`` again (``reload``) ends the job.
+    apart); ``activations[r]`` then holds until two cycles after the next read. With
+    ``late`` (prefetch only) it takes what they read a cycle later still: the data then
+    comes three cycles after the read and holds until three cycles after the next
+    read; the memories then see ``read_addr`` through a registered copy per
+    group of ``ROWS_PER_COPY`` rows, which is the address of the cycle before the read
+    and, since it held still, the read's own. Without prefetch, the read is the
+    memories' clock enable. Setting ``loading`` again (``reload``) ends the job.
     """
 
-    def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles, prefetch: bool = False):
-        self.config, self.prefetch = config, prefetch
+    def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles, prefetch: bool = False,
+                 late: bool = False):
+        if late and not prefetch:
+            raise ValueError("JobControl: late=True needs prefetch=True")
+        self.config, self.prefetch, self.late = config, prefetch, late
         w = config.widths
         self._act, self._family, self._groups, self._col_tiles = act, family, groups, col_tiles
         self.family_id = Signal(FAMILY_ID_BITS)
@@ -59,9 +67,21 @@ class JobControl(Elaboratable):
         steps_per_row = Signal(range(w["act_depth"] + 1))
         m.d.sync += steps_per_row.eq(self.groups * w["steps_per_group"])
 
-        read_taken = Signal()
+        # Per group of rows: the registered write (address and data) and, when late, the
+        # read address and the take enable; one register driving every row's block RAM
+        # or activation register spans the die in a tall array.
+        copies = w["row_copies"]
+        write_addr = replicas(m, load_addr, copies, "write_addr")
+        write_data = replicas(m, act.payload, copies, "write_data")
+        read_taken = Signal(name="read_taken")
         m.d.sync += read_taken.eq(self.read_enable)
+        if self.late:
+            read_addr = replicas(m, self.read_addr, copies, "read_addr")
+            read_taken = replicas(m, read_taken, copies, "read_taken")
+        else:
+            read_addr, read_taken = [self.read_addr] * copies, [read_taken] * copies
         for r in range(config.rows):
+            group = r // ROWS_PER_COPY
             # No read that is used meets a write (reads are used only after the job's
             # last activation beat), so yosys need not add read-during-write logic
             # between the block RAM and the next flip-flop.
@@ -70,16 +90,12 @@ class JobControl(Elaboratable):
             m.submodules[f"act_mem{r}"] = memory
             write = memory.write_port()
             read = memory.read_port()
-            # Each row's write is registered next to its memory: one address counter
-            # driving every row's block RAM directly spans the die in a tall array. The
-            # last beat lands a cycle after it was taken, long before the first read of its
-            # address (a row has at least two steps; reads start at address 0).
-            m.d.sync += [
-                write.addr.eq(load_addr),
-                write.data.eq(act.payload),
-                write.en.eq(act.valid & act.ready & (load_row == r)),
-            ]
-            m.d.comb += read.addr.eq(self.read_addr)
+            # The write is registered: the last beat lands a cycle after it was taken, long
+            # before the first read of its address (a row has at least two steps; reads
+            # start at address 0).
+            m.d.comb += [write.addr.eq(write_addr[group]), write.data.eq(write_data[group])]
+            m.d.sync += write.en.eq(act.valid & act.ready & (load_row == r))
+            m.d.comb += read.addr.eq(read_addr[group])
             if self.prefetch:
                 # The memory reads in every cycle into a plain register (the memory's
                 # slow clock-to-output meets nothing but a flip-flop), and `activations`
@@ -87,7 +103,7 @@ class JobControl(Elaboratable):
                 # registered enable, not the memories' clock enables).
                 raw = Signal.like(self.activations[r], name=f"raw{r}")
                 m.d.sync += raw.eq(read.data)
-                with m.If(read_taken):
+                with m.If(read_taken[group]):
                     m.d.sync += self.activations[r].eq(raw)
             else:
                 m.d.comb += read.en.eq(self.read_enable)
@@ -109,46 +125,82 @@ class JobControl(Elaboratable):
         return m
 
 
-def drain_results(m: Module, o, accs, *, tile_done, dequantizing, job: JobControl,
-                  clear: Signal) -> tuple[Signal, Signal]:
+def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, dequantizing: list,
+                  job: JobControl, clear: list) -> tuple[Signal, Signal]:
     """Move a finished tile into result registers and send it as R beats of C results.
 
-    ``tile_done`` (one cycle) says the tile's last group sum has reached the
-    dequantization units; in the first cycle after that with ``dequantizing`` low the
-    accumulators ``accs[r][c]`` hold the tile's results. They are copied then (the
-    returned ``copy`` is high) and ``clear`` (comb) pulses, so the accumulators take the
-    next tile while this one is sent. The returned ``full`` is high until the tile's
-    last beat has left; the caller must not let another tile finish meanwhile.
-    The payload is a register, and the waiting rows shift towards it one row per beat (no
-    row multiplexer, whose select fans out to every result bit of a tall array).
-    After the copy of the job's last tile ``job.reload`` pulses.
+    The rows form ``len(tile_done)`` groups (row ``r`` in group ``group_of[r]``), each
+    with its own copy of the control, so no signal of the drain reaches every row.
+    ``tile_done[g]`` (one cycle) says the tile's last group sum has reached group ``g``'s
+    dequantization units; in the first cycle after that with ``dequantizing[g]`` low
+    the accumulators ``accs[r][c]`` of the group hold the tile's results. They are copied
+    into a chain of row registers then and ``clear[g]`` (comb) pulses, so the
+    accumulators take the next tile while this one is sent. All groups do this in the
+    same cycle; the returned ``copy`` is group 0's. The returned ``full`` is high while
+    the chain holds rows; the caller must not let another tile finish meanwhile.
+
+    The chain moves one row a cycle towards a two-entry output buffer whose head is the
+    payload, and whether it moves is decided a cycle ahead into a registered copy per
+    group: no row multiplexer, and no shift enable that depends on ``o.ready`` in the
+    same cycle and fans out to every result bit of a tall array. After the copy of the
+    job's last tile ``job.reload`` pulses.
     """
-    finishing = Signal()                         # the tile's last group is being dequantized
-    copy = Signal()
-    m.d.comb += copy.eq(finishing & ~dequantizing)
-    with m.If(copy):
-        m.d.sync += finishing.eq(0)
-    with m.If(tile_done):
-        m.d.sync += finishing.eq(1)
+    groups = len(tile_done)
+    copies = []
+    for g in range(groups):
+        finishing = Signal(name=f"finishing{g}")     # the tile's last group is being dequantized
+        copy = Signal(name=f"copy{g}")
+        m.d.comb += [copy.eq(finishing & ~dequantizing[g]), clear[g].eq(copy)]
+        with m.If(copy):
+            m.d.sync += finishing.eq(0)
+        with m.If(tile_done[g]):
+            m.d.sync += finishing.eq(1)
+        copies.append(copy)
+    copy = copies[0]
+
     rows = len(accs)
-    full = Signal()
-    next_row = Signal(range(rows + 1))
+    chain = [Cat(*(Signal.like(acc, name=f"result{r}_{c}") for c, acc in enumerate(row)))
+             for r, row in enumerate(accs)]
+    left = Signal(range(rows + 1))               # rows still in the chain
+    full = Signal()                              # = left != 0
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
-    # Row 0 goes straight into the payload register; rows 1.. wait in result registers.
-    results = [Cat(*(Signal.like(acc, name=f"result{r}_{c}") for c, acc in enumerate(row)))
-               for r, row in enumerate(accs) if r]
-    m.d.comb += [clear.eq(copy), o.valid.eq(full)]
+    # The output buffer: `o.payload` is its head, `second` the entry behind it.
+    second = Signal.like(o.payload)
+    second_valid = Signal()
+    # `advance` (this cycle) was decided in the last one; its copies: one per group, one
+    # for the buffer and the counters.
+    advance_next = Signal()
+    advance = replicas(m, advance_next, groups + 1, "advance")
+    push, pop = advance[groups], o.valid & o.ready
+
     with m.If(job.start):
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
-    with m.If(o.valid & o.ready):
-        m.d.sync += next_row.eq(next_row + 1)
-        if results:
-            m.d.sync += [o.payload.eq(results[0]), *(a.eq(b) for a, b in zip(results, results[1:], strict=False))]
-        with m.If(next_row == rows):
-            m.d.sync += full.eq(0)
+    for r, row in enumerate(accs):
+        with m.If(copies[group_of[r]]):
+            m.d.sync += chain[r].eq(Cat(*row))
+        if r + 1 < rows:
+            with m.Elif(advance[group_of[r]]):
+                m.d.sync += chain[r].eq(chain[r + 1])
+    # The buffer never overflows: `advance` is set only when it will have room.
+    with m.If(push & (~o.valid | (pop & ~second_valid))):
+        m.d.sync += [o.payload.eq(chain[0]), o.valid.eq(1)]
+    with m.Elif(pop):
+        m.d.sync += [o.payload.eq(second), o.valid.eq(second_valid)]
+    with m.If(push & o.valid & ~(pop & ~second_valid)):
+        m.d.sync += [second.eq(chain[0]), second_valid.eq(1)]
+    with m.Elif(pop):
+        m.d.sync += second_valid.eq(0)
+
+    left_next = Signal.like(left)
+    m.d.comb += left_next.eq(Mux(copy, rows, left - push))
+    # After this cycle the buffer holds o.valid + second_valid + push - pop entries: room
+    # for a push in the next cycle unless that is 2, which needs no pop (a push comes
+    # only when at most one entry is held, so with a pop at most one is left).
+    stays_full = ~pop & o.valid & (second_valid | push)
+    m.d.comb += advance_next.eq((left_next != 0) & ~stays_full)
+    m.d.sync += [left.eq(left_next), full.eq(left_next != 0)]
     with m.If(copy):
-        m.d.sync += [full.eq(1), o.payload.eq(Cat(*accs[0])), next_row.eq(1), tiles_left.eq(tiles_left - 1)]
-        m.d.sync += [result.eq(Cat(*row)) for result, row in zip(results, accs[1:], strict=True)]
+        m.d.sync += tiles_left.eq(tiles_left - 1)
         with m.If(tiles_left == 0):
             m.d.comb += job.reload.eq(1)
     return full, copy

@@ -24,7 +24,8 @@ from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
 
 from .array_io import JobControl, drain_results
 from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout
-from .pe_array_config import PeArrayConfig
+from .pe_array_config import ROWS_PER_COPY, PeArrayConfig
+from .replica import replicas
 from .weight_steps import WeightSteps
 
 __all__ = ["PeArray"]
@@ -72,7 +73,7 @@ class PeArray(wiring.Component):
         config, w = self.config, self.config.widths
         rows, cols, lanes = config.rows, config.cols, config.lanes
 
-        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True)
+        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True, late=True)
         m.submodules.job = job
         family_id, groups, col_tiles = job.family_id, job.groups, job.col_tiles
         loading, start, activations = job.loading, job.start, job.activations
@@ -140,28 +141,44 @@ class PeArray(wiring.Component):
             bus_tile_end.eq(holding & last_digit & step.last_tile),
         ]
 
+        # ---- fan-out: a registered copy of the digit bus for every ROWS_PER_COPY rows --------
+        # (the activations are taken a cycle later to meet it: JobControl(late=True))
+        copies = w["row_copies"]
+        group_of = [r // ROWS_PER_COPY for r in range(rows)]
+        sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}") for c in range(cols)]
+        neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}") for c in range(cols)]
+        t_copies = replicas(m, bus_t, copies, "t")
+        valid_copies = replicas(m, bus_valid, copies, "valid")
+        last_copies = replicas(m, bus_last, copies, "last")
+
         # ---- the PEs and their dequantization units -------------------------------------------
         pes = [[BitSerialPE(lanes, w["max_shift"], w["terms"], w["group_sum_bits"]) for _ in range(cols)]
                for _ in range(rows)]
         latency = pes[0][0].latency
-        # Metadata that must arrive with the group sum: delay it by the PE's latency.
+        # Metadata that must arrive with the group sum: delay it by the copy and the PE's latency.
         sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
-        for stage in range(latency - 1):
+        for stage in range(latency):
             delayed = [Signal.like(s, name=f"sq{c}_d{stage}") for c, s in enumerate(sq_at_done)]
             tile_end = Signal(name=f"tile_end_d{stage}")
             m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
             m.d.sync += tile_end.eq(tile_end_at_done)
             sq_at_done, tile_end_at_done = delayed, tile_end
 
-        clear = Signal()
+        # Each row group has its own scale serializers (its first PE's `done` loads them).
+        first_pe = [pes[g * ROWS_PER_COPY][0] for g in range(copies)]
         serializers = []
-        for c in range(cols):
-            serializer = ScaleSerializer(config.scale_bits)
-            m.submodules[f"scale{c}"] = serializer
-            m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[0][0].done)]
-            serializers.append(serializer)
+        for g in range(copies):
+            group_serializers = []
+            for c in range(cols):
+                serializer = ScaleSerializer(config.scale_bits)
+                m.submodules[f"scale{g}_{c}"] = serializer
+                m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(first_pe[g].done)]
+                group_serializers.append(serializer)
+            serializers.append(group_serializers)
+        clear = [Signal(name=f"clear{g}") for g in range(copies)]
         units = []
         for r in range(rows):
+            g = group_of[r]
             row_units = []
             for c in range(cols):
                 pe = pes[r][c]
@@ -170,24 +187,26 @@ class PeArray(wiring.Component):
                 m.submodules[f"dequant{r}_{c}"] = unit
                 m.d.comb += [
                     pe.a.eq(activations[r]),
-                    pe.sel.eq(bus_sel[c]),
-                    pe.neg_count.eq(bus_neg[c]),
-                    pe.t.eq(bus_t),
-                    pe.valid.eq(bus_valid),
-                    pe.last.eq(bus_last),
+                    pe.sel.eq(sel_copies[c][g]),
+                    pe.neg_count.eq(neg_copies[c][g]),
+                    pe.t.eq(t_copies[g]),
+                    pe.valid.eq(valid_copies[g]),
+                    pe.last.eq(last_copies[g]),
                     unit.group_sum.eq(pe.group_sum),
                     unit.load.eq(pe.done),
-                    unit.bit.eq(serializers[c].bit),
-                    unit.active.eq(serializers[c].active),
-                    unit.clear.eq(clear),
+                    unit.bit.eq(serializers[g][c].bit),
+                    unit.active.eq(serializers[g][c].active),
+                    unit.clear.eq(clear[g]),
                 ]
                 row_units.append(unit)
             units.append(row_units)
 
         # ---- results: after the tile's last dequantization, R beats of C results -------------
         full, copy = drain_results(m, self.o, [[unit.acc for unit in row_units] for row_units in units],
-                                   tile_done=pes[0][0].done & tile_end_at_done,
-                                   dequantizing=serializers[0].active, job=job, clear=clear)
+                                   group_of=group_of,
+                                   tile_done=[first_pe[g].done & tile_end_at_done for g in range(copies)],
+                                   dequantizing=[serializers[g][0].active for g in range(copies)],
+                                   job=job, clear=clear)
         m.d.comb += results_full.eq(full)
         with m.If(copy):
             m.d.sync += closing.eq(0)

@@ -18,7 +18,7 @@ from golden.tables import (
     pack_layout,
 )
 
-__all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS"]
+__all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS", "ROWS_PER_COPY"]
 
 #: Upper bounds that keep generation and simulation sane; raise them when a board needs it.
 MAX_ROWS = 256
@@ -26,6 +26,9 @@ MAX_COLS = 64
 MAX_K = 1 << 16
 #: Width of the run-time ``col_tiles`` input: column tiles per activation load.
 TILE_COUNT_BITS = 16
+#: Rows that share one registered copy of a column's digit bus and of the drain's
+#: control (hdl.replica): a copy's load stays local however tall the array.
+ROWS_PER_COPY = 4
 
 
 def _positive(name: str, value, upper: int) -> int:
@@ -101,6 +104,7 @@ class PeArrayConfig:
             "weight_beat_bits": self.cols * WORD_BITS,
             "result_beat_bits": self.cols * acc["acc_bits"],
             "tile_count_bits": TILE_COUNT_BITS,
+            "row_copies": -(-self.rows // ROWS_PER_COPY),
         }
 
     def params(self) -> dict:

@@ -26,6 +26,7 @@ from filelock import FileLock
 
 from gateware.designs import get_design
 from gateware.generate import generate, to_verilog, tool_versions
+from hdl.replica import KEEP_REPLICAS
 from sim.runner import cache_dir
 from sim.tools import ToolNotFoundError, tool_path
 
@@ -87,7 +88,8 @@ def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netli
     json_name = f"{stem}.{target.name}.yosys.json"
 
     def script(synth: str) -> str:
-        lines = [f"read_verilog {verilog.name}", synth, f"tee -q -o {stem}.{target.name}.stat.json stat -json"]
+        lines = [f"read_verilog {verilog.name}", KEEP_REPLICAS, synth,
+                 f"tee -q -o {stem}.{target.name}.stat.json stat -json"]
         if netlist is not None:
             lines.append(f"write_verilog -noattr {netlist.name}")
         return "; ".join(lines)

@@ -18,6 +18,9 @@ SHAPES = [
     {"rows": 3, "cols": 1, "lanes": 8, "group_size": 64, "scale_bits": 8, "max_k": 256},
     {"rows": 1, "cols": 3, "lanes": 2, "group_size": 32, "scale_bits": 12, "max_k": 96,
      "families": ("fp3", "int4", "int6")},
+    # taller than hdl.pe_array_config.ROWS_PER_COPY: row groups with their own bus copies
+    {"rows": 6, "cols": 2, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 64,
+     "families": ("fp4", "int8")},
 ]
 
 

@@ -73,6 +73,18 @@ def test_small_array_every_family_with_stalls(name):
     assert mismatch is None, f"{mismatch} (seed {seed})"
 
 
+@pytest.mark.parametrize("name", ["fp4", "int8"])
+def test_tall_array_row_groups_with_stalls(name):
+    # 9 rows: three copies of the digit bus and the drain control (4 + 4 + 1 rows).
+    config = PeArrayConfig(rows=9, cols=2, lanes=4, group_size=32, scale_bits=4, max_k=64)
+    assert config.widths["row_copies"] == 3
+    seed = random.randrange(1 << 31)
+    a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
+    got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
+    mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
+    assert mismatch is None, f"{mismatch} (seed {seed})"
+
+
 @pytest.mark.parametrize("multiplier", MULTIPLIERS)
 def test_parallel_baseline_with_stalls(multiplier):
     config = PeArrayConfig(rows=2, cols=3, lanes=8, group_size=64, scale_bits=6, families=("int4",), max_k=256)

@@ -34,3 +34,36 @@ def test_decoder_report(tmp_path, target, logic_bel):
 def test_bad_arguments(tmp_path, target, mhz, error):
     with pytest.raises(ValueError, match=error):
         synthesize("decoder", {}, target, tmp_path, mhz=mhz)
+
+
+@pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-85f"])
+def test_replica_registers_are_not_merged(tmp_path, target):
+    """hdl.replica copies survive yosys (opt_merge folds identical registers otherwise)."""
+    from amaranth import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from gateware.generate import to_verilog
+    from hdl.replica import replicas
+    from synth.flow import yosys_cells
+    from synth.targets import get_target
+
+    class Fanout(wiring.Component):
+        def __init__(self, copies):
+            self.copies = copies
+            super().__init__({"a": In(4), "b": In(4), "o": Out(4 * copies)})
+
+        def elaborate(self, platform):
+            m = Module()
+            for index, copy in enumerate(replicas(m, self.a, self.copies, "a")):
+                out = Signal(4, name=f"o{index}")       # a different function of each copy
+                m.d.sync += out.eq((copy + self.b) if index % 2 else (copy ^ self.b))
+                m.d.comb += self.o[4 * index:4 * index + 4].eq(out)
+            return m
+
+    target = get_target(target)
+    verilog = tmp_path / "fanout.v"
+    verilog.write_text(to_verilog(Fanout(3), "fanout"))
+    cells = yosys_cells(verilog, "fanout", target, tmp_path)
+    flip_flops = sum(cells.get(cell, 0) for cell in target.cells["ff"])
+    assert flip_flops == 3 * 4 + 3 * 4, cells       # three copies of `a`, three outputs
