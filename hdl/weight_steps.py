@@ -21,6 +21,7 @@ from golden.tables import FAMILY_ID_BITS, FAMILY_IDS, WORD_BITS, family, pack_la
 from .decoder import decode_terms, term_layout
 from .pe import lane_select_layout
 from .pe_array_config import PeArrayConfig
+from .replica import replicas
 
 __all__ = ["step_layout", "WeightSteps"]
 
@@ -97,6 +98,15 @@ class WeightSteps(wiring.Component):
         config, w = self.config, self.config.widths
         cols, lanes = config.cols, config.lanes
         k = self._family_constants(m, config.families[0])
+        # One-hot family flags, registered and then copied per column: the family holds
+        # still for a job, and the first code reaches the windows several cycles after
+        # `start`, so the per-column logic never sees the family input itself (it would
+        # fan out to every column's code cut and decoders). All low: a family not built.
+        flags = Cat(*(self.family == FAMILY_IDS[name] for name in config.families))
+        flags_1 = Signal.like(flags, name="family_flags")
+        m.d.sync += flags_1.eq(flags)
+        selected = [dict(zip(config.families, copy, strict=True))
+                    for copy in replicas(m, flags_1, cols, "family_flags")]
         window_bits = w["window_bits"]
         code_field = lanes * w["code_bits"]
 
@@ -246,12 +256,12 @@ class WeightSteps(wiring.Component):
             after = Signal(window_bits, name=f"after{c}")
             m.d.comb += after.eq(windows[c])
             with m.If(emit_d):
-                with m.Switch(self.family):
-                    for name in config.families:
-                        with m.Case(FAMILY_IDS[name]):
-                            m.d.comb += after.eq(windows[c] >> (lanes * family(name).bits))
-                    with m.Default():
-                        m.d.comb += after.eq(windows[c] >> (lanes * family(config.families[0]).bits))
+                # The shift by the family's step: one-hot flags, a family not built in
+                # reads with the first built family's layout.
+                m.d.comb += after.eq(windows[c] >> (lanes * family(config.families[0]).bits))
+                for name in config.families:
+                    with m.If(selected[c][name]):
+                        m.d.comb += after.eq(windows[c] >> (lanes * family(name).bits))
             with m.If(last_d):
                 m.d.sync += windows[c].eq(0)
             with m.Elif(append_d):
@@ -275,16 +285,15 @@ class WeightSteps(wiring.Component):
         with m.If(take_held):
             m.d.sync += [split_valid.eq(1), split.dt.eq(held.dt), split.sg.eq(held.sg), split.sq.eq(held.sq),
                          split.last_group.eq(held.last_group), split.last_tile.eq(held.last_tile)]
-            with m.Switch(self.family):
+            for c in range(cols):
                 for name in config.families:
                     bits = family(name).bits
-                    with m.Case(FAMILY_IDS[name]):
-                        for c in range(cols):
-                            for lane in range(lanes):
-                                code = held.codes[c][lane * bits:(lane + 1) * bits]
-                                m.d.sync += split.codes[c][lane].eq(code)
-                                if family(name).kind == "int":
-                                    m.d.sync += split.extended[c][lane].eq(code.as_signed())
+                    with m.If(selected[c][name]):
+                        for lane in range(lanes):
+                            code = held.codes[c][lane * bits:(lane + 1) * bits]
+                            m.d.sync += split.codes[c][lane].eq(code)
+                            if family(name).kind == "int":
+                                m.d.sync += split.extended[c][lane].eq(code.as_signed())
 
         # ---- stage 3: decode every lane of every column -----------------------------------------
         digits = data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"])
@@ -305,16 +314,11 @@ class WeightSteps(wiring.Component):
                 decoded.last_group.eq(split.last_group),
                 decoded.last_tile.eq(split.last_tile),
             ]
-        # One-hot family flags, registered once for all decoders (the family holds still
-        # for a job, and a decoder sees its first code several cycles after `start`).
-        selected = {}
-        for name in config.families:
-            selected[name] = Signal(name=f"is_{name}")
-            m.d.sync += selected[name].eq(self.family == FAMILY_IDS[name])
         for c in range(cols):
             for lane in range(lanes):
                 terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split.dt[c],
-                                     extended=split.extended[c][lane] if int_built else None, selected=selected)
+                                     extended=split.extended[c][lane] if int_built else None,
+                                     selected=selected[c])
                 with m.If(take_split):
                     m.d.sync += decoded.digits[c].terms[lane].eq(terms)
             with m.If(take_split):
