@@ -52,8 +52,8 @@ class JobControl(Elaboratable):
         self.reload = Signal()
         self.read_addr = Signal(range(w["act_depth"]))
         self.read_enable = Signal()
-        self.activations = [Signal(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes), name=f"a{r}")
-                            for r in range(config.rows)]
+        self.activations = [Signal(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes), name=f"a{r}",
+                                   reset_less=True) for r in range(config.rows)]
 
     def elaborate(self, platform):
         m = Module()
@@ -71,12 +71,12 @@ class JobControl(Elaboratable):
         # read address and the take enable; one register driving every row's block RAM
         # or activation register spans the die in a tall array.
         copies = w["row_copies"]
-        write_addr = replicas(m, load_addr, copies, "write_addr")
-        write_data = replicas(m, act.payload, copies, "write_data")
+        write_addr = replicas(m, load_addr, copies, "write_addr", reset_less=True)
+        write_data = replicas(m, act.payload, copies, "write_data", reset_less=True)
         read_taken = Signal(name="read_taken")
         m.d.sync += read_taken.eq(self.read_enable)
         if self.late:
-            read_addr = replicas(m, self.read_addr, copies, "read_addr")
+            read_addr = replicas(m, self.read_addr, copies, "read_addr", reset_less=True)
             read_taken = replicas(m, read_taken, copies, "read_taken")
         else:
             read_addr, read_taken = [self.read_addr] * copies, [read_taken] * copies
@@ -101,7 +101,7 @@ class JobControl(Elaboratable):
                 # slow clock-to-output meets nothing but a flip-flop), and `activations`
                 # takes that register a cycle after the read was asked for (a
                 # registered enable, not the memories' clock enables).
-                raw = Signal.like(self.activations[r], name=f"raw{r}")
+                raw = Signal.like(self.activations[r], name=f"raw{r}", reset_less=True)
                 m.d.sync += raw.eq(read.data)
                 with m.If(read_taken[group]):
                     m.d.sync += self.activations[r].eq(raw)
@@ -159,13 +159,13 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     copy = copies[0]
 
     rows = len(accs)
-    chain = [Cat(*(Signal.like(acc, name=f"result{r}_{c}") for c, acc in enumerate(row)))
+    chain = [Cat(*(Signal.like(acc, name=f"result{r}_{c}", reset_less=True) for c, acc in enumerate(row)))
              for r, row in enumerate(accs)]
     left = Signal(range(rows + 1))               # rows still in the chain
     full = Signal()                              # = left != 0
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
     # The output buffer: `o.payload` is its head, `second` the entry behind it.
-    second = Signal.like(o.payload)
+    second = Signal.like(o.payload, reset_less=True)
     second_valid = Signal()
     # `advance` (this cycle) was decided in the last one; its copies: one per group, one
     # for the buffer and the counters.

@@ -54,14 +54,14 @@ def adder_tree(m: Module, values, width: int, levels_per_stage: int) -> tuple[Si
         if depth % levels_per_stage == 0 or len(paired) == 1:
             registered = []
             for value in paired:
-                reg = Signal(signed(width))
+                reg = Signal(signed(width), reset_less=True)
                 m.d.sync += reg.eq(value)
                 registered.append(reg)
             paired = registered
             latency += 1
         level = paired
     if latency == 0:                           # a single value: still one register
-        reg = Signal(signed(width))
+        reg = Signal(signed(width), reset_less=True)
         m.d.sync += reg.eq(level[0])
         level, latency = [reg], 1
     return level[0], latency
@@ -107,10 +107,10 @@ class BitSerialPE(wiring.Component):
             for shift in range(self.max_shift + 1):
                 shifted = (a << shift).as_signed()
                 picked = picked | Mux(sel.e[shift], shifted, 0)
-            inverted = Signal(signed(product_bits), name=f"lane{lane}")
+            inverted = Signal(signed(product_bits), name=f"lane{lane}", reset_less=True)
             m.d.sync += inverted.eq(picked ^ sel.neg.replicate(product_bits).as_signed())
             lanes.append(inverted)
-        count = Signal(self.neg_count.shape(), name="neg_count_1")
+        count = Signal(self.neg_count.shape(), name="neg_count_1", reset_less=True)
         m.d.sync += count.eq(self.neg_count)
         tree, tree_latency = adder_tree(m, lanes + [Cat(count, 0).as_signed()], self.sum_bits,
                                         self.levels_per_stage)
@@ -124,14 +124,14 @@ class BitSerialPE(wiring.Component):
             m.d.sync += [valid_next.eq(valid), last_next.eq(last)]
             valid, last = valid_next, last_next
             if stage < self.latency - 2:
-                t_next = Signal.like(t, name=f"t_{stage}")
+                t_next = Signal.like(t, name=f"t_{stage}", reset_less=True)
                 m.d.sync += t_next.eq(t)
                 t = t_next
 
         # Stage 3: the lane sum weighted by 4**t, registered; stage 4: the group
         # accumulator, restarted when a group is done.
         accumulator = Signal(signed(self.group_sum_bits))
-        shifted = Signal(signed(self.group_sum_bits))
+        shifted = Signal(signed(self.group_sum_bits), reset_less=True)
         with m.Switch(t):
             for index in range(1 << len(t)):
                 with m.Case(index):
@@ -160,7 +160,7 @@ class ScaleSerializer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        bits = Signal(self.scale_bits)
+        bits = Signal(self.scale_bits, reset_less=True)
         left = Signal(range(self.scale_bits + 1))
         m.d.comb += [self.bit.eq(bits[0]), self.active.eq(left != 0)]
         with m.If(self.load):
@@ -192,7 +192,7 @@ class DequantUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        shifted = Signal(signed(self.scaled_bits))
+        shifted = Signal(signed(self.scaled_bits), reset_less=True)
         with m.If(self.load):
             m.d.sync += shifted.eq(self.group_sum)
         with m.Elif(self.active):

@@ -93,7 +93,7 @@ class PeArray(wiring.Component):
                      front.start.eq(start)]
 
         # ---- step sequencer: T cycles per step, one digit index per cycle ----------------------
-        step = Signal(front.layout)
+        step = Signal(front.layout, reset_less=True)        # data: `holding` says when it counts
         holding = Signal()
         digit = Signal(range(w["terms"]))
         closing = Signal()                       # a tile's last step is in, its results not yet copied
@@ -122,11 +122,13 @@ class PeArray(wiring.Component):
             m.d.sync += [digit.eq(digit + 1), free.eq(digit + 1 == last_term)]
 
         # The digit bus: what every PE sees this cycle (registered once for the whole array).
-        bus_sel = [Signal(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes), name=f"sel{c}")
-                   for c in range(cols)]
-        bus_neg = [Signal(lanes.bit_length(), name=f"neg_count{c}") for c in range(cols)]
-        bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}") for c in range(cols)]
-        bus_t = Signal.like(digit)
+        # Data registers without reset (so are the PEs' data paths): `bus_valid` says when
+        # they count, and the reset net reaches only the control.
+        bus_sel = [Signal(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes), name=f"sel{c}",
+                          reset_less=True) for c in range(cols)]
+        bus_neg = [Signal(lanes.bit_length(), name=f"neg_count{c}", reset_less=True) for c in range(cols)]
+        bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}", reset_less=True) for c in range(cols)]
+        bus_t = Signal.like(digit, reset_less=True)
         bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal()
         for c in range(cols):
             m.d.sync += [
@@ -145,9 +147,9 @@ class PeArray(wiring.Component):
         # (the activations are taken a cycle later to meet it: JobControl(late=True))
         copies = w["row_copies"]
         group_of = [r // ROWS_PER_COPY for r in range(rows)]
-        sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}") for c in range(cols)]
-        neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}") for c in range(cols)]
-        t_copies = replicas(m, bus_t, copies, "t")
+        sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}", reset_less=True) for c in range(cols)]
+        neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}", reset_less=True) for c in range(cols)]
+        t_copies = replicas(m, bus_t, copies, "t", reset_less=True)
         valid_copies = replicas(m, bus_valid, copies, "valid")
         last_copies = replicas(m, bus_last, copies, "last")
 
@@ -158,7 +160,7 @@ class PeArray(wiring.Component):
         # Metadata that must arrive with the group sum: delay it by the copy and the PE's latency.
         sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
         for stage in range(latency):
-            delayed = [Signal.like(s, name=f"sq{c}_d{stage}") for c, s in enumerate(sq_at_done)]
+            delayed = [Signal.like(s, name=f"sq{c}_d{stage}", reset_less=True) for c, s in enumerate(sq_at_done)]
             tile_end = Signal(name=f"tile_end_d{stage}")
             m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
             m.d.sync += tile_end.eq(tile_end_at_done)

@@ -22,11 +22,15 @@ REPLICA_ATTR = "mixbit_replica"
 KEEP_REPLICAS = f"proc; setattr -set keep 1 a:{REPLICA_ATTR} %ci1:+[Q] a:{REPLICA_ATTR} %d"
 
 
-def replicas(m: Module, value, count: int, name: str) -> list:
-    """``count`` registered copies of ``value`` (one cycle late), kept apart by synthesis."""
+def replicas(m: Module, value, count: int, name: str, *, reset_less: bool = False) -> list:
+    """``count`` registered copies of ``value`` (one cycle late), kept apart by synthesis.
+
+    ``reset_less`` for data whose meaning a separate (reset) valid signal carries: the
+    reset net then skips them.
+    """
     copies = []
     for index in range(count):
-        copy = Signal.like(value, name=f"{name}_r{index}", attrs={REPLICA_ATTR: 1})
+        copy = Signal.like(value, name=f"{name}_r{index}", attrs={REPLICA_ATTR: 1}, reset_less=reset_less)
         m.d.sync += copy.eq(value)
         copies.append(copy)
     return copies

@@ -115,7 +115,7 @@ class WeightSteps(wiring.Component):
         # and each entry's data comes from flip-flops alone; `pop`, the late signal, only
         # reaches the entries' enables.
         head_valid, full = Signal(), Signal()
-        entries = [Signal(w["weight_beat_bits"], name=f"skid{i}") for i in range(2)]
+        entries = [Signal(w["weight_beat_bits"], name=f"skid{i}", reset_less=True) for i in range(2)]
         head = entries[0]
         pop = Signal()
         push = self.words.valid & self.words.ready
@@ -145,7 +145,9 @@ class WeightSteps(wiring.Component):
             "codes": data.ArrayLayout(code_field, cols), "dt": cols, "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
-        held = Signal(raw)
+        # Data registers carry no reset here (a valid flag says when they count), so the
+        # reset net reaches only the control.
+        held = Signal(raw, reset_less=True)
         held_valid = Signal()
         split_valid = Signal()                   # stage 2 holds a step (it takes `held` when not)
 
@@ -236,8 +238,8 @@ class WeightSteps(wiring.Component):
         # shifter that places a word starts at a flip-flop instead of behind the
         # emit/append logic. Decisions only depend on the fill level, never on data.
         shift_d = Signal.like(fill)
-        words_d = [Signal(WORD_BITS, name=f"word_d{c}") for c in range(cols)]
-        step_d = Signal(raw)                     # everything of the emitted step but its codes
+        words_d = [Signal(WORD_BITS, name=f"word_d{c}", reset_less=True) for c in range(cols)]
+        step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
         m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step),
                      shift_d.eq(Mux(emit, fill_emitted, fill))]
         for c in range(cols):
@@ -279,7 +281,7 @@ class WeightSteps(wiring.Component):
             "dt": cols, "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
-        split, take_split = Signal(split_layout), Signal()
+        split, take_split = Signal(split_layout, reset_less=True), Signal()
         with m.If(take_split):
             m.d.sync += split_valid.eq(0)
         with m.If(take_held):
@@ -303,7 +305,7 @@ class WeightSteps(wiring.Component):
             "sq": data.ArrayLayout(config.scale_bits, cols),
             "last_group": 1, "last_tile": 1,
         })
-        decoded, decoded_valid, take_decoded = Signal(decoded_layout), Signal(), Signal()
+        decoded, decoded_valid, take_decoded = Signal(decoded_layout, reset_less=True), Signal(), Signal()
         m.d.comb += take_split.eq(split_valid & ~decoded_valid)
         with m.If(take_decoded):
             m.d.sync += decoded_valid.eq(0)
