@@ -121,7 +121,7 @@ class PeArray(wiring.Component):
         with m.Elif(holding):
             m.d.sync += [digit.eq(digit + 1), free.eq(digit + 1 == last_term)]
 
-        # The digit bus: what every PE sees this cycle (registered once for the whole array).
+        # The digit bus: what the PEs see a cycle later through their group's copy (below).
         # Data registers without reset (so are the PEs' data paths): `bus_valid` says when
         # they count, and the reset net reaches only the control.
         bus_sel = [Signal(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes), name=f"sel{c}",
