@@ -2,10 +2,10 @@
 
 Prints Markdown tables and writes build/bench/pe_array.json. Usage:
 
-    python benchmarks/pe_array.py [--out build/bench] [--skip-synth] [--large]
+    python benchmarks/pe_array.py [--out build/bench] [--skip-synth] [--skip-throughput] [--only TEXT]
 
-``--large`` adds the ECP5 configuration that fills at least half of the LUTs (it takes
-tens of minutes in the WebAssembly tools).
+The ECP5 configuration that fills at least half of the LUTs has its own script,
+benchmarks/pe_array_large.py (the flow's router does not finish it).
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ SYNTH = [
     ("BitMoD, all six families", "pe_array", _ICE, "ice40-up5k"),
     ("baseline int8 x int4, LUT", "pe_array_parallel", {**_ICE, "multiplier": "lut"}, "ice40-up5k"),
 ]
-LARGE = ("BitMoD, all six families (large)", "pe_array",
-         {"rows": 24, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}, "ecp5-85f")
 
 
 SHAPES = (("GEMM", 2, 2), ("GEMV", 1, 16))    # (name, jobs, column tiles); K = 2048
@@ -94,7 +92,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     parser.add_argument("--skip-synth", action="store_true", help="only the throughput runs")
     parser.add_argument("--skip-throughput", action="store_true", help="only the syntheses")
-    parser.add_argument("--large", action="store_true", help="add the large ECP5 configuration")
     parser.add_argument("--only", default="", help="synthesize only the rows whose label or target contains this")
     args = parser.parse_args()
     result = {"throughput": [], "synthesis": []}
@@ -112,7 +109,7 @@ def main() -> None:
     if not args.skip_synth:
         print("\n| design | target | R x C x L | LUT4 | FF | BRAM | DSP | logic | Fmax | M MAC/s | per LUT4 |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for label, design, params, target in SYNTH + ([LARGE] if args.large else []):
+        for label, design, params, target in SYNTH:
             if args.only not in label and args.only not in target:
                 continue
             row = synthesis(label, design, params, target, args.out)

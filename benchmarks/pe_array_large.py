@@ -1,0 +1,89 @@
+"""The half-full ECP5 PE array: harness synthesis, router2 place and route, the worst nets.
+
+The flow's own P&R (router1) does not finish this design, so this script runs the flow's
+synthesis of the harness (``synth.flow.yosys_cells``) and then nextpnr with ``--router
+router2`` and ``--detailed-timing-report``, prints Fmax, the critical path and the
+nets whose sinks are reached latest (grouped by name, digits folded), and writes
+``large.json``. About 45 minutes
+on this project's machines. Usage:
+
+    python benchmarks/pe_array_large.py [--out build/bench_large] [--seed 1] [-p rows=24 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from gateware.designs import get_design
+from gateware.generate import to_verilog
+from synth.flow import yosys_cells
+from synth.harness import Harness
+from synth.targets import get_target
+
+LARGE = {"rows": 24, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}
+TOP = "mixbit_pe_array_harness"
+
+
+def worst_nets(report: dict, threshold_ns: float, limit: int = 30) -> list[dict]:
+    """Nets of nextpnr's detailed timing report with a sink reached after ``threshold_ns``
+    (the arrival time from the launching clock edge, the path up to that sink included),
+    grouped by name with digits folded (``pe#_#.lane#``): latest arrival, count, largest fanout."""
+    groups = collections.defaultdict(list)
+    for net in report.get("detailed_net_timings", []):
+        delays = [e["delay"][-1] if isinstance(e["delay"], list) else e["delay"] for e in net["endpoints"]]
+        if delays and max(delays) >= threshold_ns:
+            groups[re.sub(r"\d+", "#", net["net"])].append((max(delays), len(delays)))
+    rows = [{"nets": name, "worst_ns": round(max(d for d, _ in v), 2), "count": len(v),
+             "max_fanout": max(f for _, f in v)} for name, v in groups.items()]
+    return sorted(rows, key=lambda row: -row["worst_ns"])[:limit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("build/bench_large"))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("-p", "--param", action="append", default=[], help="a pe_array parameter, NAME=VALUE")
+    args = parser.parse_args()
+    design, target = get_design("pe_array"), get_target("ecp5-85f")
+    given = dict(pair.split("=", 1) for pair in args.param if "=" in pair)
+    if len(given) != len(args.param):
+        parser.error(f"-p expects NAME=VALUE, not {args.param!r}")
+    params = design.resolve({**LARGE, **given})
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    verilog = out / f"{TOP}.v"
+    verilog.write_text(to_verilog(Harness(design.build(params)), TOP))
+    cells = yosys_cells(verilog, TOP, target, out)
+    report_name = f"large_seed{args.seed}.pnr.json"
+    with open(out / f"large_seed{args.seed}.pnr.log", "w") as log:
+        subprocess.run([target.nextpnr, *target.device_args, "--json", f"{TOP}.{target.name}.yosys.json",
+                        target.allow_unconstrained, "--freq", "125", "--seed", str(args.seed),
+                        "--router", "router2", "--report", report_name, "--timing-allow-fail",
+                        "--detailed-timing-report"], cwd=out, stdout=log, stderr=subprocess.STDOUT, check=True)
+    report = json.loads((out / report_name).read_text())
+    fmax = min(clock["achieved"] for clock in report["fmax"].values())
+    logic = report["utilization"][target.logic_bel]
+    path = [{"type": s["type"], "ns": round(s["delay"], 2), "to": s["to"]["cell"]}
+            for s in report["critical_paths"][0]["path"]]
+    summary = {"params": params, "seed": args.seed, "fmax_mhz": round(fmax, 2),
+               "logic_used": logic["used"], "logic_percent": round(100 * logic["used"] / logic["available"], 2),
+               "cells": {k: cells.get(k, 0) for k in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD")},
+               "critical_path": path, "worst_nets": worst_nets(report, 6.0)}
+    (out / "large.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"Fmax {summary['fmax_mhz']} MHz, {logic['used']} {target.logic_bel} ({summary['logic_percent']} %), "
+          f"cells {summary['cells']}")
+    print("\ncritical path:")
+    for step in path:
+        print(f"  {step['type']:9} {step['ns']:6.2f} ns  {step['to']}")
+    print("\n| latest arrival (ns) | nets | largest fanout | net names |\n|---:|---:|---:|---|")
+    for row in summary["worst_nets"]:
+        print(f"| {row['worst_ns']} | {row['count']} | {row['max_fanout']} | `{row['nets']}` |")
+
+
+if __name__ == "__main__":
+    main()
