@@ -45,8 +45,10 @@ class WeightSteps(wiring.Component):
 
     ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
     ``groups`` groups each; ``family``, ``groups`` and ``tiles`` must hold still until
-    the job's last step has left. A family ID that was not built in reads the stream
-    with the first built family's layout and gives all-zero digits.
+    the job's last step has left (``family`` reaches the columns through two registers,
+    which the first code meets four cycles after ``start`` at the earliest). A family
+    ID that was not built in reads the stream with the first built family's layout and
+    gives all-zero digits.
     """
 
     def __init__(self, config: PeArrayConfig):
