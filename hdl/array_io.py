@@ -99,8 +99,8 @@ class JobControl(Elaboratable):
             if self.prefetch:
                 # The memory reads in every cycle into a plain register (the memory's
                 # slow clock-to-output meets nothing but a flip-flop), and `activations`
-                # takes that register a cycle after the read was asked for (a
-                # registered enable, not the memories' clock enables).
+                # takes that register one cycle after the read was asked for (two with
+                # `late`), through a registered enable, not the memories' clock enables.
                 raw = Signal.like(self.activations[r], name=f"raw{r}", reset_less=True)
                 m.d.sync += raw.eq(read.data)
                 with m.If(read_taken[group]):

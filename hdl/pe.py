@@ -151,7 +151,8 @@ class ScaleSerializer(wiring.Component):
     """One column's group scale ``sq``, one bit per cycle, least significant first.
 
     ``load`` takes ``sq``; in each of the next ``scale_bits`` cycles ``active`` is high
-    and ``bit`` is the next bit of ``sq``. Shared by every PE of a column.
+    and ``bit`` is the next bit of ``sq``. Shared by the PEs of a column (in PeArray,
+    of a column's row group).
     """
 
     def __init__(self, scale_bits: int):
@@ -175,7 +176,7 @@ class DequantUnit(wiring.Component):
 
     ``load`` captures ``group_sum``; then, for each cycle with ``active`` high, the
     unit adds the captured value shifted by the bit's position to ``acc`` when
-    ``bit`` is set (the bits come from the column's :class:`ScaleSerializer`).
+    ``bit`` is set (the bits come from a shared :class:`ScaleSerializer`).
     ``clear`` zeroes ``acc``. The group's sign ``sg`` is already in the digits.
     """
 

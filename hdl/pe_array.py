@@ -97,7 +97,7 @@ class PeArray(wiring.Component):
         holding = Signal()
         digit = Signal(range(w["terms"]))
         closing = Signal()                       # a tile's last step is in, its results not yet copied
-        results_full = Signal()                  # the result registers still hold a tile
+        results_full = Signal()                  # the drain's row chain still holds a tile
         last_digit = digit == last_term
         free = Signal(init=1)                    # registered ~holding | last_digit: a step may come
         accept = Signal()
@@ -157,7 +157,9 @@ class PeArray(wiring.Component):
         pes = [[BitSerialPE(lanes, w["max_shift"], w["terms"], w["group_sum_bits"]) for _ in range(cols)]
                for _ in range(rows)]
         latency = pes[0][0].latency
-        # Metadata that must arrive with the group sum: delay it by the copy and the PE's latency.
+        # Metadata that must arrive with the group sum: a PE's `done` comes `latency - 1`
+        # cycles after it sees a group's last digit, which its group's copy shows a cycle
+        # after the bus: `latency` registers after the bus.
         sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
         for stage in range(latency):
             delayed = [Signal.like(s, name=f"sq{c}_d{stage}", reset_less=True) for c, s in enumerate(sq_at_done)]
