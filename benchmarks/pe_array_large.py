@@ -1,8 +1,8 @@
 """The half-full ECP5 PE array: harness synthesis, router2 place and route, the worst nets.
 
 The flow's own P&R (router1) does not finish this design, so this script runs the flow's
-synthesis of the harness (``synth.flow.yosys_cells``) and then nextpnr with ``--router
-router2`` and ``--detailed-timing-report``, prints Fmax, the critical path and the
+synthesis of the harness (``synth.flow.yosys_cells``) and its nextpnr step
+(``synth.flow.place_and_route``) with ``--router router2 --detailed-timing-report``, prints Fmax, the critical path and the
 nets whose sinks are reached latest (grouped by name, digits folded), and writes
 ``large.json``. About 45 minutes
 on this project's machines. Usage:
@@ -16,12 +16,11 @@ import argparse
 import collections
 import json
 import re
-import subprocess
 from pathlib import Path
 
 from gateware.designs import get_design
 from gateware.generate import to_verilog
-from synth.flow import yosys_cells
+from synth.flow import place_and_route, pnr_report_path, yosys_cells
 from synth.harness import Harness
 from synth.targets import get_target
 
@@ -59,23 +58,18 @@ def main() -> None:
     verilog = out / f"{TOP}.v"
     verilog.write_text(to_verilog(Harness(design.build(params)), TOP))
     cells = yosys_cells(verilog, TOP, target, out)
-    report_name = f"large_seed{args.seed}.pnr.json"
-    with open(out / f"large_seed{args.seed}.pnr.log", "w") as log:
-        subprocess.run([target.nextpnr, *target.device_args, "--json", f"{TOP}.{target.name}.yosys.json",
-                        target.allow_unconstrained, "--freq", "125", "--seed", str(args.seed),
-                        "--router", "router2", "--report", report_name, "--timing-allow-fail",
-                        "--detailed-timing-report"], cwd=out, stdout=log, stderr=subprocess.STDOUT, check=True)
-    report = json.loads((out / report_name).read_text())
-    fmax = min(clock["achieved"] for clock in report["fmax"].values())
-    logic = report["utilization"][target.logic_bel]
+    netlist = out / f"{TOP}.{target.name}.yosys.json"
+    placed = place_and_route(netlist, target, target.default_mhz, args.seed, out,
+                             extra_args=("--router", "router2", "--detailed-timing-report"))
+    report = json.loads(pnr_report_path(netlist, target).read_text())
     path = [{"type": s["type"], "ns": round(s["delay"], 2), "to": s["to"]["cell"]}
             for s in report["critical_paths"][0]["path"]]
-    summary = {"params": params, "seed": args.seed, "fmax_mhz": round(fmax, 2),
-               "logic_used": logic["used"], "logic_percent": round(100 * logic["used"] / logic["available"], 2),
+    summary = {"params": params, "seed": args.seed, "fmax_mhz": placed["timing"]["fmax_mhz"],
+               "logic_used": placed["placed"]["logic_used"], "logic_percent": placed["placed"]["logic_percent"],
                "cells": {k: cells.get(k, 0) for k in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD")},
                "critical_path": path, "worst_nets": worst_nets(report, 6.0)}
     (out / "large.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"Fmax {summary['fmax_mhz']} MHz, {logic['used']} {target.logic_bel} ({summary['logic_percent']} %), "
+    print(f"Fmax {summary['fmax_mhz']} MHz, {summary['logic_used']} {target.logic_bel} ({summary['logic_percent']} %), "
           f"cells {summary['cells']}")
     print("\ncritical path:")
     for step in path:

@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 
 from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS
 
-from .pe_array_config import ROWS_PER_COPY, PeArrayConfig
+from .pe_array_config import PeArrayConfig
 from .replica import replicas
 
 __all__ = ["JobControl", "drain_results"]
@@ -77,11 +77,11 @@ class JobControl(Elaboratable):
         m.d.sync += read_taken.eq(self.read_enable)
         if self.late:
             read_addr = replicas(m, self.read_addr, copies, "read_addr", reset_less=True)
-            read_taken = replicas(m, read_taken, copies, "read_taken")
+            take = replicas(m, read_taken, copies, "read_taken")
         else:
-            read_addr, read_taken = [self.read_addr] * copies, [read_taken] * copies
+            read_addr, take = [self.read_addr] * copies, [read_taken] * copies
         for r in range(config.rows):
-            group = r // ROWS_PER_COPY
+            group = config.row_group(r)
             # No read that is used meets a write (reads are used only after the job's
             # last activation beat), so yosys need not add read-during-write logic
             # between the block RAM and the next flip-flop.
@@ -103,7 +103,7 @@ class JobControl(Elaboratable):
                 # `late`), through a registered enable, not the memories' clock enables.
                 raw = Signal.like(self.activations[r], name=f"raw{r}", reset_less=True)
                 m.d.sync += raw.eq(read.data)
-                with m.If(read_taken[group]):
+                with m.If(take[group]):
                     m.d.sync += self.activations[r].eq(raw)
             else:
                 m.d.comb += read.en.eq(self.read_enable)

@@ -24,7 +24,7 @@ from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
 
 from .array_io import JobControl, drain_results
 from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout
-from .pe_array_config import ROWS_PER_COPY, PeArrayConfig
+from .pe_array_config import PeArrayConfig
 from .replica import replicas
 from .weight_steps import WeightSteps
 
@@ -146,7 +146,7 @@ class PeArray(wiring.Component):
         # ---- fan-out: a registered copy of the digit bus for every ROWS_PER_COPY rows --------
         # (the activations are taken a cycle later to meet it: JobControl(late=True))
         copies = w["row_copies"]
-        group_of = [r // ROWS_PER_COPY for r in range(rows)]
+        group_of = [config.row_group(r) for r in range(rows)]
         sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}", reset_less=True) for c in range(cols)]
         neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}", reset_less=True) for c in range(cols)]
         t_copies = replicas(m, bus_t, copies, "t", reset_less=True)
@@ -169,7 +169,7 @@ class PeArray(wiring.Component):
             sq_at_done, tile_end_at_done = delayed, tile_end
 
         # Each row group has its own scale serializers (its first PE's `done` loads them).
-        first_pe = [pes[g * ROWS_PER_COPY][0] for g in range(copies)]
+        first_pe = [pes[group_of.index(g)][0] for g in range(copies)]
         serializers = []
         for g in range(copies):
             group_serializers = []

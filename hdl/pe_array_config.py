@@ -107,6 +107,10 @@ class PeArrayConfig:
             "row_copies": -(-self.rows // ROWS_PER_COPY),
         }
 
+    def row_group(self, row: int) -> int:
+        """The group of ``ROWS_PER_COPY`` rows whose copies of the broadcast signals ``row`` uses."""
+        return row // ROWS_PER_COPY
+
     def params(self) -> dict:
         """The plain parameter dict (the names of ``mixbit generate pe_array -p``)."""
         return {"rows": self.rows, "cols": self.cols, "lanes": self.lanes, "group_size": self.group_size,

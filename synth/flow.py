@@ -118,11 +118,22 @@ def _columns(cells: dict, target: Target) -> dict:
     return columns
 
 
-def _place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, out_dir: Path) -> dict:
-    report = out_dir / f"{json_netlist.stem.split('.')[0]}.{target.name}.pnr.json"
+def pnr_report_path(json_netlist: Path, target: Target) -> Path:
+    """Where :func:`place_and_route` has nextpnr write its JSON report."""
+    return json_netlist.parent / f"{json_netlist.stem.split('.')[0]}.{target.name}.pnr.json"
+
+
+def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, out_dir: Path, *,
+                    extra_args: tuple[str, ...] = ()) -> dict:
+    """nextpnr on yosys's JSON netlist (in ``out_dir``): Fmax and placed utilization.
+
+    ``extra_args`` go to nextpnr as they are (``--router router2``, ...); the full report
+    is at :func:`pnr_report_path`.
+    """
+    report = pnr_report_path(out_dir / json_netlist.name, target)
     _run([target.nextpnr, *target.device_args, "--json", json_netlist.name, target.allow_unconstrained,
-          "--freq", f"{mhz:g}", "--seed", str(seed), "--report", report.name, "--timing-allow-fail", "-q"],
-         out_dir, out_dir / f"{report.stem}.log")
+          "--freq", f"{mhz:g}", "--seed", str(seed), "--report", report.name, "--timing-allow-fail", "-q",
+          *extra_args], out_dir, out_dir / f"{report.stem}.log")
     data = json.loads(report.read_text())
     clocks = data.get("fmax", {})
     if not clocks:
@@ -181,7 +192,7 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
     harness_verilog = out_dir / f"{harness_top}.v"
     harness_verilog.write_text(to_verilog(harness, harness_top))
     wrapped = _columns(yosys_cells(harness_verilog, harness_top, target, out_dir), target)
-    placed = _place_and_route(out_dir / f"{harness_top}.{target.name}.yosys.json", target, mhz, seed, out_dir)
+    placed = place_and_route(out_dir / f"{harness_top}.{target.name}.yosys.json", target, mhz, seed, out_dir)
 
     overhead = {key: wrapped[key] - core[key] for key in target.cells}
     report = {
