@@ -129,37 +129,38 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
                   job: JobControl, clear: list) -> tuple[Signal, Signal]:
     """Move a finished tile into result registers and send it as R beats of C results.
 
-    The rows form ``len(tile_done)`` groups (row ``r`` in group ``group_of[r]``), each
-    with its own copy of the control, so no signal of the drain reaches every row.
-    ``tile_done[g]`` (one cycle) says the tile's last group sum has reached group ``g``'s
-    dequantization units; in the first cycle after that with ``dequantizing[g]`` low
-    the accumulators ``accs[r][c]`` of the group hold the tile's results. They are copied
-    into a chain of row registers then and ``clear[g]`` (comb) pulses, so the
-    accumulators take the next tile while this one is sent. All groups do this in the
-    same cycle; the returned ``copy`` is group 0's. The returned ``full`` is high while
-    the chain holds rows; the caller must not let another tile finish meanwhile.
+    The rows form ``len(tile_done)`` groups (row ``r`` in group ``group_of[r]``), and a
+    group's columns are its *cells*: each cell (``g``, ``c``) has its own copy of the
+    control, so no signal of the drain reaches more than one cell's results.
+    ``tile_done[g][c]`` (one cycle) says the tile's last group sum has reached the
+    cell's dequantization units; in the first cycle after that with
+    ``dequantizing[g][c]`` low the cell's accumulators ``accs[r][c]`` hold the tile's
+    results. They are copied into a chain of row registers then and ``clear[g][c]``
+    (comb) pulses, so the accumulators take the next tile while this one is sent. All
+    cells do this in the same cycle; the returned ``copy`` is cell (0, 0)'s. The
+    returned ``full`` is high while the chain holds rows; the caller must not let
+    another tile finish meanwhile.
 
     The chain moves one row a cycle towards a two-entry output buffer whose head is the
     payload, and whether it moves is decided a cycle ahead into a registered copy per
-    group: no row multiplexer, and no shift enable that depends on ``o.ready`` in the
+    cell: no row multiplexer, and no shift enable that depends on ``o.ready`` in the
     same cycle and fans out to every result bit of a tall array. After the copy of the
     job's last tile ``job.reload`` pulses.
     """
-    groups = len(tile_done)
-    copies = []
+    groups, cols = len(tile_done), len(accs[0])
+    copies = [[Signal(name=f"copy{g}_{c}") for c in range(cols)] for g in range(groups)]
     for g in range(groups):
-        finishing = Signal(name=f"finishing{g}")     # the tile's last group is being dequantized
-        copy = Signal(name=f"copy{g}")
-        m.d.comb += [copy.eq(finishing & ~dequantizing[g]), clear[g].eq(copy)]
-        with m.If(copy):
-            m.d.sync += finishing.eq(0)
-        with m.If(tile_done[g]):
-            m.d.sync += finishing.eq(1)
-        copies.append(copy)
-    copy = copies[0]
+        for c in range(cols):
+            finishing = Signal(name=f"finishing{g}_{c}")     # the tile's last group is being dequantized
+            m.d.comb += [copies[g][c].eq(finishing & ~dequantizing[g][c]), clear[g][c].eq(copies[g][c])]
+            with m.If(copies[g][c]):
+                m.d.sync += finishing.eq(0)
+            with m.If(tile_done[g][c]):
+                m.d.sync += finishing.eq(1)
+    copy = copies[0][0]
 
     rows = len(accs)
-    chain = [Cat(*(Signal.like(acc, name=f"result{r}_{c}", reset_less=True) for c, acc in enumerate(row)))
+    chain = [[Signal.like(acc, name=f"result{r}_{c}", reset_less=True) for c, acc in enumerate(row)]
              for r, row in enumerate(accs)]
     left = Signal(range(rows + 1))               # rows still in the chain
     full = Signal()                              # = left != 0
@@ -167,27 +168,29 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     # The output buffer: `o.payload` is its head, `second` the entry behind it.
     second = Signal.like(o.payload, reset_less=True)
     second_valid = Signal()
-    # `advance` (this cycle) was decided in the last one; its copies: one per group, one
+    # `advance` (this cycle) was decided in the last one; its copies: one per cell, one
     # for the buffer and the counters.
     advance_next = Signal()
-    advance = replicas(m, advance_next, groups + 1, "advance")
-    push, pop = advance[groups], o.valid & o.ready
+    advance = replicas(m, advance_next, groups * cols + 1, "advance")
+    push, pop = advance[-1], o.valid & o.ready
 
     with m.If(job.start):
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
     for r, row in enumerate(accs):
-        with m.If(copies[group_of[r]]):
-            m.d.sync += chain[r].eq(Cat(*row))
-        if r + 1 < rows:
-            with m.Elif(advance[group_of[r]]):
-                m.d.sync += chain[r].eq(chain[r + 1])
+        for c, acc in enumerate(row):
+            with m.If(copies[group_of[r]][c]):
+                m.d.sync += chain[r][c].eq(acc)
+            if r + 1 < rows:
+                with m.Elif(advance[group_of[r] * cols + c]):
+                    m.d.sync += chain[r][c].eq(chain[r + 1][c])
+    head = Cat(*chain[0])
     # The buffer never overflows: `advance` is set only when it will have room.
     with m.If(push & (~o.valid | (pop & ~second_valid))):
-        m.d.sync += [o.payload.eq(chain[0]), o.valid.eq(1)]
+        m.d.sync += [o.payload.eq(head), o.valid.eq(1)]
     with m.Elif(pop):
         m.d.sync += [o.payload.eq(second), o.valid.eq(second_valid)]
     with m.If(push & o.valid & ~(pop & ~second_valid)):
-        m.d.sync += [second.eq(chain[0]), second_valid.eq(1)]
+        m.d.sync += [second.eq(head), second_valid.eq(1)]
     with m.Elif(pop):
         m.d.sync += second_valid.eq(0)
 

@@ -151,32 +151,33 @@ class ScaleSerializer(wiring.Component):
     """One column's group scale ``sq``, one bit per cycle, least significant first.
 
     ``load`` takes ``sq``; in each of the next ``scale_bits`` cycles ``active`` is high
-    and ``bit`` is the next bit of ``sq``. Shared by the PEs of a column (in PeArray,
-    of a column's row group).
+    and ``add`` is the next bit of ``sq``. Both are flip-flops, not decoded from the bit
+    counter: they are the clock enables of every dequantization unit the serializer
+    feeds. Shared by the PEs of a column (in PeArray, of a column's row group).
     """
 
     def __init__(self, scale_bits: int):
         self.scale_bits = scale_bits
-        super().__init__({"sq": In(scale_bits), "load": In(1), "bit": Out(1), "active": Out(1)})
+        super().__init__({"sq": In(scale_bits), "load": In(1), "add": Out(1), "active": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        bits = Signal(self.scale_bits, reset_less=True)
-        left = Signal(range(self.scale_bits + 1))
-        m.d.comb += [self.bit.eq(bits[0]), self.active.eq(left != 0)]
+        bits = Signal(self.scale_bits, reset_less=True)     # bit 0: the one `add` shows
+        left = Signal(range(self.scale_bits + 1))           # cycles still active, this one included
         with m.If(self.load):
-            m.d.sync += [bits.eq(self.sq), left.eq(self.scale_bits)]
-        with m.Elif(left != 0):
-            m.d.sync += [bits.eq(bits >> 1), left.eq(left - 1)]
+            m.d.sync += [bits.eq(self.sq), left.eq(self.scale_bits), self.active.eq(1), self.add.eq(self.sq[0])]
+        with m.Elif(self.active):
+            more = left != 1
+            m.d.sync += [bits.eq(bits >> 1), left.eq(left - 1), self.active.eq(more), self.add.eq(more & bits[1])]
         return m
 
 
 class DequantUnit(wiring.Component):
     """Bit-serial ``acc += group_sum * sq``: one bit of ``sq`` per cycle, ``scale_bits`` cycles.
 
-    ``load`` captures ``group_sum``; then, for each cycle with ``active`` high, the
-    unit adds the captured value shifted by the bit's position to ``acc`` when
-    ``bit`` is set (the bits come from a shared :class:`ScaleSerializer`).
+    ``load`` captures ``group_sum``; then, in each cycle with ``active`` high, the
+    captured value doubles, and before that it is added to ``acc`` when ``add`` (the
+    bit of ``sq`` for this position, from a shared :class:`ScaleSerializer`) is set.
     ``clear`` zeroes ``acc``. The group's sign ``sg`` is already in the digits.
     """
 
@@ -185,7 +186,7 @@ class DequantUnit(wiring.Component):
         super().__init__({
             "group_sum": In(signed(group_sum_bits)),
             "load": In(1),
-            "bit": In(1),
+            "add": In(1),
             "active": In(1),
             "clear": In(1),
             "acc": Out(signed(acc_bits)),
@@ -200,6 +201,6 @@ class DequantUnit(wiring.Component):
             m.d.sync += shifted.eq(shifted << 1)
         with m.If(self.clear):
             m.d.sync += self.acc.eq(0)
-        with m.Elif(self.active & self.bit):
+        with m.Elif(self.add):
             m.d.sync += self.acc.eq(self.acc + shifted)
         return m

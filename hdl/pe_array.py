@@ -16,7 +16,7 @@ channels, accumulates, dequantizes group by group and returns R beats of C resul
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Signal, signed
+from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -111,15 +111,28 @@ class PeArray(wiring.Component):
             read_enable.eq(accept),
         ]
         # Every family has at least two digits, so a step is never free right after it came.
+        # `step` takes the front end's payload whenever a step may come, accepted or not
+        # (`holding` says whether it counts): its clock enable is then a flip-flop,
+        # `free`, copied per column, and not `accept`, which depends on the stream.
+        free_next = Signal(init=1)
+        m.d.comb += free_next.eq(Mux(accept, 0, Mux(holding, Mux(last_digit, 1, digit + 1 == last_term), free)))
+        m.d.sync += free.eq(free_next)
+        free_copies = replicas(m, free_next, cols, "free")
+        payload = front.steps.payload
+        for c in range(cols):
+            with m.If(free_copies[c]):
+                m.d.sync += [step.sel[c].eq(payload.sel[c]), step.neg_count[c].eq(payload.neg_count[c]),
+                             step.sq[c].eq(payload.sq[c])]
+        with m.If(free):
+            m.d.sync += [step.last_group.eq(payload.last_group), step.last_tile.eq(payload.last_tile)]
         with m.If(accept):
-            m.d.sync += [step.eq(front.steps.payload), holding.eq(1), digit.eq(0), free.eq(0),
-                         read_addr.eq(read_addr + 1)]
-            with m.If(front.steps.payload.last_tile):
+            m.d.sync += [holding.eq(1), digit.eq(0), read_addr.eq(read_addr + 1)]
+            with m.If(payload.last_tile):
                 m.d.sync += [closing.eq(1), read_addr.eq(0)]
         with m.Elif(holding & last_digit):
-            m.d.sync += [holding.eq(0), free.eq(1)]
+            m.d.sync += holding.eq(0)
         with m.Elif(holding):
-            m.d.sync += [digit.eq(digit + 1), free.eq(digit + 1 == last_term)]
+            m.d.sync += digit.eq(digit + 1)
 
         # The digit bus: what the PEs see a cycle later through their group's copy (below).
         # Data registers without reset (so are the PEs' data paths): `bus_valid` says when
@@ -150,8 +163,11 @@ class PeArray(wiring.Component):
         sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}", reset_less=True) for c in range(cols)]
         neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}", reset_less=True) for c in range(cols)]
         t_copies = replicas(m, bus_t, copies, "t", reset_less=True)
-        valid_copies = replicas(m, bus_valid, copies, "valid")
-        last_copies = replicas(m, bus_last, copies, "last")
+        # valid and last per cell (row group, column): each column's PEs of a group then
+        # have their own `done` (yosys would merge identical PE control chains), which
+        # loads the cell's serializer and moves the cell's results.
+        valid_copies = [replicas(m, bus_valid, copies, f"valid{c}") for c in range(cols)]
+        last_copies = [replicas(m, bus_last, copies, f"last{c}") for c in range(cols)]
 
         # ---- the PEs and their dequantization units -------------------------------------------
         pes = [[BitSerialPE(lanes, w["max_shift"], w["terms"], w["group_sum_bits"]) for _ in range(cols)]
@@ -168,18 +184,18 @@ class PeArray(wiring.Component):
             m.d.sync += tile_end.eq(tile_end_at_done)
             sq_at_done, tile_end_at_done = delayed, tile_end
 
-        # Each row group has its own scale serializers (its first PE's `done` loads them).
-        first_pe = [pes[group_of.index(g)][0] for g in range(copies)]
+        # Each cell has its own scale serializer, loaded by its first PE's `done`.
+        first_row = [group_of.index(g) for g in range(copies)]
         serializers = []
         for g in range(copies):
             group_serializers = []
             for c in range(cols):
                 serializer = ScaleSerializer(config.scale_bits)
                 m.submodules[f"scale{g}_{c}"] = serializer
-                m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(first_pe[g].done)]
+                m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[first_row[g]][c].done)]
                 group_serializers.append(serializer)
             serializers.append(group_serializers)
-        clear = [Signal(name=f"clear{g}") for g in range(copies)]
+        clear = [[Signal(name=f"clear{g}_{c}") for c in range(cols)] for g in range(copies)]
         units = []
         for r in range(rows):
             g = group_of[r]
@@ -194,13 +210,13 @@ class PeArray(wiring.Component):
                     pe.sel.eq(sel_copies[c][g]),
                     pe.neg_count.eq(neg_copies[c][g]),
                     pe.t.eq(t_copies[g]),
-                    pe.valid.eq(valid_copies[g]),
-                    pe.last.eq(last_copies[g]),
+                    pe.valid.eq(valid_copies[c][g]),
+                    pe.last.eq(last_copies[c][g]),
                     unit.group_sum.eq(pe.group_sum),
                     unit.load.eq(pe.done),
-                    unit.bit.eq(serializers[g][c].bit),
+                    unit.add.eq(serializers[g][c].add),
                     unit.active.eq(serializers[g][c].active),
-                    unit.clear.eq(clear[g]),
+                    unit.clear.eq(clear[g][c]),
                 ]
                 row_units.append(unit)
             units.append(row_units)
@@ -208,8 +224,9 @@ class PeArray(wiring.Component):
         # ---- results: after the tile's last dequantization, R beats of C results -------------
         full, copy = drain_results(m, self.o, [[unit.acc for unit in row_units] for row_units in units],
                                    group_of=group_of,
-                                   tile_done=[first_pe[g].done & tile_end_at_done for g in range(copies)],
-                                   dequantizing=[serializers[g][0].active for g in range(copies)],
+                                   tile_done=[[pes[first_row[g]][c].done & tile_end_at_done for c in range(cols)]
+                                              for g in range(copies)],
+                                   dequantizing=[[s.active for s in group] for group in serializers],
                                    job=job, clear=clear)
         m.d.comb += results_full.eq(full)
         with m.If(copy):

@@ -224,15 +224,22 @@ class WeightSteps(wiring.Component):
             m.d.sync += [in_meta.eq(0), in_codes.eq(1), words_left.eq(k["code_words"]),
                          words_left_nonzero.eq(k["code_words"] != 0)]
 
-        last_group = last_step & (group == self.groups - 1)
-        last_tile = last_group & (tile == self.tiles - 1)
+        # `group == groups - 1` and `tile == tiles - 1` as registered flags, set when the
+        # counters move: the emit decision then sees no comparator.
+        group_last, tile_last = Signal(), Signal()
+        with m.If(starting):
+            m.d.sync += [group_last.eq(self.groups == 1), tile_last.eq(self.tiles == 1)]
+        last_group = last_step & group_last
+        last_tile = last_group & tile_last
         with m.If(emit):
             m.d.sync += [step.eq(step + 1), last_step.eq(step == w["steps_per_group"] - 2)]
             with m.If(last_step):
                 m.d.sync += [step.eq(0), last_step.eq(w["steps_per_group"] == 1),
-                             in_codes.eq(0), in_meta.eq(~last_tile), group.eq(group + 1)]
+                             in_codes.eq(0), in_meta.eq(~last_tile), group.eq(group + 1),
+                             group_last.eq(group + 2 == self.groups)]
                 with m.If(last_group):
-                    m.d.sync += [group.eq(0), tile.eq(tile + 1)]
+                    m.d.sync += [group.eq(0), group_last.eq(self.groups == 1), tile.eq(tile + 1),
+                                 tile_last.eq(tile + 2 == self.tiles)]
         with m.If(append):
             m.d.sync += [words_left.eq(words_left - 1), words_left_nonzero.eq(words_left != 1)]
 

@@ -168,7 +168,7 @@ def test_dequant_unit_multiplies_bit_serially_and_overlaps():
 
     m = Module()
     m.submodules.serializer, m.submodules.unit = serializer, unit
-    m.d.comb += [unit.bit.eq(serializer.bit), unit.active.eq(serializer.active)]
+    m.d.comb += [unit.add.eq(serializer.add), unit.active.eq(serializer.active)]
     seen = []
 
     async def testbench(ctx):
