@@ -30,6 +30,7 @@ from hdl.replica import KEEP_REPLICAS
 from sim.runner import cache_dir
 from sim.tools import ToolNotFoundError, tool_path
 
+from .ecp5_bram import absorb_output_registers
 from .harness import Harness
 from .targets import Target, get_target
 
@@ -128,9 +129,12 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
     """nextpnr on yosys's JSON netlist (in ``out_dir``): Fmax and placed utilization.
 
     ``extra_args`` go to nextpnr as they are (``--router router2``, ...); the full report
-    is at :func:`pnr_report_path`.
+    is at :func:`pnr_report_path`. On the ECP5 the flip-flops right after block RAMs
+    first move into the blocks' output registers (:mod:`synth.ecp5_bram`, which rewrites
+    the netlist); ``placed["bram_output_registers"]`` counts the blocks.
     """
     report = pnr_report_path(out_dir / json_netlist.name, target)
+    registers = absorb_output_registers(out_dir / json_netlist.name) if target.family == "ecp5" else 0
     _run([target.nextpnr, *target.device_args, "--json", json_netlist.name, target.allow_unconstrained,
           "--freq", f"{mhz:g}", "--seed", str(seed), "--report", report.name, "--timing-allow-fail", "-q",
           *extra_args], out_dir, out_dir / f"{report.stem}.log")
@@ -154,6 +158,7 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
             "logic_available": logic["available"],
             "logic_percent": round(100.0 * logic["used"] / logic["available"], 2),
             "utilization": used,
+            "bram_output_registers": registers,
         },
     }
 
