@@ -10,11 +10,12 @@ the flip-flops into the blocks on yosys's netlist, before nextpnr, with
 
 The move is exact only where the flip-flop is what the output register is: a block RAM
 is changed only when every data output it uses drives one flip-flop and nothing else,
-and those flip-flops are clocked by the block's (single) clock on the rising edge, are
-enabled in every cycle and have no set or reset; the block's output resets (RSTA, RSTB)
-must be tied low. The output register then loads in every cycle (OCEA = OCEB = 1), one
-cycle after the read, as the flip-flop did. In 36-bit mode (ports A and B ganged, the
-read data on DOA and DOB) both ports' output registers are set.
+and those flip-flops are clocked by the block's (single) clock on the rising edge,
+share one clock enable (or have none) and have no set or reset; the block's output
+resets (RSTA, RSTB) must be tied low. The output register then loads when the
+flip-flops did (OCEA = OCEB = their enable), from the data of the read a cycle before.
+In 36-bit mode (ports A and B ganged, the read data on DOA and DOB) both ports' output
+registers are set.
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ def _param(cell: dict, name: str, default: str) -> str:
     return str(cell["parameters"].get(name, default)).strip()
 
 
-def _plain_register(cell: dict, clock: list) -> bool:
-    """A rising-edge TRELLIS_FF on ``clock``, enabled in every cycle, without set or reset."""
+def _register_enable(cell: dict, clock: list) -> list | None:
+    """The clock enable (``["1"]``: always) of a rising-edge TRELLIS_FF on ``clock``
+    without set or reset; None for any other cell."""
     connections = cell["connections"]
-    return (cell["type"] == "TRELLIS_FF"
+    if not (cell["type"] == "TRELLIS_FF"
             and connections.get("CLK") == clock and _param(cell, "CLKMUX", "CLK") == "CLK"
-            and (_param(cell, "CEMUX", "1") == "1" or connections.get("CE") == ["1"])
-            and connections.get("LSR", ["0"]) == ["0"] and _param(cell, "LSRMUX", "LSR") == "LSR")
+            and connections.get("LSR", ["0"]) == ["0"] and _param(cell, "LSRMUX", "LSR") == "LSR"):
+        return None
+    mux = _param(cell, "CEMUX", "1")
+    if mux == "1":
+        return ["1"]
+    return connections.get("CE", ["1"]) if mux == "CE" else None
 
 
 def _absorb_in_module(module: dict) -> int:
@@ -63,23 +69,25 @@ def _absorb_in_module(module: dict) -> int:
         if (any(_param(cell, f"REGMODE_{p}", "NOREG") != "NOREG" for p in "AB") or clock != connections.get("CLKB")
                 or any(connections.get(pin, ["0"]) != ["0"] for pin in ("RSTA", "RSTB"))):
             continue
-        moves = []
+        moves, enables = [], set()
         for pin in _DATA_OUTPUTS:
             bit = connections.get(pin, ["x"])[0]
             users = sinks.get(bit, []) if isinstance(bit, int) else []
             if not users:
                 continue
             (register, port), *others = users
-            if others or port != "DI" or register is None or not _plain_register(cells[register], clock):
+            enable = None if others or port != "DI" or register is None else _register_enable(cells[register], clock)
+            if enable is None:
                 break
             moves.append((pin, register))
+            enables.add(tuple(enable))
         else:
-            if not moves:
+            if not moves or len(enables) != 1:
                 continue
             for pin, register in moves:
                 connections[pin] = cells.pop(register)["connections"]["Q"]
             cell["parameters"]["REGMODE_A"] = cell["parameters"]["REGMODE_B"] = "OUTREG"
-            connections["OCEA"] = connections["OCEB"] = ["1"]
+            connections["OCEA"] = connections["OCEB"] = list(enables.pop())
             absorbed += 1
     return absorbed
 

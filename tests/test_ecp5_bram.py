@@ -88,11 +88,24 @@ def _first_raw_register(design):
     return next(cell for cell in _cells(design, "TRELLIS_FF") if cell["connections"]["DI"][0] in data)
 
 
-@pytest.mark.parametrize("change", ["enable", "reset", "clock", "second user", "ram reset"])
+def test_a_common_clock_enable_becomes_the_output_enable(tmp_path, synthesized):
+    design = copy.deepcopy(synthesized[18][0])
+    (ram,) = _cells(design, "DP16KD")
+    data = {bits[0] for pin, bits in ram["connections"].items() if pin.startswith("DO")}
+    for register in _cells(design, "TRELLIS_FF"):
+        if register["connections"]["DI"][0] in data:
+            register["parameters"]["CEMUX"] = "CE"
+            register["connections"]["CE"] = [FRESH]
+    count, after = _absorb(tmp_path, design)
+    assert count == 1
+    assert _cells(after, "DP16KD")[0]["connections"]["OCEB"] == [FRESH]
+
+
+@pytest.mark.parametrize("change", ["one enable", "reset", "clock", "second user", "ram reset"])
 def test_a_register_that_is_not_the_output_register_stays(tmp_path, synthesized, change):
     design = copy.deepcopy(synthesized[36][0])
     register = _first_raw_register(design)
-    if change == "enable":
+    if change == "one enable":          # the others are always enabled: no common enable
         register["parameters"]["CEMUX"] = "CE"
         register["connections"]["CE"] = [FRESH]
     elif change == "reset":
