@@ -76,7 +76,8 @@ def _absorb_in_module(module: dict) -> int:
             if not users:
                 continue
             (register, port), *others = users
-            enable = None if others or port != "DI" or register is None else _register_enable(cells[register], clock)
+            plain = not others and port == "DI" and register is not None
+            enable = _register_enable(cells[register], clock) if plain else None
             if enable is None:
                 break
             moves.append((pin, register))
