@@ -74,6 +74,10 @@ class WeightSteps(wiring.Component):
             "code_words": Signal(range(config.widths["words_per_group"])),
             "mask": Signal(WORD_BITS),
         }
+        # Fill-level thresholds (see `settle` in elaborate), clamped at 0: `fill < 0` is false.
+        thresholds = {"2need-used": (2, -1), "3need-used": (3, -1), "3need": (3, 0), "need-used": (1, -1)}
+        for name in thresholds:
+            constants[name] = Signal(range(3 * lanes * 8 + 1), name=f"below_{name.replace('-', '_')}")
 
         # The family holds still for a whole job: registered constants keep it off every path.
         def assign(name):
@@ -86,6 +90,9 @@ class WeightSteps(wiring.Component):
                 constants["need"].eq(lanes * layout["code_bits"]),
                 constants["code_words"].eq(layout["code_words"]),
             ]
+            need = lanes * layout["code_bits"]
+            m.d.sync += [constants[key].eq(max(0, times * need + sign * used))
+                         for key, (times, sign) in thresholds.items()]
 
         with m.Switch(self.family):
             for name in config.families:
@@ -189,19 +196,22 @@ class WeightSteps(wiring.Component):
         fill_next = Signal.like(fill)
         low_next, low_after_emit_next = Signal(), Signal()
 
-        def settle(value):
-            return [fill_next.eq(value), low_next.eq(value < need), low_after_emit_next.eq(value < 2 * need)]
+        # The next fill level and its two comparisons (`< need`, `< 2 * need`). Each
+        # comparison of a candidate is one of `fill` with a registered family constant,
+        # in parallel with the decisions, not one after the adders.
+        def settle(value, low_value, low_after_emit_value):
+            return [fill_next.eq(value), low_next.eq(low_value), low_after_emit_next.eq(low_after_emit_value)]
 
         starting = ~in_meta & ~in_codes & self.start
-        m.d.comb += settle(fill)
+        m.d.comb += settle(fill, low, low_after_emit)
         with m.If((emit & last_step) | starting):
-            m.d.comb += settle(0)
-        with m.Elif(emit & append):
-            m.d.comb += settle(fill_both)
-        with m.Elif(emit):
-            m.d.comb += settle(fill_emitted)
-        with m.Elif(append):
-            m.d.comb += settle(fill_appended)
+            m.d.comb += settle(0, 1, 1)
+        with m.Elif(emit & append):         # fill - need + used
+            m.d.comb += settle(fill_both, fill < k["2need-used"], fill < k["3need-used"])
+        with m.Elif(emit):                  # fill - need
+            m.d.comb += settle(fill_emitted, low_after_emit, fill < k["3need"])
+        with m.Elif(append):                # fill + used
+            m.d.comb += settle(fill_appended, fill < k["need-used"], fill < k["2need-used"])
         m.d.sync += [fill.eq(fill_next), low.eq(low_next), low_after_emit.eq(low_after_emit_next)]
 
         take_held = Signal()                     # stage 2 takes the held step this cycle
