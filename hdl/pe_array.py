@@ -126,13 +126,16 @@ class PeArray(wiring.Component):
         with m.If(free):
             m.d.sync += [step.last_group.eq(payload.last_group), step.last_tile.eq(payload.last_tile)]
         with m.If(accept):
-            m.d.sync += [holding.eq(1), digit.eq(0), read_addr.eq(read_addr + 1)]
+            m.d.sync += [holding.eq(1), read_addr.eq(read_addr + 1)]
             with m.If(payload.last_tile):
                 m.d.sync += [closing.eq(1), read_addr.eq(0)]
         with m.Elif(holding & last_digit):
             m.d.sync += holding.eq(0)
-        with m.Elif(holding):
-            m.d.sync += digit.eq(digit + 1)
+        # The digit index, and a copy of it per column for the column's digit multiplexers.
+        digit_next = Signal.like(digit)
+        m.d.comb += digit_next.eq(Mux(accept, 0, Mux(holding & ~last_digit, digit + 1, digit)))
+        m.d.sync += digit.eq(digit_next)
+        digit_copies = replicas(m, digit_next, cols, "digit")
 
         # The digit bus: what the PEs see a cycle later through their group's copy (below).
         # Data registers without reset (so are the PEs' data paths): `bus_valid` says when
@@ -145,8 +148,8 @@ class PeArray(wiring.Component):
         bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal()
         for c in range(cols):
             m.d.sync += [
-                bus_sel[c].eq(Array(step.sel[c][t] for t in range(w["terms"]))[digit]),
-                bus_neg[c].eq(Array(step.neg_count[c][t] for t in range(w["terms"]))[digit]),
+                bus_sel[c].eq(Array(step.sel[c][t] for t in range(w["terms"]))[digit_copies[c]]),
+                bus_neg[c].eq(Array(step.neg_count[c][t] for t in range(w["terms"]))[digit_copies[c]]),
                 bus_sq[c].eq(step.sq[c]),
             ]
         m.d.sync += [

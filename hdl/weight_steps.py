@@ -4,13 +4,16 @@ A beat of the weight stream is word ``w`` of the ``cols`` records of one group (
 ``golden.bitmod_pack.weight_beats``). Per group the front end takes the metadata beat
 (``dt``, ``sg``, ``sq`` of each column), then appends code words to a per-column bit
 window and emits a step whenever the window holds ``lanes`` codes. All columns move in
-lockstep, so the control (counters, fill level) is shared and only the windows are
-per column. Later stages cut the window into one code per lane, decode each code into its
+lockstep; each has its own copy of the control (counters, fill level), so that in a wide
+array no control net crosses the columns (:class:`WeightSteps` over one
+:class:`ColumnSteps` per column). Later stages cut the window into one code per lane, decode each code into its
 radix-4 digits with the group sign ``sg`` folded in, and turn each digit into a lane
 select (:func:`hdl.pe.lane_select_layout`) plus the column's count of negative lanes.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -21,9 +24,9 @@ from golden.tables import FAMILY_ID_BITS, FAMILY_IDS, WORD_BITS, family, pack_la
 from .decoder import decode_terms, term_layout
 from .pe import lane_select_layout
 from .pe_array_config import PeArrayConfig
-from .replica import replicas
+from .replica import REPLICA_ATTR, replicas
 
-__all__ = ["step_layout", "WeightSteps"]
+__all__ = ["step_layout", "WeightSteps", "ColumnSteps"]
 
 
 def step_layout(config: PeArrayConfig) -> data.StructLayout:
@@ -41,14 +44,14 @@ def step_layout(config: PeArrayConfig) -> data.StructLayout:
 
 
 class WeightSteps(wiring.Component):
-    """Packed weight beats in, decoded steps out (four pipeline stages).
+    """Packed weight beats in, decoded steps out (four pipeline stages), for ``config.cols`` columns.
 
-    ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
-    ``groups`` groups each; ``family``, ``groups`` and ``tiles`` must hold still until
-    the job's last step has left (``family`` reaches the columns through two registers,
-    which the first code meets four cycles after ``start`` at the earliest). A family
-    ID that was not built in reads the stream with the first built family's layout and
-    gives all-zero digits.
+    One :class:`ColumnSteps` per column, each with its own copy of the control: all
+    copies take the same decisions in the same cycles (the columns move in lockstep),
+    and each column's windows, cuts and decoders see only their own column's control
+    registers, so no control net crosses the columns. The copies' control registers
+    carry the replica attribute (:mod:`hdl.replica`), or yosys would merge them back.
+    Same members as :class:`ColumnSteps`.
     """
 
     def __init__(self, config: PeArrayConfig):
@@ -63,6 +66,65 @@ class WeightSteps(wiring.Component):
             "tiles": In(w["tile_count_bits"]),
             "start": In(1),
         })
+
+    def elaborate(self, platform):
+        m = Module()
+        cols = self.config.cols
+        column_config = dataclasses.replace(self.config, cols=1)
+        columns = []
+        for c in range(cols):
+            column = ColumnSteps(column_config, replicated=cols > 1)
+            m.submodules[f"column{c}"] = column
+            m.d.comb += [
+                column.words.payload.eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS]),
+                column.words.valid.eq(self.words.valid),
+                column.steps.ready.eq(self.steps.ready),
+                column.family.eq(self.family), column.groups.eq(self.groups), column.tiles.eq(self.tiles),
+                column.start.eq(self.start),
+                self.steps.payload.sel[c].eq(column.steps.payload.sel[0]),
+                self.steps.payload.neg_count[c].eq(column.steps.payload.neg_count[0]),
+                self.steps.payload.sq[c].eq(column.steps.payload.sq[0]),
+            ]
+            columns.append(column)
+        m.d.comb += [
+            self.words.ready.eq(columns[0].words.ready),
+            self.steps.valid.eq(columns[0].steps.valid),
+            self.steps.payload.last_group.eq(columns[0].steps.payload.last_group),
+            self.steps.payload.last_tile.eq(columns[0].steps.payload.last_tile),
+        ]
+        return m
+
+
+class ColumnSteps(wiring.Component):
+    """The front end of the columns of ``config`` under one control (in PeArray: one column).
+
+    Packed weight beats in, decoded steps out, in four pipeline stages. ``replicated``
+    marks the control registers as replicas (one copy among several). ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
+    ``groups`` groups each; ``family``, ``groups`` and ``tiles`` must hold still until
+    the job's last step has left (``family`` reaches the columns through two registers,
+    which the first code meets four cycles after ``start`` at the earliest). A family
+    ID that was not built in reads the stream with the first built family's layout and
+    gives all-zero digits.
+    """
+
+    def __init__(self, config: PeArrayConfig, replicated: bool = False):
+        self.config, self.replicated = config, replicated
+        w = config.widths
+        self.layout = step_layout(config)
+        super().__init__({
+            "words": In(stream.Signature(w["weight_beat_bits"])),
+            "steps": Out(stream.Signature(self.layout)),
+            "family": In(FAMILY_ID_BITS),
+            "groups": In(w["max_groups"].bit_length()),
+            "tiles": In(w["tile_count_bits"]),
+            "start": In(1),
+        })
+
+    def _control(self, *registers):
+        """Mark control registers as replicas when this is one of several copies."""
+        if self.replicated:
+            for register in registers:
+                register.attrs[REPLICA_ATTR] = 1
 
     def _family_constants(self, m: Module, name_of_unbuilt: str) -> dict[str, Signal]:
         config = self.config
@@ -100,6 +162,7 @@ class WeightSteps(wiring.Component):
                     assign(name)
             with m.Default():
                 assign(name_of_unbuilt)
+        self._control(*constants.values())
         return constants
 
     def elaborate(self, platform):
@@ -113,6 +176,7 @@ class WeightSteps(wiring.Component):
         # fan out to every column's code cut and decoders). All low: a family not built.
         flags = Cat(*(self.family == FAMILY_IDS[name] for name in config.families))
         flags_1 = Signal.like(flags, name="family_flags")
+        self._control(flags_1)
         m.d.sync += flags_1.eq(flags)
         selected = [dict(zip(config.families, copy, strict=True))
                     for copy in replicas(m, flags_1, cols, "family_flags")]
@@ -170,6 +234,8 @@ class WeightSteps(wiring.Component):
         last_step, words_left_nonzero = Signal(), Signal()
         emit, append = Signal(), Signal()
         emit_d, append_d, last_d = Signal(), Signal(), Signal()
+        self._control(head_valid, full, in_meta, in_codes, group, tile, step, words_left, fill, held_valid,
+                      split_valid, low, low_after_emit, last_step, words_left_nonzero, emit_d, append_d, last_d)
         # Each stage takes a step only into an empty register, so no ready signal ripples
         # back through the stages; a stage still passes one step per two cycles, which is
         # the most the PEs take (a step lasts terms >= 2 cycles).
@@ -237,6 +303,7 @@ class WeightSteps(wiring.Component):
         # `group == groups - 1` and `tile == tiles - 1` as registered flags, set when the
         # counters move: the emit decision then sees no comparator.
         group_last, tile_last = Signal(), Signal()
+        self._control(group_last, tile_last)
         with m.If(starting):
             m.d.sync += [group_last.eq(self.groups == 1), tile_last.eq(self.tiles == 1)]
         last_group = last_step & group_last
@@ -257,6 +324,7 @@ class WeightSteps(wiring.Component):
         # shifter that places a word starts at a flip-flop instead of behind the
         # emit/append logic. Decisions only depend on the fill level, never on data.
         shift_d = Signal.like(fill)
+        self._control(shift_d)
         words_d = [Signal(WORD_BITS, name=f"word_d{c}", reset_less=True) for c in range(cols)]
         step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
         m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step),
@@ -325,6 +393,7 @@ class WeightSteps(wiring.Component):
             "last_group": 1, "last_tile": 1,
         })
         decoded, decoded_valid, take_decoded = Signal(decoded_layout, reset_less=True), Signal(), Signal()
+        self._control(decoded_valid)
         m.d.comb += take_split.eq(split_valid & ~decoded_valid)
         with m.If(take_decoded):
             m.d.sync += decoded_valid.eq(0)
@@ -346,12 +415,13 @@ class WeightSteps(wiring.Component):
                 m.d.sync += decoded.sq[c].eq(split.sq[c])
 
         # ---- stage 4: lane selects (group sign folded in), each column's count of negative lanes
-        out = self.steps
-        m.d.comb += take_decoded.eq(decoded_valid & ~out.valid)
+        out, out_valid = self.steps, Signal(name="out_valid")
+        self._control(out_valid)
+        m.d.comb += [out.valid.eq(out_valid), take_decoded.eq(decoded_valid & ~out_valid)]
         with m.If(out.ready):
-            m.d.sync += out.valid.eq(0)
+            m.d.sync += out_valid.eq(0)
         with m.If(take_decoded):
-            m.d.sync += out.valid.eq(1)
+            m.d.sync += out_valid.eq(1)
         selects = Signal(self.layout)
         for c in range(cols):
             for t in range(w["terms"]):
