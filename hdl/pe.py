@@ -118,10 +118,15 @@ class BitSerialPE(wiring.Component):
 
         # Control follows the data through the same number of registers (`t` is used
         # one stage before the accumulator).
+        # `done` (= the last stage's valid & last) is a flip-flop of its own: it loads
+        # the dequantization units and the serializer, a few hundred sinks.
         t, valid, last = self.t, self.valid, self.last
+        done = Signal(name="done_r")
         for stage in range(self.latency - 1):
             valid_next, last_next = Signal(name=f"valid_{stage}"), Signal(name=f"last_{stage}")
             m.d.sync += [valid_next.eq(valid), last_next.eq(last)]
+            if stage == self.latency - 2:
+                m.d.sync += done.eq(valid & last)
             valid, last = valid_next, last_next
             if stage < self.latency - 2:
                 t_next = Signal.like(t, name=f"t_{stage}", reset_less=True)
@@ -138,9 +143,9 @@ class BitSerialPE(wiring.Component):
                     m.d.sync += shifted.eq(tree << (2 * index))
         m.d.comb += [
             self.group_sum.eq(accumulator + shifted),
-            self.done.eq(valid & last),
+            self.done.eq(done),
         ]
-        with m.If(valid & last):
+        with m.If(done):
             m.d.sync += accumulator.eq(0)
         with m.Elif(valid):
             m.d.sync += accumulator.eq(self.group_sum)
