@@ -67,3 +67,26 @@ def test_replica_registers_are_not_merged(tmp_path, target):
     cells = yosys_cells(verilog, "fanout", target, tmp_path)
     flip_flops = sum(cells.get(cell, 0) for cell in target.cells["ff"])
     assert flip_flops == 3 * 4 + 3 * 4, cells       # three copies of `a`, three outputs
+
+
+def test_front_end_control_is_copied_per_column(tmp_path):
+    """Each column's ColumnSteps keeps its own control registers through yosys (hdl.weight_steps)."""
+    import re
+
+    from gateware.designs import get_design
+    from gateware.generate import to_verilog
+    from synth.flow import yosys_cells
+    from synth.targets import get_target
+
+    design = get_design("pe_array")
+    params = design.resolve({"rows": 1, "cols": 3, "lanes": 4, "group_size": 32, "families": "fp4", "max_k": 64})
+    verilog = tmp_path / "array.v"
+    verilog.write_text(to_verilog(design.build(params), "array"))
+    yosys_cells(verilog, "array", get_target("ecp5-85f"), tmp_path)
+    cells = json.loads((tmp_path / "array.ecp5-85f.yosys.json").read_text())["modules"]["array"]["cells"]
+    # The family constants are registered from the inputs alone, so without the replica
+    # attribute yosys keeps one set for all columns (the fill level and the other state
+    # with feedback stay apart anyway: opt_merge cannot merge a loop).
+    constants = {match.group(1) for name in cells
+                 if (match := re.match(r"front\.column(\d+)\.below_3need_TRELLIS_FF_Q", name))}
+    assert constants == {"0", "1", "2"}, sorted(name for name in cells if "below_" in name)[:20]
