@@ -125,7 +125,7 @@ class JobControl(Elaboratable):
         return m
 
 
-def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, dequantizing: list,
+def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, dequantizing_next: list,
                   job: JobControl, clear: list) -> tuple[Signal, Signal]:
     """Move a finished tile into result registers and send it as R beats of C results.
 
@@ -133,10 +133,12 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     group's columns are its *cells*: each cell (``g``, ``c``) has its own copy of the
     control, so no signal of the drain reaches more than one cell's results.
     ``tile_done[g][c]`` (one cycle) says the tile's last group sum has reached the
-    cell's dequantization units; in the first cycle after that with
-    ``dequantizing[g][c]`` low the cell's accumulators ``accs[r][c]`` hold the tile's
+    cell's dequantization units; in the first cycle after that in which the cell's
+    units do not dequantize the cell's accumulators ``accs[r][c]`` hold the tile's
     results. They are copied into a chain of row registers then and ``clear[g][c]``
-    (comb) pulses, so the accumulators take the next tile while this one is sent. All
+    pulses, so the accumulators take the next tile while this one is sent. ``clear`` is
+    a flip-flop (it resets a few hundred accumulator bits), so the caller gives
+    ``dequantizing_next[g][c]``: whether the units dequantize in the next cycle. All
     cells do this in the same cycle; the returned ``copy`` is cell (0, 0)'s. The
     returned ``full`` is high while the chain holds rows; the caller must not let
     another tile finish meanwhile.
@@ -152,11 +154,10 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     for g in range(groups):
         for c in range(cols):
             finishing = Signal(name=f"finishing{g}_{c}")     # the tile's last group is being dequantized
-            m.d.comb += [copies[g][c].eq(finishing & ~dequantizing[g][c]), clear[g][c].eq(copies[g][c])]
-            with m.If(copies[g][c]):
-                m.d.sync += finishing.eq(0)
-            with m.If(tile_done[g][c]):
-                m.d.sync += finishing.eq(1)
+            finishing_next = (finishing & ~copies[g][c]) | tile_done[g][c]
+            m.d.sync += [finishing.eq(finishing_next),
+                         copies[g][c].eq(finishing_next & ~dequantizing_next[g][c])]
+            m.d.comb += clear[g][c].eq(copies[g][c])
     copy = copies[0][0]
 
     rows = len(accs)

@@ -241,7 +241,7 @@ class ParallelArray(wiring.Component):
             accs.append(row)
         full, copy = drain_results(m, self.o, accs, group_of=[0] * rows,
                                    tile_done=[[pes[0][0].done & tile_end_at_done] * cols],
-                                   dequantizing=[[s.active for s in serializers]], job=job, clear=clear)
+                                   dequantizing_next=[[s.active_next for s in serializers]], job=job, clear=clear)
         m.d.comb += results_full.eq(full)
         with m.If(copy):
             m.d.sync += closing.eq(0)

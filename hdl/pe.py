@@ -158,17 +158,20 @@ class ScaleSerializer(wiring.Component):
     ``load`` takes ``sq``; in each of the next ``scale_bits`` cycles ``active`` is high
     and ``add`` is the next bit of ``sq``. Both are flip-flops, not decoded from the bit
     counter: they are the clock enables of every dequantization unit the serializer
-    feeds. Shared by the PEs of a column (in PeArray, of a column's row group).
+    feeds. ``active_next`` is what ``active`` will be in the next cycle. Shared by the
+    PEs of a column (in PeArray, of a column's row group).
     """
 
     def __init__(self, scale_bits: int):
         self.scale_bits = scale_bits
-        super().__init__({"sq": In(scale_bits), "load": In(1), "add": Out(1), "active": Out(1)})
+        super().__init__({"sq": In(scale_bits), "load": In(1), "add": Out(1), "active": Out(1),
+                          "active_next": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         bits = Signal(self.scale_bits, reset_less=True)     # bit 0: the one `add` shows
         left = Signal(range(self.scale_bits + 1))           # cycles still active, this one included
+        m.d.comb += self.active_next.eq(self.load | (self.active & (left != 1)))
         with m.If(self.load):
             m.d.sync += [bits.eq(self.sq), left.eq(self.scale_bits), self.active.eq(1), self.add.eq(self.sq[0])]
         with m.Elif(self.active):

@@ -229,7 +229,7 @@ class PeArray(wiring.Component):
                                    group_of=group_of,
                                    tile_done=[[pes[first_row[g]][c].done & tile_end_at_done for c in range(cols)]
                                               for g in range(copies)],
-                                   dequantizing=[[s.active for s in group] for group in serializers],
+                                   dequantizing_next=[[s.active_next for s in group] for group in serializers],
                                    job=job, clear=clear)
         m.d.comb += results_full.eq(full)
         with m.If(copy):
