@@ -6,7 +6,7 @@ Used by :class:`hdl.pe_array.PeArray` and the bit-parallel baseline
 
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, Mux, Signal, signed
+from amaranth import Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
@@ -170,9 +170,9 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     second = Signal.like(o.payload, reset_less=True)
     second_valid = Signal()
     # `advance` (this cycle) was decided in the last one; its copies: one per cell, one
-    # for the buffer and the counters.
+    # per column of the buffer, one for the buffer's state and the counters.
     advance_next = Signal()
-    advance = replicas(m, advance_next, groups * cols + 1, "advance")
+    advance = replicas(m, advance_next, groups * cols + cols + 1, "advance")
     push, pop = advance[-1], o.valid & o.ready
 
     with m.If(job.start):
@@ -184,16 +184,33 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
             if r + 1 < rows:
                 with m.Elif(advance[group_of[r] * cols + c]):
                     m.d.sync += chain[r][c].eq(chain[r + 1][c])
-    head = Cat(*chain[0])
-    # The buffer never overflows: `advance` is set only when it will have room.
-    with m.If(push & (~o.valid | (pop & ~second_valid))):
-        m.d.sync += [o.payload.eq(head), o.valid.eq(1)]
-    with m.Elif(pop):
-        m.d.sync += [o.payload.eq(second), o.valid.eq(second_valid)]
-    with m.If(push & o.valid & ~(pop & ~second_valid)):
-        m.d.sync += [second.eq(head), second_valid.eq(1)]
-    with m.Elif(pop):
-        m.d.sync += second_valid.eq(0)
+    # The buffer never overflows: `advance` is set only when it will have room. Its
+    # state (o.valid, second_valid) has a copy per column, so that o.ready, an input,
+    # meets one column's enables through one LUT, not every result bit.
+    def takes_head(push, valid, second_valid, pop):
+        return push & (~valid | (pop & ~second_valid))
+
+    def takes_second(push, valid, second_valid, pop):
+        return push & valid & ~(pop & ~second_valid)
+
+    valid_next, second_valid_next = Signal(), Signal()
+    m.d.comb += [
+        valid_next.eq(Mux(takes_head(push, o.valid, second_valid, pop), 1, Mux(pop, second_valid, o.valid))),
+        second_valid_next.eq(Mux(takes_second(push, o.valid, second_valid, pop), 1,
+                                 Mux(pop, 0, second_valid))),
+    ]
+    m.d.sync += [o.valid.eq(valid_next), second_valid.eq(second_valid_next)]
+    valid_copies = replicas(m, valid_next, cols, "o_valid")
+    second_valid_copies = replicas(m, second_valid_next, cols, "second_valid")
+    for c in range(cols):
+        push_c, valid_c, second_valid_c = advance[groups * cols + c], valid_copies[c], second_valid_copies[c]
+        pop_c = valid_c & o.ready
+        with m.If(takes_head(push_c, valid_c, second_valid_c, pop_c)):
+            m.d.sync += o.payload[c].eq(chain[0][c])
+        with m.Elif(pop_c):
+            m.d.sync += o.payload[c].eq(second[c])
+        with m.If(takes_second(push_c, valid_c, second_valid_c, pop_c)):
+            m.d.sync += second[c].eq(chain[0][c])
 
     left_next = Signal.like(left)
     m.d.comb += left_next.eq(Mux(copy, rows, left - push))

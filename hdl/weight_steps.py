@@ -99,7 +99,9 @@ class ColumnSteps(wiring.Component):
     """The front end of the columns of ``config`` under one control (in PeArray: one column).
 
     Packed weight beats in, decoded steps out, in four pipeline stages. ``replicated``
-    marks the control registers as replicas (one copy among several). ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
+    marks the control registers as replicas (one copy among several).
+
+    ``start`` (one cycle, while idle) begins a job of ``tiles`` column tiles of
     ``groups`` groups each; ``family``, ``groups`` and ``tiles`` must hold still until
     the job's last step has left (``family`` reaches the columns through two registers,
     which the first code meets four cycles after ``start`` at the earliest). A family
