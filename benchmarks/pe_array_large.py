@@ -25,7 +25,7 @@ from synth.flow import place_and_route, pnr_report_path, yosys_cells
 from synth.harness import Harness
 from synth.targets import get_target
 
-LARGE = {"rows": 24, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}
+LARGE = {"rows": 22, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}
 TOP = "mixbit_pe_array_harness"
 #: nextpnr's HeAP placer weighs timing this much more than its defaults (10 and 2): on the
 #: 24x4x8 netlist of 2026-11-30 the placed (pre-route) estimate rose from 49.3 to 55.1 MHz.
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/bench_large"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("-p", "--param", action="append", default=[], help="a pe_array parameter, NAME=VALUE")
+    parser.add_argument("--skip-synth", action="store_true",
+                        help="place and route the harness netlist already in --out (another seed, other options)")
     parser.add_argument("--heap-timing-weight", type=int, default=HEAP_TIMING_WEIGHT,
                         help=f"nextpnr --placer-heap-timingweight (default {HEAP_TIMING_WEIGHT})")
     parser.add_argument("--heap-critexp", type=int, default=HEAP_CRITEXP,
@@ -64,9 +66,14 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     verilog = out / f"{TOP}.v"
-    verilog.write_text(to_verilog(Harness(design.build(params)), TOP))
-    cells = yosys_cells(verilog, TOP, target, out)
     netlist = out / f"{TOP}.{target.name}.yosys.json"
+    if args.skip_synth:
+        if not netlist.exists():
+            parser.error(f"--skip-synth needs {netlist} (run once without it)")
+        cells = json.loads((out / f"{TOP}.{target.name}.stat.json").read_text())["design"]["num_cells_by_type"]
+    else:
+        verilog.write_text(to_verilog(Harness(design.build(params)), TOP))
+        cells = yosys_cells(verilog, TOP, target, out)
     placed = place_and_route(netlist, target, target.default_mhz, args.seed, out,
                              extra_args=("--router", "router2", "--detailed-timing-report",
                                          "--placer-heap-timingweight", str(args.heap_timing_weight),

