@@ -172,10 +172,10 @@ class ColumnSteps(wiring.Component):
         config, w = self.config, self.config.widths
         cols, lanes = config.cols, config.lanes
         k = self._family_constants(m, config.families[0])
-        # One-hot family flags, registered and then copied per column: the family holds
-        # still for a job, and the first code reaches the windows several cycles after
-        # `start`, so the per-column logic never sees the family input itself (it would
-        # fan out to every column's code cut and decoders). All low: a family not built.
+        # One-hot family flags, registered twice (a copy per column when this instance
+        # serves several): the family holds still for a job, and the first code reaches
+        # the windows several cycles after `start`, so the code cut and the decoders never
+        # see the family input itself. All low: a family not built.
         flags = Cat(*(self.family == FAMILY_IDS[name] for name in config.families))
         flags_1 = Signal.like(flags, name="family_flags")
         self._control(flags_1)
@@ -252,7 +252,7 @@ class ColumnSteps(wiring.Component):
             pop.eq((in_meta & head_valid) | append),
         ]
 
-        # The fill level's candidates and their comparisons, from registers only.
+        # The fill level's candidates (their comparisons are in `settle`, below).
         need, used = k["need"], k["used"]
         fill_emitted, fill_appended, fill_both = (Signal.like(fill, name=n) for n in
                                                   ("fill_emitted", "fill_appended", "fill_both"))

@@ -9,10 +9,13 @@ the flip-flops into the blocks on yosys's netlist, before nextpnr, with
 :func:`absorb_output_registers`.
 
 The move is exact only where the flip-flop is what the output register is: a block RAM
-is changed only when every data output it uses drives one flip-flop and nothing else,
-and those flip-flops are clocked by the block's (single) clock on the rising edge,
-share one clock enable (or have none) and have no set or reset; the block's output
-resets (RSTA, RSTB) must be tied low. The output register then loads when the
+is changed only when both its ports run on one clock, rising edge (CLKAMUX, CLKBMUX not
+inverted), are always enabled (CEA = CEB = 1: in 36-bit mode port A's enable is the
+write side's, and whether it also gates the DOA half of the output register is not
+documented where this was checked) and never reset (RSTA = RSTB = 0), and every data
+output it uses drives one flip-flop and nothing else, clocked by that clock on the
+rising edge, powering up at 0, sharing one clock enable (or none) and without set or
+reset. The output register then loads when the
 flip-flops did (OCEA = OCEB = their enable), from the data of the read a cycle before.
 In 36-bit mode (ports A and B ganged, the read data on DOA and DOB) both ports' output
 registers are set.
@@ -35,9 +38,10 @@ def _param(cell: dict, name: str, default: str) -> str:
 
 def _register_enable(cell: dict, clock: list) -> list | None:
     """The clock enable (``["1"]``: always) of a rising-edge TRELLIS_FF on ``clock``
-    without set or reset; None for any other cell."""
+    without set or reset that powers up at 0 (as the output register does); None for
+    any other cell."""
     connections = cell["connections"]
-    if not (cell["type"] == "TRELLIS_FF"
+    if not (cell["type"] == "TRELLIS_FF" and _param(cell, "REGSET", "RESET") == "RESET"
             and connections.get("CLK") == clock and _param(cell, "CLKMUX", "CLK") == "CLK"
             and connections.get("LSR", ["0"]) == ["0"] and _param(cell, "LSRMUX", "LSR") == "LSR"):
         return None
@@ -67,7 +71,9 @@ def _absorb_in_module(module: dict) -> int:
         connections = cell["connections"]
         clock = connections.get("CLKA")
         if (any(_param(cell, f"REGMODE_{p}", "NOREG") != "NOREG" for p in "AB") or clock != connections.get("CLKB")
-                or any(connections.get(pin, ["0"]) != ["0"] for pin in ("RSTA", "RSTB"))):
+                or any(_param(cell, f"CLK{p}MUX", f"CLK{p}") != f"CLK{p}" for p in "AB")
+                or any(connections.get(pin, ["0"]) != ["0"] for pin in ("RSTA", "RSTB"))
+                or any(connections.get(pin, ["1"]) != ["1"] for pin in ("CEA", "CEB"))):
             continue
         moves, enables = [], set()
         for pin in _DATA_OUTPUTS:

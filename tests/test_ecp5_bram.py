@@ -101,7 +101,8 @@ def test_a_common_clock_enable_becomes_the_output_enable(tmp_path, synthesized):
     assert _cells(after, "DP16KD")[0]["connections"]["OCEB"] == [FRESH]
 
 
-@pytest.mark.parametrize("change", ["one enable", "reset", "clock", "second user", "ram reset"])
+@pytest.mark.parametrize("change", ["one enable", "reset", "clock", "second user", "ram reset", "power-up 1",
+                                    "ram falling edge", "ram read enable"])
 def test_a_register_that_is_not_the_output_register_stays(tmp_path, synthesized, change):
     design = copy.deepcopy(synthesized[36][0])
     register = _first_raw_register(design)
@@ -115,6 +116,12 @@ def test_a_register_that_is_not_the_output_register_stays(tmp_path, synthesized,
     elif change == "second user":
         other = next(cell for cell in _cells(design, "TRELLIS_FF") if cell is not register)
         other["connections"]["DI"] = register["connections"]["DI"]
+    elif change == "power-up 1":
+        register["parameters"]["REGSET"] = "SET"
+    elif change == "ram falling edge":
+        _cells(design, "DP16KD")[0]["parameters"]["CLKBMUX"] = "INV"
+    elif change == "ram read enable":
+        _cells(design, "DP16KD")[0]["connections"]["CEB"] = [FRESH]
     else:
         _cells(design, "DP16KD")[0]["connections"]["RSTB"] = [FRESH]
     count, after = _absorb(tmp_path, design)
