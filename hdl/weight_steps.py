@@ -43,6 +43,19 @@ def step_layout(config: PeArrayConfig) -> data.StructLayout:
     })
 
 
+def _members(config: PeArrayConfig, layout: data.StructLayout) -> dict:
+    """The members of :class:`WeightSteps` and :class:`ColumnSteps` (steps of ``layout``)."""
+    w = config.widths
+    return {
+        "words": In(stream.Signature(w["weight_beat_bits"])),
+        "steps": Out(stream.Signature(layout)),
+        "family": In(FAMILY_ID_BITS),
+        "groups": In(w["max_groups"].bit_length()),
+        "tiles": In(w["tile_count_bits"]),
+        "start": In(1),
+    }
+
+
 class WeightSteps(wiring.Component):
     """Packed weight beats in, decoded steps out (four pipeline stages), for ``config.cols`` columns.
 
@@ -56,16 +69,8 @@ class WeightSteps(wiring.Component):
 
     def __init__(self, config: PeArrayConfig):
         self.config = config
-        w = config.widths
         self.layout = step_layout(config)
-        super().__init__({
-            "words": In(stream.Signature(w["weight_beat_bits"])),
-            "steps": Out(stream.Signature(self.layout)),
-            "family": In(FAMILY_ID_BITS),
-            "groups": In(w["max_groups"].bit_length()),
-            "tiles": In(w["tile_count_bits"]),
-            "start": In(1),
-        })
+        super().__init__(_members(config, self.layout))
 
     def elaborate(self, platform):
         m = Module()
@@ -111,16 +116,8 @@ class ColumnSteps(wiring.Component):
 
     def __init__(self, config: PeArrayConfig, replicated: bool = False):
         self.config, self.replicated = config, replicated
-        w = config.widths
         self.layout = step_layout(config)
-        super().__init__({
-            "words": In(stream.Signature(w["weight_beat_bits"])),
-            "steps": Out(stream.Signature(self.layout)),
-            "family": In(FAMILY_ID_BITS),
-            "groups": In(w["max_groups"].bit_length()),
-            "tiles": In(w["tile_count_bits"]),
-            "start": In(1),
-        })
+        super().__init__(_members(config, self.layout))
 
     def _control(self, *registers):
         """Mark control registers as replicas when this is one of several copies."""
