@@ -172,11 +172,12 @@ class ScaleSerializer(wiring.Component):
         bits = Signal(self.scale_bits, reset_less=True)     # bit 0: the one `add` shows
         left = Signal(range(self.scale_bits + 1))           # cycles still active, this one included
         m.d.comb += self.active_next.eq(self.load | (self.active & (left != 1)))
+        m.d.sync += [self.active.eq(self.active_next),
+                     self.add.eq(Mux(self.load, self.sq[0], self.active_next & bits[1]))]
         with m.If(self.load):
-            m.d.sync += [bits.eq(self.sq), left.eq(self.scale_bits), self.active.eq(1), self.add.eq(self.sq[0])]
+            m.d.sync += [bits.eq(self.sq), left.eq(self.scale_bits)]
         with m.Elif(self.active):
-            more = left != 1
-            m.d.sync += [bits.eq(bits >> 1), left.eq(left - 1), self.active.eq(more), self.add.eq(more & bits[1])]
+            m.d.sync += [bits.eq(bits >> 1), left.eq(left - 1)]
         return m
 
 
