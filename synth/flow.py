@@ -30,7 +30,6 @@ from hdl.replica import KEEP_REPLICAS
 from sim.runner import cache_dir
 from sim.tools import ToolNotFoundError, tool_path
 
-from .ecp5_bram import absorb_output_registers
 from .harness import Harness
 from .targets import Target, get_target
 
@@ -129,12 +128,13 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
     """nextpnr on yosys's JSON netlist (in ``out_dir``): Fmax and placed utilization.
 
     ``extra_args`` go to nextpnr as they are (``--router router2``, ...); the full report
-    is at :func:`pnr_report_path`. On the ECP5 the flip-flops right after block RAMs
-    first move into the blocks' output registers (:mod:`synth.ecp5_bram`, which rewrites
-    the netlist); ``placed["bram_output_registers"]`` counts the blocks.
+    is at :func:`pnr_report_path`. The target's ``netlist_pass`` first rewrites the
+    netlist: on the ECP5 the flip-flops right after block RAMs move into the blocks'
+    output registers (:mod:`synth.ecp5_bram`); ``placed["bram_output_registers"]``
+    counts the blocks.
     """
     report = pnr_report_path(out_dir / json_netlist.name, target)
-    registers = absorb_output_registers(out_dir / json_netlist.name) if target.family == "ecp5" else 0
+    registers = target.netlist_pass(out_dir / json_netlist.name) if target.netlist_pass else 0
     constraints = []
     if target.clock_pin_constraint:
         clock_pin = out_dir / f"{report.stem}.clock"

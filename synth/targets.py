@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from .ecp5_bram import absorb_output_registers
 
 __all__ = ["Target", "TARGETS", "get_target"]
 
@@ -34,6 +38,9 @@ class Target:
     #: net 'clk$TRELLIS_IO_IN'").
     clock_pin_option: str = ""
     clock_pin_constraint: str = ""
+    #: A pass on yosys's JSON netlist before nextpnr (rewrites it, returns a count):
+    #: on the ECP5, block RAM output registers (synth.ecp5_bram).
+    netlist_pass: Callable[[Path], int] | None = None
 
     def no_abc9_script(self, top: str, json: str) -> str:
         """The yosys commands that synthesize ``top`` without ABC9 and write ``json``."""
@@ -73,6 +80,7 @@ TARGETS: dict[str, Target] = {
             allow_unconstrained="--lpf-allow-unconstrained",
             clock_pin_option="--lpf",
             clock_pin_constraint='LOCATE COMP "clk" SITE "G2";\n',     # a PCLK input (the ULX3S's clock)
+            netlist_pass=absorb_output_registers,
             default_mhz=125.0,
             logic_bel="TRELLIS_COMB",
             # synth_ecp5 (synth_lattice) has no switch for it: run its steps around a
