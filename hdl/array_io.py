@@ -129,35 +129,32 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
                   job: JobControl, clear: list) -> tuple[Signal, Signal]:
     """Move a finished tile into result registers and send it as R beats of C results.
 
-    The rows form ``len(tile_done)`` groups (row ``r`` in group ``group_of[r]``), and a
-    group's columns are its *cells*: each cell (``g``, ``c``) has its own copy of the
-    control, so no signal of the drain reaches more than one cell's results.
-    ``tile_done[g][c]`` (one cycle) says the tile's last group sum has reached the
-    cell's dequantization units; in the first cycle after that in which the cell's
-    units do not dequantize the cell's accumulators ``accs[r][c]`` hold the tile's
-    results. They are copied into a chain of row registers then and ``clear[g][c]``
-    pulses, so the accumulators take the next tile while this one is sent. ``clear`` is
-    a flip-flop (it resets a few hundred accumulator bits), so the caller gives
-    ``dequantizing_next[g][c]``: whether the units dequantize in the next cycle. All
-    cells do this in the same cycle; the returned ``copy`` is cell (0, 0)'s. The
-    returned ``full`` is high while the chain holds rows; the caller must not let
-    another tile finish meanwhile.
+    Every result ``accs[r][c]`` has its own copy of the finishing control:
+    ``tile_done[r][c]`` (one cycle) says the tile's last group sum has reached its
+    dequantization unit; in the first cycle after that in which the unit does not
+    dequantize, ``accs[r][c]`` holds the tile's result. It is copied into a chain of
+    row registers then and ``clear[r][c]`` pulses, so the accumulator takes the next
+    tile while this one is sent. ``clear`` is a flip-flop (it resets the accumulator
+    and loads the result register), so the caller gives ``dequantizing_next[r][c]``:
+    whether the unit dequantizes in the next cycle. All results are copied in the same
+    cycle; the returned ``copy`` is result (0, 0)'s. The returned ``full`` is high
+    while the chain holds rows; the caller must not let another tile finish meanwhile.
 
     The chain moves one row a cycle towards a two-entry output buffer whose head is the
     payload, and whether it moves is decided a cycle ahead into a registered copy per
-    cell: no row multiplexer, and no shift enable that depends on ``o.ready`` in the
-    same cycle and fans out to every result bit of a tall array. After the copy of the
-    job's last tile ``job.reload`` pulses.
+    *cell*, a column of a row group (row ``r`` is in group ``group_of[r]``): no row
+    multiplexer, and no shift enable that depends on ``o.ready`` in the same cycle and
+    fans out to every result bit of a tall array. After the copy of the job's last tile
+    ``job.reload`` pulses.
     """
-    groups, cols = len(tile_done), len(accs[0])
-    copies = [[Signal(name=f"copy{g}_{c}") for c in range(cols)] for g in range(groups)]
-    for g in range(groups):
-        for c in range(cols):
-            finishing = Signal(name=f"finishing{g}_{c}")     # the tile's last group is being dequantized
-            finishing_next = (finishing & ~copies[g][c]) | tile_done[g][c]
-            m.d.sync += [finishing.eq(finishing_next),
-                         copies[g][c].eq(finishing_next & ~dequantizing_next[g][c])]
-            m.d.comb += clear[g][c].eq(copies[g][c])
+    groups, cols = max(group_of) + 1, len(accs[0])
+    copies = [[Signal(name=f"copy{r}_{c}") for c in range(cols)] for r in range(len(accs))]
+    for r, row in enumerate(copies):
+        for c, copy in enumerate(row):
+            finishing = Signal(name=f"finishing{r}_{c}")     # the tile's last group is being dequantized
+            finishing_next = (finishing & ~copy) | tile_done[r][c]
+            m.d.sync += [finishing.eq(finishing_next), copy.eq(finishing_next & ~dequantizing_next[r][c])]
+            m.d.comb += clear[r][c].eq(copy)
     copy = copies[0][0]
 
     rows = len(accs)
@@ -179,7 +176,7 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
     for r, row in enumerate(accs):
         for c, acc in enumerate(row):
-            with m.If(copies[group_of[r]][c]):
+            with m.If(copies[r][c]):
                 m.d.sync += chain[r][c].eq(acc)
             if r + 1 < rows:
                 with m.Elif(advance[group_of[r] * cols + c]):

@@ -217,7 +217,7 @@ class ParallelArray(wiring.Component):
             m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
             m.d.sync += tile_end.eq(tile_end_at_done)
             sq_at_done, tile_end_at_done = delayed, tile_end
-        clear = [[Signal(name=f"clear{c}") for c in range(cols)]]
+        clear = [[Signal(name=f"clear{r}_{c}") for c in range(cols)] for r in range(rows)]
         serializers = []
         for c in range(cols):
             serializer = ScaleSerializer(config.scale_bits)
@@ -235,13 +235,14 @@ class ParallelArray(wiring.Component):
                     pe.neg_count.eq(bus_count[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last),
                     unit.group_sum.eq(pe.group_sum), unit.load.eq(pe.done),
                     unit.add.eq(serializers[c].add), unit.active.eq(serializers[c].active),
-                    unit.clear.eq(clear[0][c]),
+                    unit.clear.eq(clear[r][c]),
                 ]
                 row.append(unit.acc)
             accs.append(row)
         full, copy = drain_results(m, self.o, accs, group_of=[0] * rows,
-                                   tile_done=[[pes[0][0].done & tile_end_at_done] * cols],
-                                   dequantizing_next=[[s.active_next for s in serializers]], job=job, clear=clear)
+                                   tile_done=[[pes[0][0].done & tile_end_at_done] * cols] * rows,
+                                   dequantizing_next=[[s.active_next for s in serializers]] * rows, job=job,
+                                   clear=clear)
         m.d.comb += results_full.eq(full)
         with m.If(copy):
             m.d.sync += closing.eq(0)

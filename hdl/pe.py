@@ -20,6 +20,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.tables import ACTIVATION_BITS, signed_bits
 
+from .replica import REPLICA_ATTR
+
 __all__ = ["lane_select_layout", "lane_sum_bits", "adder_tree", "BitSerialPE", "ScaleSerializer",
            "DequantUnit"]
 
@@ -117,19 +119,23 @@ class BitSerialPE(wiring.Component):
         assert 1 + tree_latency + 1 + 1 == self.latency, (tree_latency, self.latency)
 
         # Control follows the data through the same number of registers (`t` is used
-        # one stage before the accumulator).
-        # `done` (= the last stage's valid & last) is a flip-flop of its own: it loads
-        # the dequantization units and the serializer, a few hundred sinks.
+        # one stage before the accumulator). `done` (= the last stage's valid & last) is
+        # a flip-flop of its own: it loads the accumulator, the dequantization unit and
+        # the unit's serializer. The control registers are replicas (hdl.replica): PEs
+        # that see the same digit bus would otherwise share one control chain after
+        # synthesis, and its `done` would reach every one of their units.
         t, valid, last = self.t, self.valid, self.last
-        done = Signal(name="done_r")
+        control = {REPLICA_ATTR: 1}
+        done = Signal(name="done_r", attrs=control)
         for stage in range(self.latency - 1):
-            valid_next, last_next = Signal(name=f"valid_{stage}"), Signal(name=f"last_{stage}")
+            valid_next = Signal(name=f"valid_{stage}", attrs=control)
+            last_next = Signal(name=f"last_{stage}", attrs=control)
             m.d.sync += [valid_next.eq(valid), last_next.eq(last)]
             if stage == self.latency - 2:
                 m.d.sync += done.eq(valid & last)
             valid, last = valid_next, last_next
             if stage < self.latency - 2:
-                t_next = Signal.like(t, name=f"t_{stage}", reset_less=True)
+                t_next = Signal.like(t, name=f"t_{stage}", reset_less=True, attrs=control)
                 m.d.sync += t_next.eq(t)
                 t = t_next
 

@@ -180,34 +180,29 @@ class PeArray(wiring.Component):
         # cycles after it sees a group's last digit, which its group's copy shows a cycle
         # after the bus: `latency` registers after the bus.
         sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
-        for stage in range(latency):
+        for stage in range(latency - 1):
             delayed = [Signal.like(s, name=f"sq{c}_d{stage}", reset_less=True) for c, s in enumerate(sq_at_done)]
             tile_end = Signal(name=f"tile_end_d{stage}")
             m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
             m.d.sync += tile_end.eq(tile_end_at_done)
             sq_at_done, tile_end_at_done = delayed, tile_end
+        # The last stage has a copy per cell.
+        sq_at_done = [replicas(m, sq_at_done[c], copies, f"sq{c}_done", reset_less=True) for c in range(cols)]
+        tile_end_at_done = [replicas(m, tile_end_at_done, copies, f"tile_end{c}_done") for c in range(cols)]
 
-        # Each cell has its own scale serializer, loaded by its first PE's `done`.
-        first_row = [group_of.index(g) for g in range(copies)]
-        serializers = []
-        for g in range(copies):
-            group_serializers = []
-            for c in range(cols):
-                serializer = ScaleSerializer(config.scale_bits)
-                m.submodules[f"scale{g}_{c}"] = serializer
-                m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[first_row[g]][c].done)]
-                group_serializers.append(serializer)
-            serializers.append(group_serializers)
-        clear = [[Signal(name=f"clear{g}_{c}") for c in range(cols)] for g in range(copies)]
-        units = []
+        # Every PE has its own dequantization unit and scale serializer, loaded by the
+        # PE's own `done`: no control net of a unit reaches beyond its PE.
+        serializers, units = [], []
         for r in range(rows):
             g = group_of[r]
-            row_units = []
+            row_serializers, row_units = [], []
             for c in range(cols):
                 pe = pes[r][c]
                 unit = DequantUnit(w["group_sum_bits"], w["scaled_group_bits"], w["acc_bits"])
+                serializer = ScaleSerializer(config.scale_bits)
                 m.submodules[f"pe{r}_{c}"] = pe
                 m.submodules[f"dequant{r}_{c}"] = unit
+                m.submodules[f"scale{r}_{c}"] = serializer
                 m.d.comb += [
                     pe.a.eq(activations[r]),
                     pe.sel.eq(sel_copies[c][g]),
@@ -215,21 +210,25 @@ class PeArray(wiring.Component):
                     pe.t.eq(t_copies[g]),
                     pe.valid.eq(valid_copies[c][g]),
                     pe.last.eq(last_copies[c][g]),
+                    serializer.sq.eq(sq_at_done[c][g]),
+                    serializer.load.eq(pe.done),
                     unit.group_sum.eq(pe.group_sum),
                     unit.load.eq(pe.done),
-                    unit.add.eq(serializers[g][c].add),
-                    unit.active.eq(serializers[g][c].active),
-                    unit.clear.eq(clear[g][c]),
+                    unit.add.eq(serializer.add),
+                    unit.active.eq(serializer.active),
                 ]
+                row_serializers.append(serializer)
                 row_units.append(unit)
+            serializers.append(row_serializers)
             units.append(row_units)
+        clear = [[unit.clear for unit in row_units] for row_units in units]
 
         # ---- results: after the tile's last dequantization, R beats of C results -------------
+        tile_done = [[pe.done & tile_end_at_done[c][group_of[r]] for c, pe in enumerate(row)]
+                     for r, row in enumerate(pes)]
         full, copy = drain_results(m, self.o, [[unit.acc for unit in row_units] for row_units in units],
-                                   group_of=group_of,
-                                   tile_done=[[pes[first_row[g]][c].done & tile_end_at_done for c in range(cols)]
-                                              for g in range(copies)],
-                                   dequantizing_next=[[s.active_next for s in group] for group in serializers],
+                                   group_of=group_of, tile_done=tile_done,
+                                   dequantizing_next=[[s.active_next for s in row] for row in serializers],
                                    job=job, clear=clear)
         m.d.comb += results_full.eq(full)
         with m.If(copy):
