@@ -222,6 +222,7 @@ class ColumnSteps(wiring.Component):
         held = Signal(raw, reset_less=True)
         held_valid = Signal()
         split_valid = Signal()                   # stage 2 holds a step (it takes `held` when not)
+        decoded_valid = Signal()                 # stage 3 holds a step (it takes `split` when not)
 
         # The emit/append decisions are a shallow function of flip-flops only: the fill
         # level's comparisons, `last_step` and `words_left != 0` are registered flags,
@@ -234,13 +235,20 @@ class ColumnSteps(wiring.Component):
         emit, append = Signal(), Signal()
         emit_d, append_d, last_d = Signal(), Signal(), Signal()
         self._control(head_valid, full, in_meta, in_codes, group, tile, step, words_left, fill, held_valid,
-                      split_valid, low, low_after_emit, last_step, words_left_nonzero, emit_d, append_d, last_d)
+                      split_valid, decoded_valid, low, low_after_emit, last_step, words_left_nonzero, emit_d,
+                      append_d, last_d)
         # Each stage takes a step only into an empty register, so no ready signal ripples
         # back through the stages; a stage still passes one step per two cycles, which is
         # the most the PEs take (a step lasts terms >= 2 cycles).
         # The window itself lags the decisions by a cycle (see below): an emit needs `held`
         # free by the next cycle, and no emit in the cycle before.
-        can_emit = ~emit_d & ~(held_valid & split_valid)
+        # `can_emit` is a flip-flop too, from the next cycle's `emit_d`, `held_valid` and
+        # `split_valid` (see their updates below).
+        can_emit = Signal(init=1)
+        held_valid_next = emit_d | (held_valid & split_valid)
+        split_valid_next = (held_valid & ~split_valid) | (split_valid & decoded_valid)
+        m.d.sync += can_emit.eq(~emit & ~(held_valid_next & split_valid_next))
+        self._control(can_emit)
         m.d.comb += [
             emit.eq(in_codes & ~low & can_emit),
             # = in_codes & head_valid & words_left != 0 & Mux(emit, low_after_emit, low) & ~(emit & last_step)
@@ -391,8 +399,7 @@ class ColumnSteps(wiring.Component):
             "sq": data.ArrayLayout(config.scale_bits, cols),
             "last_group": 1, "last_tile": 1,
         })
-        decoded, decoded_valid, take_decoded = Signal(decoded_layout, reset_less=True), Signal(), Signal()
-        self._control(decoded_valid)
+        decoded, take_decoded = Signal(decoded_layout, reset_less=True), Signal()
         m.d.comb += take_split.eq(split_valid & ~decoded_valid)
         with m.If(take_decoded):
             m.d.sync += decoded_valid.eq(0)
