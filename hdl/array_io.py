@@ -35,13 +35,20 @@ class JobControl(Elaboratable):
     group of ``ROWS_PER_COPY`` rows, which is the address of the cycle before the read
     and, since it held still, the read's own. Without prefetch, the read is the
     memories' clock enable. Setting ``loading`` again (``reload``) ends the job.
+
+    ``activations[r]`` is a list of ``column_copies`` registers that hold the same
+    data (``late`` only: each with its own copy of the take enable), so that every
+    column of PEs reads a register of its own, placed next to it, instead of one that
+    all columns reach across the die.
     """
 
     def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles, prefetch: bool = False,
-                 late: bool = False):
+                 late: bool = False, column_copies: int = 1):
         if late and not prefetch:
             raise ValueError("JobControl: late=True needs prefetch=True")
-        self.config, self.prefetch, self.late = config, prefetch, late
+        if column_copies != 1 and not late:
+            raise ValueError(f"JobControl: column_copies={column_copies} needs late=True")
+        self.config, self.prefetch, self.late, self.column_copies = config, prefetch, late, column_copies
         w = config.widths
         self._act, self._family, self._groups, self._col_tiles = act, family, groups, col_tiles
         self.family_id = Signal(FAMILY_ID_BITS)
@@ -52,8 +59,9 @@ class JobControl(Elaboratable):
         self.reload = Signal()
         self.read_addr = Signal(range(w["act_depth"]))
         self.read_enable = Signal()
-        self.activations = [Signal(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes), name=f"a{r}",
-                                   reset_less=True) for r in range(config.rows)]
+        layout = data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes)
+        self.activations = [[Signal(layout, name=f"a{r}" if column_copies == 1 else f"a{r}_{c}", reset_less=True)
+                             for c in range(column_copies)] for r in range(config.rows)]
 
     def elaborate(self, platform):
         m = Module()
@@ -77,7 +85,7 @@ class JobControl(Elaboratable):
         m.d.sync += read_taken.eq(self.read_enable)
         if self.late:
             read_addr = replicas(m, self.read_addr, copies, "read_addr", reset_less=True)
-            take = replicas(m, read_taken, copies, "read_taken")
+            take = replicas(m, read_taken, copies * self.column_copies, "read_taken")
         else:
             read_addr, take = [self.read_addr] * copies, [read_taken] * copies
         for r in range(config.rows):
@@ -101,13 +109,14 @@ class JobControl(Elaboratable):
                 # slow clock-to-output meets nothing but a flip-flop), and `activations`
                 # takes that register one cycle after the read was asked for (two with
                 # `late`), through a registered enable, not the memories' clock enables.
-                raw = Signal.like(self.activations[r], name=f"raw{r}", reset_less=True)
+                raw = Signal.like(self.activations[r][0], name=f"raw{r}", reset_less=True)
                 m.d.sync += raw.eq(read.data)
-                with m.If(take[group]):
-                    m.d.sync += self.activations[r].eq(raw)
+                for c, activations in enumerate(self.activations[r]):
+                    with m.If(take[group * self.column_copies + c]):
+                        m.d.sync += activations.eq(raw)
             else:
                 m.d.comb += read.en.eq(self.read_enable)
-                m.d.sync += self.activations[r].eq(read.data)
+                m.d.sync += self.activations[r][0].eq(read.data)
 
         m.d.comb += act.ready.eq(self.loading)
         m.d.sync += self.start.eq(0)

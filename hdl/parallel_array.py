@@ -231,7 +231,7 @@ class ParallelArray(wiring.Component):
                 pe, unit = pes[r][c], DequantUnit(w["group_sum_bits"], w["scaled_group_bits"], w["acc_bits"])
                 m.submodules[f"pe{r}_{c}"], m.submodules[f"dequant{r}_{c}"] = pe, unit
                 m.d.comb += [
-                    pe.a.eq(job.activations[r]), pe.v.eq(bus[c]), pe.sel.eq(bus_sel[c]),
+                    pe.a.eq(job.activations[r][0]), pe.v.eq(bus[c]), pe.sel.eq(bus_sel[c]),
                     pe.neg_count.eq(bus_count[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last),
                     unit.group_sum.eq(pe.group_sum), unit.load.eq(pe.done),
                     unit.add.eq(serializers[c].add), unit.active.eq(serializers[c].active),

@@ -73,7 +73,8 @@ class PeArray(wiring.Component):
         config, w = self.config, self.config.widths
         rows, cols, lanes = config.rows, config.cols, config.lanes
 
-        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True, late=True)
+        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True, late=True,
+                         column_copies=cols)
         m.submodules.job = job
         family_id, groups, col_tiles = job.family_id, job.groups, job.col_tiles
         loading, start, activations = job.loading, job.start, job.activations
@@ -204,7 +205,7 @@ class PeArray(wiring.Component):
                 m.submodules[f"dequant{r}_{c}"] = unit
                 m.submodules[f"scale{r}_{c}"] = serializer
                 m.d.comb += [
-                    pe.a.eq(activations[r]),
+                    pe.a.eq(activations[r][c]),
                     pe.sel.eq(sel_copies[c][g]),
                     pe.neg_count.eq(neg_copies[c][g]),
                     pe.t.eq(t_copies[g]),
