@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS
 
 from .pe_array_config import PeArrayConfig
-from .replica import replicas
+from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["JobControl", "drain_results"]
 
@@ -39,7 +39,8 @@ class JobControl(Elaboratable):
     ``activations[r]`` is a list of ``column_copies`` registers that hold the same
     data (``late`` only: each with its own copy of the take enable), so that every
     column of PEs reads a register of its own, placed next to it, instead of one that
-    all columns reach across the die.
+    all columns reach across the die. ``columns[c]`` is likewise column ``c``'s copy of
+    ``family_id``, ``groups`` and ``col_tiles`` (a dict of those names).
     """
 
     def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles, prefetch: bool = False,
@@ -54,6 +55,10 @@ class JobControl(Elaboratable):
         self.family_id = Signal(FAMILY_ID_BITS)
         self.groups = Signal.like(groups)
         self.col_tiles = Signal.like(col_tiles)
+        self.columns = [{name: Signal.like(value, name=f"{name}_c{c}", attrs={REPLICA_ATTR: 1})
+                         for name, value in (("family_id", self.family_id), ("groups", self.groups),
+                                             ("col_tiles", self.col_tiles))}
+                        for c in range(column_copies)]
         self.loading = Signal(init=1)
         self.start = Signal()
         self.reload = Signal()
@@ -77,17 +82,19 @@ class JobControl(Elaboratable):
 
         # Per group of rows: the registered write (address and data) and, when late, the
         # read address and the take enable; one register driving every row's block RAM
-        # or activation register spans the die in a tall array.
+        # or activation register spans the die in a tall array. The take enable is a
+        # tree: a copy per column of activation registers, then one per group of rows.
         copies = w["row_copies"]
         write_addr = replicas(m, load_addr, copies, "write_addr", reset_less=True)
         write_data = replicas(m, act.payload, copies, "write_data", reset_less=True)
-        read_taken = Signal(name="read_taken")
-        m.d.sync += read_taken.eq(self.read_enable)
         if self.late:
             read_addr = replicas(m, self.read_addr, copies, "read_addr", reset_less=True)
-            take = replicas(m, read_taken, copies * self.column_copies, "read_taken")
+            take = [replicas(m, taken, copies, f"read_taken{c}") for c, taken in
+                    enumerate(replicas(m, self.read_enable, self.column_copies, "read_taken"))]
         else:
-            read_addr, take = [self.read_addr] * copies, [read_taken] * copies
+            read_taken = Signal(name="read_taken")
+            m.d.sync += read_taken.eq(self.read_enable)
+            read_addr, take = [self.read_addr] * copies, [[read_taken] * copies]
         for r in range(config.rows):
             group = config.row_group(r)
             # No read that is used meets a write (reads are used only after the job's
@@ -112,7 +119,7 @@ class JobControl(Elaboratable):
                 raw = Signal.like(self.activations[r][0], name=f"raw{r}", reset_less=True)
                 m.d.sync += raw.eq(read.data)
                 for c, activations in enumerate(self.activations[r]):
-                    with m.If(take[group * self.column_copies + c]):
+                    with m.If(take[c][group]):
                         m.d.sync += activations.eq(raw)
             else:
                 m.d.comb += read.en.eq(self.read_enable)
@@ -123,6 +130,9 @@ class JobControl(Elaboratable):
         with m.If(self.loading & first_beat):
             m.d.sync += [self.family_id.eq(self._family), self.groups.eq(self._groups),
                          self.col_tiles.eq(self._col_tiles)]
+            for column in self.columns:
+                m.d.sync += [column["family_id"].eq(self._family), column["groups"].eq(self._groups),
+                             column["col_tiles"].eq(self._col_tiles)]
         with m.If(act.valid & act.ready):
             m.d.sync += [load_addr.eq(load_addr + 1), first_beat.eq(0)]
             with m.If(load_addr == steps_per_row - 1):

@@ -76,7 +76,7 @@ class PeArray(wiring.Component):
         job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True, late=True,
                          column_copies=cols)
         m.submodules.job = job
-        family_id, groups, col_tiles = job.family_id, job.groups, job.col_tiles
+        family_id = job.family_id
         loading, start, activations = job.loading, job.start, job.activations
         read_addr, read_enable = job.read_addr, job.read_enable
         last_term = Signal(range(w["terms"]))     # terms - 1 of the job's family, registered
@@ -90,8 +90,10 @@ class PeArray(wiring.Component):
         # ---- weight front end -----------------------------------------------------------------
         m.submodules.front = front = WeightSteps(config)
         wiring.connect(m, wiring.flipped(self.w), front.words)
-        m.d.comb += [front.family.eq(family_id), front.groups.eq(groups), front.tiles.eq(col_tiles),
-                     front.start.eq(start)]
+        m.d.comb += front.start.eq(start)
+        for c, column in enumerate(job.columns):
+            m.d.comb += [front.family[c].eq(column["family_id"]), front.groups[c].eq(column["groups"]),
+                         front.tiles[c].eq(column["col_tiles"])]
 
         # ---- step sequencer: T cycles per step, one digit index per cycle ----------------------
         step = Signal(front.layout, reset_less=True)        # data: `holding` says when it counts
@@ -145,20 +147,18 @@ class PeArray(wiring.Component):
                           reset_less=True) for c in range(cols)]
         bus_neg = [Signal(lanes.bit_length(), name=f"neg_count{c}", reset_less=True) for c in range(cols)]
         bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}", reset_less=True) for c in range(cols)]
-        bus_t = Signal.like(digit, reset_less=True)
-        bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal()
         for c in range(cols):
             m.d.sync += [
                 bus_sel[c].eq(Array(step.sel[c][t] for t in range(w["terms"]))[digit_copies[c]]),
                 bus_neg[c].eq(Array(step.neg_count[c][t] for t in range(w["terms"]))[digit_copies[c]]),
                 bus_sq[c].eq(step.sq[c]),
             ]
-        m.d.sync += [
-            bus_t.eq(digit),
-            bus_valid.eq(holding),
-            bus_last.eq(holding & last_digit & step.last_group),
-            bus_tile_end.eq(holding & last_digit & step.last_tile),
-        ]
+        # The bus's control has a copy per column: each column's copies per row group
+        # (below) then stay inside the column.
+        bus_t = replicas(m, digit, cols, "bus_t", reset_less=True)
+        bus_valid = replicas(m, holding, cols, "bus_valid")
+        bus_last = replicas(m, holding & last_digit & step.last_group, cols, "bus_last")
+        bus_tile_end = replicas(m, holding & last_digit & step.last_tile, cols, "bus_tile_end")
 
         # ---- fan-out: a registered copy of the digit bus for every ROWS_PER_COPY rows --------
         # (the activations are taken a cycle later to meet it: JobControl(late=True))
@@ -166,12 +166,10 @@ class PeArray(wiring.Component):
         group_of = [config.row_group(r) for r in range(rows)]
         sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}", reset_less=True) for c in range(cols)]
         neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}", reset_less=True) for c in range(cols)]
-        t_copies = replicas(m, bus_t, copies, "t", reset_less=True)
-        # valid and last per cell (row group, column): each column's PEs of a group then
-        # have their own `done` (yosys would merge identical PE control chains), which
-        # loads the cell's serializer and moves the cell's results.
-        valid_copies = [replicas(m, bus_valid, copies, f"valid{c}") for c in range(cols)]
-        last_copies = [replicas(m, bus_last, copies, f"last{c}") for c in range(cols)]
+        # t, valid and last per cell (row group, column).
+        t_copies = [replicas(m, bus_t[c], copies, f"t{c}", reset_less=True) for c in range(cols)]
+        valid_copies = [replicas(m, bus_valid[c], copies, f"valid{c}") for c in range(cols)]
+        last_copies = [replicas(m, bus_last[c], copies, f"last{c}") for c in range(cols)]
 
         # ---- the PEs and their dequantization units -------------------------------------------
         pes = [[BitSerialPE(lanes, w["max_shift"], w["terms"], w["group_sum_bits"]) for _ in range(cols)]
@@ -180,16 +178,16 @@ class PeArray(wiring.Component):
         # Metadata that must arrive with the group sum: a PE's `done` comes `latency - 1`
         # cycles after it sees a group's last digit, which its group's copy shows a cycle
         # after the bus: `latency` registers after the bus.
+        # A delay line per column (from the column's bus copies); the last stage has a copy per cell.
         sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
         for stage in range(latency - 1):
             delayed = [Signal.like(s, name=f"sq{c}_d{stage}", reset_less=True) for c, s in enumerate(sq_at_done)]
-            tile_end = Signal(name=f"tile_end_d{stage}")
+            tile_end = [Signal(name=f"tile_end{c}_d{stage}") for c in range(cols)]
             m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
-            m.d.sync += tile_end.eq(tile_end_at_done)
+            m.d.sync += [d.eq(s) for d, s in zip(tile_end, tile_end_at_done, strict=True)]
             sq_at_done, tile_end_at_done = delayed, tile_end
-        # The last stage has a copy per cell.
         sq_at_done = [replicas(m, sq_at_done[c], copies, f"sq{c}_done", reset_less=True) for c in range(cols)]
-        tile_end_at_done = [replicas(m, tile_end_at_done, copies, f"tile_end{c}_done") for c in range(cols)]
+        tile_end_at_done = [replicas(m, tile_end_at_done[c], copies, f"tile_end{c}_done") for c in range(cols)]
 
         # Every PE has its own dequantization unit and scale serializer, loaded by the
         # PE's own `done`: no control net of a unit reaches beyond its PE.
@@ -208,7 +206,7 @@ class PeArray(wiring.Component):
                     pe.a.eq(activations[r][c]),
                     pe.sel.eq(sel_copies[c][g]),
                     pe.neg_count.eq(neg_copies[c][g]),
-                    pe.t.eq(t_copies[g]),
+                    pe.t.eq(t_copies[c][g]),
                     pe.valid.eq(valid_copies[c][g]),
                     pe.last.eq(last_copies[c][g]),
                     serializer.sq.eq(sq_at_done[c][g]),

@@ -43,15 +43,22 @@ def step_layout(config: PeArrayConfig) -> data.StructLayout:
     })
 
 
-def _members(config: PeArrayConfig, layout: data.StructLayout) -> dict:
-    """The members of :class:`WeightSteps` and :class:`ColumnSteps` (steps of ``layout``)."""
+def _members(config: PeArrayConfig, layout: data.StructLayout, per_column: bool) -> dict:
+    """The members of :class:`WeightSteps` and :class:`ColumnSteps` (steps of ``layout``).
+
+    ``per_column``: ``family``, ``groups`` and ``tiles`` are arrays of a copy per column.
+    """
     w = config.widths
+
+    def job(bits):
+        return In(data.ArrayLayout(bits, config.cols) if per_column else bits)
+
     return {
         "words": In(stream.Signature(w["weight_beat_bits"])),
         "steps": Out(stream.Signature(layout)),
-        "family": In(FAMILY_ID_BITS),
-        "groups": In(w["max_groups"].bit_length()),
-        "tiles": In(w["tile_count_bits"]),
+        "family": job(FAMILY_ID_BITS),
+        "groups": job(w["max_groups"].bit_length()),
+        "tiles": job(w["tile_count_bits"]),
         "start": In(1),
     }
 
@@ -64,13 +71,14 @@ class WeightSteps(wiring.Component):
     and each column's windows, cuts and decoders see only their own column's control
     registers, so no control net crosses the columns. The copies' control registers
     carry the replica attribute (:mod:`hdl.replica`), or yosys would merge them back.
-    Same members as :class:`ColumnSteps`.
+    Same members as :class:`ColumnSteps`, but ``family``, ``groups`` and ``tiles`` are
+    arrays with a copy per column (equal values, registers placed near each column).
     """
 
     def __init__(self, config: PeArrayConfig):
         self.config = config
         self.layout = step_layout(config)
-        super().__init__(_members(config, self.layout))
+        super().__init__(_members(config, self.layout, per_column=True))
 
     def elaborate(self, platform):
         m = Module()
@@ -84,7 +92,8 @@ class WeightSteps(wiring.Component):
                 column.words.payload.eq(self.words.payload[c * WORD_BITS:(c + 1) * WORD_BITS]),
                 column.words.valid.eq(self.words.valid),
                 column.steps.ready.eq(self.steps.ready),
-                column.family.eq(self.family), column.groups.eq(self.groups), column.tiles.eq(self.tiles),
+                column.family.eq(self.family[c]), column.groups.eq(self.groups[c]),
+                column.tiles.eq(self.tiles[c]),
                 column.start.eq(self.start),
                 self.steps.payload.sel[c].eq(column.steps.payload.sel[0]),
                 self.steps.payload.neg_count[c].eq(column.steps.payload.neg_count[0]),
@@ -117,7 +126,7 @@ class ColumnSteps(wiring.Component):
     def __init__(self, config: PeArrayConfig, replicated: bool = False):
         self.config, self.replicated = config, replicated
         self.layout = step_layout(config)
-        super().__init__(_members(config, self.layout))
+        super().__init__(_members(config, self.layout, per_column=False))
 
     def _control(self, *registers):
         """Mark control registers as replicas when this is one of several copies."""
@@ -334,8 +343,11 @@ class ColumnSteps(wiring.Component):
         self._control(shift_d)
         words_d = [Signal(WORD_BITS, name=f"word_d{c}", reset_less=True) for c in range(cols)]
         step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
+        # The windows' clock enable is a flip-flop of its own (it reaches every window bit).
+        window_enable = Signal()
+        self._control(window_enable)
         m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step),
-                     shift_d.eq(Mux(emit, fill_emitted, fill))]
+                     window_enable.eq(emit | append), shift_d.eq(Mux(emit, fill_emitted, fill))]
         for c in range(cols):
             m.d.sync += words_d[c].eq(head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
         with m.If(emit):
@@ -358,12 +370,13 @@ class ColumnSteps(wiring.Component):
                 for name in config.families:
                     with m.If(selected[c][name]):
                         m.d.comb += after.eq(windows[c] >> (lanes * family(name).bits))
-            with m.If(last_d):
-                m.d.sync += windows[c].eq(0)
-            with m.Elif(append_d):
-                m.d.sync += windows[c].eq(after | (words_d[c] << shift_d))
-            with m.Elif(emit_d):
-                m.d.sync += windows[c].eq(after)
+            with m.If(window_enable):                   # = emit_d | append_d
+                with m.If(last_d):
+                    m.d.sync += windows[c].eq(0)
+                with m.Elif(append_d):
+                    m.d.sync += windows[c].eq(after | (words_d[c] << shift_d))
+                with m.Else():
+                    m.d.sync += windows[c].eq(after)
 
         # ---- stage 2: cut the window into one code per lane --------------------------------
         int_built = any(family(name).kind == "int" for name in config.families)

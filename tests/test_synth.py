@@ -84,9 +84,10 @@ def test_front_end_control_is_copied_per_column(tmp_path):
     verilog.write_text(to_verilog(design.build(params), "array"))
     yosys_cells(verilog, "array", get_target("ecp5-85f"), tmp_path)
     cells = json.loads((tmp_path / "array.ecp5-85f.yosys.json").read_text())["modules"]["array"]["cells"]
-    # The family constants are registered from the inputs alone, so without the replica
-    # attribute yosys keeps one set for all columns (the fill level and the other state
-    # with feedback stay apart anyway: opt_merge cannot merge a loop).
+    # The family constants are registered from the job's copies of the family, which
+    # are registered from the inputs alone: without the replica attribute yosys keeps one
+    # set for all columns (the fill level and the other state with feedback stay apart
+    # anyway: opt_merge cannot merge a loop).
     constants = {match.group(1) for name in cells
                  if (match := re.match(r"front\.column(\d+)\.below_3need_TRELLIS_FF_Q", name))}
     assert constants == {"0", "1", "2"}, sorted(name for name in cells if "below_" in name)[:20]
