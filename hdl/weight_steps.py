@@ -336,20 +336,22 @@ class ColumnSteps(wiring.Component):
         with m.If(append):
             m.d.sync += [words_left.eq(words_left - 1), words_left_nonzero.eq(words_left != 1)]
 
-        # The windows apply the decisions one cycle later, from registers: the barrel
-        # shifter that places a word starts at a flip-flop instead of behind the
-        # emit/append logic. Decisions only depend on the fill level, never on data.
-        shift_d = Signal.like(fill)
-        self._control(shift_d)
-        words_d = [Signal(WORD_BITS, name=f"word_d{c}", reset_less=True) for c in range(cols)]
+        # The windows apply the decisions one cycle later, from registers. The barrel
+        # shifters that place the head word are ahead of the decision too: the word is
+        # placed at `fill` (no emit) and at `fill - need` (emit) from flip-flops, and the
+        # window only picks one of the two. Decisions only depend on the fill level,
+        # never on data.
+        placed = [[Signal(window_bits, name=f"placed_{which}{c}", reset_less=True) for c in range(cols)]
+                  for which in ("fill", "emitted")]
         step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
         # The windows' clock enable is a flip-flop of its own (it reaches every window bit).
         window_enable = Signal()
         self._control(window_enable)
         m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step),
-                     window_enable.eq(emit | append), shift_d.eq(Mux(emit, fill_emitted, fill))]
+                     window_enable.eq(emit | append)]
         for c in range(cols):
-            m.d.sync += words_d[c].eq(head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
+            word = head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]
+            m.d.sync += [placed[0][c].eq(word << fill), placed[1][c].eq(word << fill_emitted)]
         with m.If(emit):
             m.d.sync += [
                 step_d.dt.eq(Cat(*dt)), step_d.sg.eq(Cat(*sg)), step_d.sq.eq(Cat(*sq)),
@@ -374,7 +376,7 @@ class ColumnSteps(wiring.Component):
                 with m.If(last_d):
                     m.d.sync += windows[c].eq(0)
                 with m.Elif(append_d):
-                    m.d.sync += windows[c].eq(after | (words_d[c] << shift_d))
+                    m.d.sync += windows[c].eq(after | Mux(emit_d, placed[1][c], placed[0][c]))
                 with m.Else():
                     m.d.sync += windows[c].eq(after)
 
