@@ -251,13 +251,9 @@ class ColumnSteps(wiring.Component):
         # the most the PEs take (a step lasts terms >= 2 cycles).
         # The window itself lags the decisions by a cycle (see below): an emit needs `held`
         # free by the next cycle, and no emit in the cycle before.
-        # `can_emit` is a flip-flop too, from the next cycle's `emit_d`, `held_valid` and
-        # `split_valid` (see their updates below).
+        # `can_emit` (= ~emit_d & ~(held_valid & split_valid)) is a flip-flop too, set
+        # at the end with the stages' take enables.
         can_emit = Signal(init=1)
-        held_valid_next = emit_d | (held_valid & split_valid)
-        split_valid_next = (held_valid & ~split_valid) | (split_valid & decoded_valid)
-        m.d.sync += can_emit.eq(~emit & ~(held_valid_next & split_valid_next))
-        self._control(can_emit)
         m.d.comb += [
             emit.eq(in_codes & ~low & can_emit),
             # = in_codes & head_valid & words_left != 0 & Mux(emit, low_after_emit, low) & ~(emit & last_step)
@@ -296,8 +292,11 @@ class ColumnSteps(wiring.Component):
             m.d.comb += settle(fill_appended, fill < k["need-used"], fill < k["2need-used"])
         m.d.sync += [fill.eq(fill_next), low.eq(low_next), low_after_emit.eq(low_after_emit_next)]
 
-        take_held = Signal()                     # stage 2 takes the held step this cycle
-        m.d.comb += take_held.eq(held_valid & ~split_valid)
+        # The stages' take enables (each the clock enable of a stage's data) are
+        # flip-flops, set at the end from the stages' next valid flags.
+        take_held = Signal()                     # = held_valid & ~split_valid: stage 2 takes `held`
+        take_split, take_decoded = Signal(), Signal()
+        self._control(can_emit, take_held, take_split, take_decoded)
         with m.If(take_held):
             m.d.sync += held_valid.eq(0)
 
@@ -390,7 +389,7 @@ class ColumnSteps(wiring.Component):
             "dt": cols, "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
-        split, take_split = Signal(split_layout, reset_less=True), Signal()
+        split = Signal(split_layout, reset_less=True)
         with m.If(take_split):
             m.d.sync += split_valid.eq(0)
         with m.If(take_held):
@@ -414,8 +413,7 @@ class ColumnSteps(wiring.Component):
             "sq": data.ArrayLayout(config.scale_bits, cols),
             "last_group": 1, "last_tile": 1,
         })
-        decoded, take_decoded = Signal(decoded_layout, reset_less=True), Signal()
-        m.d.comb += take_split.eq(split_valid & ~decoded_valid)
+        decoded = Signal(decoded_layout, reset_less=True)   # taken when take_split = split_valid & ~decoded_valid
         with m.If(take_decoded):
             m.d.sync += decoded_valid.eq(0)
         with m.If(take_split):
@@ -438,7 +436,7 @@ class ColumnSteps(wiring.Component):
         # ---- stage 4: lane selects (group sign folded in), each column's count of negative lanes
         out, out_valid = self.steps, Signal(name="out_valid")
         self._control(out_valid)
-        m.d.comb += [out.valid.eq(out_valid), take_decoded.eq(decoded_valid & ~out_valid)]
+        m.d.comb += out.valid.eq(out_valid)      # `take_decoded` = decoded_valid & ~out_valid
         with m.If(out.ready):
             m.d.sync += out_valid.eq(0)
         with m.If(take_decoded):
@@ -465,4 +463,18 @@ class ColumnSteps(wiring.Component):
         ]
         with m.If(take_decoded):
             m.d.sync += out.payload.eq(selects)
+
+        # The flags' next values (as the updates above set them), and from them the
+        # registered take enables and `can_emit`: what they would be as combinational
+        # functions of the flags, one cycle ahead.
+        held_valid_next = emit_d | (held_valid & ~take_held)
+        split_valid_next = take_held | (split_valid & ~take_split)
+        decoded_valid_next = take_split | (decoded_valid & ~take_decoded)
+        out_valid_next = take_decoded | (out_valid & ~out.ready)
+        m.d.sync += [
+            take_held.eq(held_valid_next & ~split_valid_next),
+            take_split.eq(split_valid_next & ~decoded_valid_next),
+            take_decoded.eq(decoded_valid_next & ~out_valid_next),
+            can_emit.eq(~emit & ~(held_valid_next & split_valid_next)),
+        ]
         return m
