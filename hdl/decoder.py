@@ -81,7 +81,7 @@ def sign_extend(m: Module, families, family_id, code):
     return extended
 
 
-def decode_terms(m: Module, families, family_id, code, dt, extended=None, selected=None):
+def decode_terms(m: Module, families, family_id, code, dt, extended=None, selected=None, int_selected=None):
     """Combinational decoder: the digits of ``(family_id, code, dt)`` as a new signal.
 
     ``families`` are the families built in; any other ``family_id`` gives all-zero
@@ -89,8 +89,9 @@ def decode_terms(m: Module, families, family_id, code, dt, extended=None, select
     :func:`sign_extend` of it. ``selected``, if given, maps each built family to a
     one-bit signal that is high when ``family_id`` is that family (a pipeline can
     register these flags once for many decoders; ``family_id`` then only reaches
-    :func:`sign_extend`). Shared by :class:`WeightDecoder` and the PE array's column
-    decoders.
+    :func:`sign_extend`). ``int_selected``, if given, is the OR of the int families'
+    flags, registered likewise. Shared by :class:`WeightDecoder` and the PE array's
+    column decoders.
     """
     families = check_families(families)
     _, layout = decoder_layouts(families)
@@ -120,8 +121,9 @@ def decode_terms(m: Module, families, family_id, code, dt, extended=None, select
     # An AND-OR of the selected family's digits: the flags are one-hot (or all low).
     candidates = []
     if int_families:
-        int_selected = Signal(name="int_selected")
-        m.d.comb += int_selected.eq(Cat(*(selected[name] for name in int_families)).any())
+        if int_selected is None:
+            int_selected = Signal(name="int_selected")
+            m.d.comb += int_selected.eq(Cat(*(selected[name] for name in int_families)).any())
         candidates.append((int_selected, booth_terms))
     for name in families:
         fam = family(name)

@@ -14,6 +14,8 @@ select (:func:`hdl.pe.lane_select_layout`) plus the column's count of negative l
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 
 from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -178,16 +180,30 @@ class ColumnSteps(wiring.Component):
         config, w = self.config, self.config.widths
         cols, lanes = config.cols, config.lanes
         k = self._family_constants(m, config.families[0])
-        # One-hot family flags, registered twice (a copy per column when this instance
-        # serves several): the family holds still for a job, and the first code reaches
-        # the windows several cycles after `start`, so the code cut and the decoders never
-        # see the family input itself. All low: a family not built.
-        flags = Cat(*(self.family == FAMILY_IDS[name] for name in config.families))
+        # One-hot family flags and an "int family" flag, registered twice, with a copy per
+        # lane (of each column): the family holds still for a job, and the first code
+        # reaches the windows several cycles after `start`, so the code cut and the
+        # decoders never see the family input itself, and each lane's decoder sees flags
+        # of its own. All low: a family not built.
+        is_family = {name: self.family == FAMILY_IDS[name] for name in config.families}
+        int_names = [name for name in config.families if family(name).kind == "int"]
+        flags = Cat(*is_family.values(), Cat(*(is_family[name] for name in int_names)).any())
         flags_1 = Signal.like(flags, name="family_flags")
         self._control(flags_1)
         m.d.sync += flags_1.eq(flags)
-        selected = [dict(zip(config.families, copy, strict=True))
-                    for copy in replicas(m, flags_1, cols, "family_flags")]
+        lane_flags = replicas(m, flags_1, cols * lanes, "family_flags")
+        selected = [[dict(zip([*config.families, "int"], lane_flags[c * lanes + lane], strict=True))
+                     for lane in range(lanes)] for c in range(cols)]
+        # The window's shift after an emit, one flag per distinct step (lanes * bits); a
+        # family not built reads with the first built family's layout.
+        steps = sorted({lanes * family(name).bits for name in config.families})
+        step_flags = Signal(len(steps), name="step_flags")
+        self._control(step_flags)
+        for index, step_bits in enumerate(steps):
+            hit = Cat(*(is_family[name] for name in config.families if lanes * family(name).bits == step_bits))
+            if step_bits == lanes * family(config.families[0]).bits:
+                hit = Cat(hit, ~Cat(*is_family.values()).any())
+            m.d.sync += step_flags[index].eq(hit.any())
         window_bits = w["window_bits"]
         code_field = lanes * w["code_bits"]
 
@@ -242,10 +258,9 @@ class ColumnSteps(wiring.Component):
         low, low_after_emit = Signal(init=1), Signal(init=1)
         last_step, words_left_nonzero = Signal(), Signal()
         emit, append = Signal(), Signal()
-        emit_d, append_d, last_d = Signal(), Signal(), Signal()
+        emit_d = Signal()
         self._control(head_valid, full, in_meta, in_codes, group, tile, step, words_left, fill, held_valid,
-                      split_valid, decoded_valid, low, low_after_emit, last_step, words_left_nonzero, emit_d,
-                      append_d, last_d)
+                      split_valid, decoded_valid, low, low_after_emit, last_step, words_left_nonzero, emit_d)
         # Each stage takes a step only into an empty register, so no ready signal ripples
         # back through the stages; a stage still passes one step per two cycles, which is
         # the most the PEs take (a step lasts terms >= 2 cycles).
@@ -346,8 +361,7 @@ class ColumnSteps(wiring.Component):
         # The windows' clock enable is a flip-flop of its own (it reaches every window bit).
         window_enable = Signal()
         self._control(window_enable)
-        m.d.sync += [emit_d.eq(emit), append_d.eq(append), last_d.eq(emit & last_step),
-                     window_enable.eq(emit | append)]
+        m.d.sync += [emit_d.eq(emit), window_enable.eq(emit | append)]
         for c in range(cols):
             word = head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]
             m.d.sync += [placed[0][c].eq(word << fill), placed[1][c].eq(word << fill_emitted)]
@@ -361,23 +375,22 @@ class ColumnSteps(wiring.Component):
                          held.last_group.eq(step_d.last_group), held.last_tile.eq(step_d.last_tile)]
             for c in range(cols):
                 m.d.sync += held.codes[c].eq(windows[c][:code_field])
+        # The window's next value is an AND-OR of its candidates, each under a registered
+        # one-hot select decided with emit/append: the window kept (append alone) or
+        # shifted by the family's step (emit), and the word placed at `fill` (append
+        # alone) or at `fill - need` (both). After the group's last step all are low.
+        keep, place_fill, place_emitted = Signal(), Signal(), Signal()
+        shift_by = Signal.like(step_flags, name="shift_by")
+        self._control(keep, place_fill, place_emitted, shift_by)
+        emit_more = emit & ~last_step
+        m.d.sync += [keep.eq(~emit), place_fill.eq(append & ~emit), place_emitted.eq(append & emit_more),
+                     shift_by.eq(step_flags & emit_more.replicate(len(steps)))]
         for c in range(cols):
-            after = Signal(window_bits, name=f"after{c}")
-            m.d.comb += after.eq(windows[c])
-            with m.If(emit_d):
-                # The shift by the family's step: one-hot flags, a family not built in
-                # reads with the first built family's layout.
-                m.d.comb += after.eq(windows[c] >> (lanes * family(config.families[0]).bits))
-                for name in config.families:
-                    with m.If(selected[c][name]):
-                        m.d.comb += after.eq(windows[c] >> (lanes * family(name).bits))
-            with m.If(window_enable):                   # = emit_d | append_d
-                with m.If(last_d):
-                    m.d.sync += windows[c].eq(0)
-                with m.Elif(append_d):
-                    m.d.sync += windows[c].eq(after | Mux(emit_d, placed[1][c], placed[0][c]))
-                with m.Else():
-                    m.d.sync += windows[c].eq(after)
+            candidates = [(windows[c], keep), (placed[0][c], place_fill), (placed[1][c], place_emitted)]
+            candidates += [(windows[c] >> step_bits, shift_by[index]) for index, step_bits in enumerate(steps)]
+            with m.If(window_enable):                   # emitted or appended a cycle ago
+                m.d.sync += windows[c].eq(functools.reduce(operator.or_, (
+                    value & flag.replicate(window_bits) for value, flag in candidates)))
 
         # ---- stage 2: cut the window into one code per lane --------------------------------
         int_built = any(family(name).kind == "int" for name in config.families)
@@ -395,15 +408,19 @@ class ColumnSteps(wiring.Component):
         with m.If(take_held):
             m.d.sync += [split_valid.eq(1), split.dt.eq(held.dt), split.sg.eq(held.sg), split.sq.eq(held.sq),
                          split.last_group.eq(held.last_group), split.last_tile.eq(held.last_tile)]
+            # Each lane's code: an AND-OR over the families (the flags are one-hot).
             for c in range(cols):
-                for name in config.families:
-                    bits = family(name).bits
-                    with m.If(selected[c][name]):
-                        for lane in range(lanes):
-                            code = held.codes[c][lane * bits:(lane + 1) * bits]
-                            m.d.sync += split.codes[c][lane].eq(code)
-                            if family(name).kind == "int":
-                                m.d.sync += split.extended[c][lane].eq(code.as_signed())
+                for lane in range(lanes):
+                    flags, codes, extended = selected[c][lane], [], []
+                    for name in config.families:
+                        bits = family(name).bits
+                        code = held.codes[c][lane * bits:(lane + 1) * bits]
+                        codes.append(code & flags[name].replicate(bits))
+                        if family(name).kind == "int":
+                            extended.append(code.as_signed() & flags[name].replicate(booth_bits))
+                    m.d.sync += split.codes[c][lane].eq(functools.reduce(operator.or_, codes))
+                    if extended:
+                        m.d.sync += split.extended[c][lane].eq(functools.reduce(operator.or_, extended))
 
         # ---- stage 3: decode every lane of every column -----------------------------------------
         digits = data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"])
@@ -427,7 +444,7 @@ class ColumnSteps(wiring.Component):
             for lane in range(lanes):
                 terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split.dt[c],
                                      extended=split.extended[c][lane] if int_built else None,
-                                     selected=selected[c])
+                                     selected=selected[c][lane], int_selected=selected[c][lane]["int"])
                 with m.If(take_split):
                     m.d.sync += decoded.digits[c].terms[lane].eq(terms)
             with m.If(take_split):

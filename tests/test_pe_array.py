@@ -1,5 +1,6 @@
 """The PE array and its parts under Amaranth's simulator, against golden.bitmod.matmul_int."""
 
+import dataclasses
 import random
 
 import pytest
@@ -8,7 +9,7 @@ from amaranth.sim import Simulator
 
 from golden.bitmod import BitmodWeights, matmul_int, quantize
 from golden.bitmod_pack import pack, weight_beats
-from golden.tables import FAMILIES, pack_layout
+from golden.tables import FAMILIES, FAMILY_IDS, pack_layout
 from hdl.parallel_array import MULTIPLIERS, ParallelArray
 from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
 from hdl.pe_array import PeArray
@@ -16,10 +17,15 @@ from hdl.pe_array_config import PeArrayConfig
 from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
 
 
-def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray):
-    """Run the jobs of ``matmul_int(a_q, bw)`` through ``build(config)``; return acc and cycles."""
+def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray, family_id=None):
+    """Run the jobs of ``matmul_int(a_q, bw)`` through ``build(config)``; return acc and cycles.
+
+    ``family_id`` replaces the jobs' family input (the streams stay as planned).
+    """
     dut = build(config)
     jobs = plan_jobs(config, a_q, bw)
+    if family_id is not None:
+        jobs = [dataclasses.replace(job, family=family_id) for job in jobs]
     rng = random.Random(seed)
     results, cycles = [], 0
 
@@ -71,6 +77,16 @@ def test_small_array_every_family_with_stalls(name):
     got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
     mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
     assert mismatch is None, f"{mismatch} (seed {seed})"
+
+
+def test_family_not_built_reads_the_first_layout_and_gives_zeros():
+    # The stream is packed as fp4, the first built family; the family input says int4,
+    # which is not built: the array must take the whole stream and return zeros.
+    config = PeArrayConfig(rows=2, cols=2, lanes=4, group_size=32, scale_bits=4, families=("fp4", "int8"),
+                           max_k=64)
+    a_q, bw = random_case(config, "fp4", torch.Generator().manual_seed(5))
+    got, _ = simulate_array(config, a_q, bw, stall=0.2, family_id=FAMILY_IDS["int4"])
+    assert not got.any(), got
 
 
 @pytest.mark.parametrize("name", ["fp4", "int8"])
