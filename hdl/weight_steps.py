@@ -362,19 +362,9 @@ class ColumnSteps(wiring.Component):
         window_enable = Signal()
         self._control(window_enable)
         m.d.sync += [emit_d.eq(emit), window_enable.eq(emit | append)]
-        # The shift amount is every shifter stage's select: each slice of WORD_BITS
-        # outputs has its own copy of the fill level (a replica register, always equal
-        # to `fill`), so no select net spans a whole shifter.
-        for lo in range(0, window_bits, WORD_BITS):
-            hi = min(lo + WORD_BITS, window_bits)
-            fill_copy = Signal.like(fill, name=f"fill_copy{lo}", attrs={REPLICA_ATTR: 1})
-            emitted_copy = Signal.like(fill, name=f"fill_emitted_copy{lo}")     # wraps like fill_emitted
-            m.d.sync += fill_copy.eq(fill_next)
-            m.d.comb += emitted_copy.eq(fill_copy - need)
-            for c in range(cols):
-                word = head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]
-                m.d.sync += [placed[0][c][lo:hi].eq((word << fill_copy)[lo:hi]),
-                             placed[1][c][lo:hi].eq((word << emitted_copy)[lo:hi])]
+        for c in range(cols):
+            word = head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]
+            m.d.sync += [placed[0][c].eq(word << fill), placed[1][c].eq(word << fill_emitted)]
         with m.If(emit):
             m.d.sync += [
                 step_d.dt.eq(Cat(*dt)), step_d.sg.eq(Cat(*sg)), step_d.sq.eq(Cat(*sq)),
