@@ -350,21 +350,20 @@ class ColumnSteps(wiring.Component):
         with m.If(append):
             m.d.sync += [words_left.eq(words_left - 1), words_left_nonzero.eq(words_left != 1)]
 
-        # The windows apply the decisions one cycle later, from registers. The barrel
-        # shifters that place the head word are ahead of the decision too: the word is
-        # placed at `fill` (no emit) and at `fill - need` (emit) from flip-flops, and the
-        # window only picks one of the two. Decisions only depend on the fill level,
-        # never on data.
-        placed = [[Signal(window_bits, name=f"placed_{which}{c}", reset_less=True) for c in range(cols)]
-                  for which in ("fill", "emitted")]
+        # The windows apply the decisions one cycle later, from registers: the barrel
+        # shifter that places a word starts at a flip-flop (`shift_d`, the fill level
+        # after the emit) instead of behind the emit/append logic. Decisions only depend
+        # on the fill level, never on data.
+        shift_d = Signal.like(fill)
+        self._control(shift_d)
+        words_d = [Signal(WORD_BITS, name=f"word_d{c}", reset_less=True) for c in range(cols)]
         step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
         # The windows' clock enable is a flip-flop of its own (it reaches every window bit).
         window_enable = Signal()
         self._control(window_enable)
-        m.d.sync += [emit_d.eq(emit), window_enable.eq(emit | append)]
+        m.d.sync += [emit_d.eq(emit), window_enable.eq(emit | append), shift_d.eq(Mux(emit, fill_emitted, fill))]
         for c in range(cols):
-            word = head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]
-            m.d.sync += [placed[0][c].eq(word << fill), placed[1][c].eq(word << fill_emitted)]
+            m.d.sync += words_d[c].eq(head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
         with m.If(emit):
             m.d.sync += [
                 step_d.dt.eq(Cat(*dt)), step_d.sg.eq(Cat(*sg)), step_d.sq.eq(Cat(*sq)),
@@ -376,17 +375,17 @@ class ColumnSteps(wiring.Component):
             for c in range(cols):
                 m.d.sync += held.codes[c].eq(windows[c][:code_field])
         # The window's next value is an AND-OR of its candidates, each under a registered
-        # one-hot select decided with emit/append: the window kept (append alone) or
-        # shifted by the family's step (emit), and the word placed at `fill` (append
-        # alone) or at `fill - need` (both). After the group's last step all are low.
-        keep, place_fill, place_emitted = Signal(), Signal(), Signal()
+        # select decided with emit/append: the window kept (append alone) or shifted by
+        # the family's step (emit, one-hot), and the word placed at `shift_d` (append).
+        # After the group's last step all are low.
+        keep, place = Signal(), Signal()
         shift_by = Signal.like(step_flags, name="shift_by")
-        self._control(keep, place_fill, place_emitted, shift_by)
+        self._control(keep, place, shift_by)
         emit_more = emit & ~last_step
-        m.d.sync += [keep.eq(~emit), place_fill.eq(append & ~emit), place_emitted.eq(append & emit_more),
+        m.d.sync += [keep.eq(~emit), place.eq(append & (~emit | emit_more)),
                      shift_by.eq(step_flags & emit_more.replicate(len(steps)))]
         for c in range(cols):
-            candidates = [(windows[c], keep), (placed[0][c], place_fill), (placed[1][c], place_emitted)]
+            candidates = [(windows[c], keep), (words_d[c] << shift_d, place)]
             candidates += [(windows[c] >> step_bits, shift_by[index]) for index, step_bits in enumerate(steps)]
             with m.If(window_enable):                   # emitted or appended a cycle ago
                 m.d.sync += windows[c].eq(functools.reduce(operator.or_, (
