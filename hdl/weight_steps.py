@@ -312,8 +312,6 @@ class ColumnSteps(wiring.Component):
         take_held = Signal()                     # = held_valid & ~split_valid: stage 2 takes `held`
         take_split, take_decoded = Signal(), Signal()
         self._control(can_emit, take_held, take_split, take_decoded)
-        with m.If(take_held):
-            m.d.sync += held_valid.eq(0)
 
         with m.If(starting):
             m.d.sync += [in_meta.eq(1), group.eq(0), tile.eq(0), step.eq(0),
@@ -370,7 +368,7 @@ class ColumnSteps(wiring.Component):
                 step_d.last_group.eq(last_step), step_d.last_tile.eq(last_group),
             ]
         with m.If(emit_d):
-            m.d.sync += [held_valid.eq(1), held.dt.eq(step_d.dt), held.sg.eq(step_d.sg), held.sq.eq(step_d.sq),
+            m.d.sync += [held.dt.eq(step_d.dt), held.sg.eq(step_d.sg), held.sq.eq(step_d.sq),
                          held.last_group.eq(step_d.last_group), held.last_tile.eq(step_d.last_tile)]
             for c in range(cols):
                 m.d.sync += held.codes[c].eq(windows[c][:code_field])
@@ -402,10 +400,8 @@ class ColumnSteps(wiring.Component):
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
         split = Signal(split_layout, reset_less=True)
-        with m.If(take_split):
-            m.d.sync += split_valid.eq(0)
         with m.If(take_held):
-            m.d.sync += [split_valid.eq(1), split.dt.eq(held.dt), split.sg.eq(held.sg), split.sq.eq(held.sq),
+            m.d.sync += [split.dt.eq(held.dt), split.sg.eq(held.sg), split.sq.eq(held.sq),
                          split.last_group.eq(held.last_group), split.last_tile.eq(held.last_tile)]
             # Each lane's code: an AND-OR over the families (the flags are one-hot).
             for c in range(cols):
@@ -430,11 +426,8 @@ class ColumnSteps(wiring.Component):
             "last_group": 1, "last_tile": 1,
         })
         decoded = Signal(decoded_layout, reset_less=True)   # taken when take_split = split_valid & ~decoded_valid
-        with m.If(take_decoded):
-            m.d.sync += decoded_valid.eq(0)
         with m.If(take_split):
             m.d.sync += [
-                decoded_valid.eq(1),
                 decoded.sg.eq(split.sg),
                 decoded.last_group.eq(split.last_group),
                 decoded.last_tile.eq(split.last_tile),
@@ -453,10 +446,6 @@ class ColumnSteps(wiring.Component):
         out, out_valid = self.steps, Signal(name="out_valid")
         self._control(out_valid)
         m.d.comb += out.valid.eq(out_valid)      # `take_decoded` = decoded_valid & ~out_valid
-        with m.If(out.ready):
-            m.d.sync += out_valid.eq(0)
-        with m.If(take_decoded):
-            m.d.sync += out_valid.eq(1)
         selects = Signal(self.layout)
         for c in range(cols):
             for t in range(w["terms"]):
@@ -480,14 +469,19 @@ class ColumnSteps(wiring.Component):
         with m.If(take_decoded):
             m.d.sync += out.payload.eq(selects)
 
-        # The flags' next values (as the updates above set them), and from them the
-        # registered take enables and `can_emit`: what they would be as combinational
-        # functions of the flags, one cycle ahead.
+        # The stages' valid flags (a stage fills when it takes the step before it and
+        # empties when the next stage or the output takes its step), and from their next
+        # values the registered take enables and `can_emit`: what they would be as
+        # combinational functions of the flags, one cycle ahead.
         held_valid_next = emit_d | (held_valid & ~take_held)
         split_valid_next = take_held | (split_valid & ~take_split)
         decoded_valid_next = take_split | (decoded_valid & ~take_decoded)
         out_valid_next = take_decoded | (out_valid & ~out.ready)
         m.d.sync += [
+            held_valid.eq(held_valid_next),
+            split_valid.eq(split_valid_next),
+            decoded_valid.eq(decoded_valid_next),
+            out_valid.eq(out_valid_next),
             take_held.eq(held_valid_next & ~split_valid_next),
             take_split.eq(split_valid_next & ~decoded_valid_next),
             take_decoded.eq(decoded_valid_next & ~out_valid_next),
