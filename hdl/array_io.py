@@ -75,10 +75,13 @@ class JobControl(Elaboratable):
         load_row = Signal(range(max(config.rows, 2)))     # (a 0-bit signal is an illegal Verilog range)
         load_addr = Signal(range(w["act_depth"]))
         first_beat = Signal(init=1)
-        # Registered after `groups`: it is first compared at a row's second beat (a row has
-        # at least two steps, since the dequantization limit keeps lanes <= group_size / 2).
-        steps_per_row = Signal(range(w["act_depth"] + 1))
-        m.d.sync += steps_per_row.eq(self.groups * w["steps_per_group"])
+        # A row's last address, registered after `groups`: it is first compared at a row's
+        # second beat (a row has at least two steps, since the dequantization limit keeps
+        # lanes <= group_size / 2). `last_row` is `load_row == rows - 1`, kept as a flag.
+        # Both keep a subtraction's carry and a wide compare off `act.ready`'s enable.
+        row_last_addr = Signal(range(w["act_depth"]))
+        m.d.sync += row_last_addr.eq(self.groups * w["steps_per_group"] - 1)
+        last_row = Signal(init=config.rows == 1)
 
         # Per group of rows: the registered write (address and data) and, when late, the
         # read address and the take enable; one register driving every row's block RAM
@@ -135,10 +138,12 @@ class JobControl(Elaboratable):
                              column["col_tiles"].eq(self._col_tiles)]
         with m.If(act.valid & act.ready):
             m.d.sync += [load_addr.eq(load_addr + 1), first_beat.eq(0)]
-            with m.If(load_addr == steps_per_row - 1):
-                m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1)]
-                with m.If(load_row == config.rows - 1):
-                    m.d.sync += [load_row.eq(0), self.loading.eq(0), first_beat.eq(1), self.start.eq(1)]
+            with m.If(load_addr == row_last_addr):
+                m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1),
+                             last_row.eq(load_row == max(config.rows - 2, 0))]
+                with m.If(last_row):
+                    m.d.sync += [load_row.eq(0), last_row.eq(config.rows == 1), self.loading.eq(0),
+                                 first_beat.eq(1), self.start.eq(1)]
         with m.If(self.reload):
             m.d.sync += self.loading.eq(1)
         return m
@@ -179,8 +184,10 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     rows = len(accs)
     chain = [[Signal.like(acc, name=f"result{r}_{c}", reset_less=True) for c, acc in enumerate(row)]
              for r, row in enumerate(accs)]
-    left = Signal(range(rows + 1))               # rows still in the chain
-    full = Signal()                              # = left != 0
+    # The rows still in the chain, as a thermometer code (held[i] = more than i rows
+    # left): its next value and the flags the shift decision reads ("any row left",
+    # "exactly one") are one LUT each, with no counter's carry before `advance_next`.
+    held = Signal(rows)
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
     # The output buffer: `o.payload` is its head, `second` the entry behind it.
     second = Signal.like(o.payload, reset_less=True)
@@ -228,14 +235,17 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
         with m.If(takes_second(push_c, valid_c, second_valid_c, pop_c)):
             m.d.sync += second[c].eq(chain[0][c])
 
-    left_next = Signal.like(left)
-    m.d.comb += left_next.eq(Mux(copy, rows, left - push))
+    # A copy fills the chain; a push takes its bottom row.
+    held_next = Signal.like(held)
+    m.d.comb += held_next.eq(Mux(copy, (1 << rows) - 1, Mux(push, held >> 1, held)))
+    full = held[0]
     # After this cycle the buffer holds o.valid + second_valid + push - pop entries: room
     # for a push in the next cycle unless that is 2, which needs no pop (a push comes
     # only when at most one entry is held, so with a pop at most one is left).
     stays_full = ~pop & o.valid & (second_valid | push)
-    m.d.comb += advance_next.eq((left_next != 0) & ~stays_full)
-    m.d.sync += [left.eq(left_next), full.eq(left_next != 0)]
+    rows_next = copy | (held[0] & ~(push & ~held[1])) if rows > 1 else copy | (held[0] & ~push)
+    m.d.comb += advance_next.eq(rows_next & ~stays_full)
+    m.d.sync += held.eq(held_next)
     with m.If(copy):
         m.d.sync += tiles_left.eq(tiles_left - 1)
         with m.If(tiles_left == 0):
