@@ -77,16 +77,19 @@ class BitSerialPE(wiring.Component):
     ``neg`` set), ``t`` (the digit's index: the lane sum weighs ``4**t``), ``valid``
     and ``last`` (the group's last digit). ``latency`` cycles after a ``valid & last``
     input, ``done`` is high for one cycle and ``group_sum`` holds the finished group
-    sum (combinational, valid only while ``done``); the accumulator then restarts at 0.
+    sum (a register, held until the next ``done``); the accumulator restarts at 0 a
+    cycle before, so that the next group's first digit may follow the last at once.
     """
 
     def __init__(self, lanes: int, max_shift: int, max_t: int, group_sum_bits: int, levels_per_stage: int = 1):
         self.lanes, self.max_shift, self.group_sum_bits = lanes, max_shift, group_sum_bits
         self.levels_per_stage = levels_per_stage
         self.sum_bits = lane_sum_bits(lanes, max_shift)
-        # Register the products, the tree's stages and the weighted sum; the accumulator adds after that.
+        # Register the products, the tree's stages and the weighted sum; the accumulator
+        # adds after that, and the finished group sum is registered once more.
         tree_levels = lanes.bit_length()          # lanes + 1 inputs (the count of negatives)
-        self.latency = 1 + -(-tree_levels // levels_per_stage) + 1 + 1
+        self._accumulated = 1 + -(-tree_levels // levels_per_stage) + 1 + 1
+        self.latency = self._accumulated + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
             "sel": In(data.ArrayLayout(lane_select_layout(max_shift), lanes)),
@@ -116,45 +119,48 @@ class BitSerialPE(wiring.Component):
         m.d.sync += count.eq(self.neg_count)
         tree, tree_latency = adder_tree(m, lanes + [Cat(count, 0).as_signed()], self.sum_bits,
                                         self.levels_per_stage)
-        assert 1 + tree_latency + 1 + 1 == self.latency, (tree_latency, self.latency)
+        assert 1 + tree_latency + 1 + 1 == self._accumulated, (tree_latency, self._accumulated)
 
         # Control follows the data through the same number of registers (`t` is used
-        # one stage before the accumulator). `done` (= the last stage's valid & last) is
-        # a flip-flop of its own: it loads the accumulator, the dequantization unit and
-        # the unit's serializer. The control registers are replicas (hdl.replica): PEs
+        # one stage before the accumulator). `restart` (= the accumulator stage's valid &
+        # last) is a flip-flop of its own: it restarts the accumulator and loads the group
+        # sum register; `done` follows it a cycle later and loads the dequantization unit
+        # and its serializer. The control registers are replicas (hdl.replica): PEs
         # that see the same digit bus would otherwise share one control chain after
         # synthesis, and its `done` would reach every one of their units.
         t, valid, last = self.t, self.valid, self.last
         control = {REPLICA_ATTR: 1}
+        restart = Signal(name="restart", attrs=control)
         done = Signal(name="done_r", attrs=control)
-        for stage in range(self.latency - 1):
+        for stage in range(self._accumulated - 1):
             valid_next = Signal(name=f"valid_{stage}", attrs=control)
             last_next = Signal(name=f"last_{stage}", attrs=control)
             m.d.sync += [valid_next.eq(valid), last_next.eq(last)]
-            if stage == self.latency - 2:
-                m.d.sync += done.eq(valid & last)
+            if stage == self._accumulated - 2:
+                m.d.sync += restart.eq(valid & last)
             valid, last = valid_next, last_next
-            if stage < self.latency - 2:
+            if stage < self._accumulated - 2:
                 t_next = Signal.like(t, name=f"t_{stage}", reset_less=True, attrs=control)
                 m.d.sync += t_next.eq(t)
                 t = t_next
 
         # Stage 3: the lane sum weighted by 4**t, registered; stage 4: the group
-        # accumulator, restarted when a group is done.
+        # accumulator, restarted when a group is done; stage 5: the group sum, so that
+        # the dequantization unit loads a register, not the accumulator's adder.
         accumulator = Signal(signed(self.group_sum_bits))
         shifted = Signal(signed(self.group_sum_bits), reset_less=True)
+        summed = accumulator + shifted
+        group_sum = Signal(signed(self.group_sum_bits), name="group_sum_r", reset_less=True)
         with m.Switch(t):
             for index in range(1 << len(t)):
                 with m.Case(index):
                     m.d.sync += shifted.eq(tree << (2 * index))
-        m.d.comb += [
-            self.group_sum.eq(accumulator + shifted),
-            self.done.eq(done),
-        ]
-        with m.If(done):
-            m.d.sync += accumulator.eq(0)
+        m.d.sync += done.eq(restart)
+        m.d.comb += [self.group_sum.eq(group_sum), self.done.eq(done)]
+        with m.If(restart):
+            m.d.sync += [accumulator.eq(0), group_sum.eq(summed)]
         with m.Elif(valid):
-            m.d.sync += accumulator.eq(self.group_sum)
+            m.d.sync += accumulator.eq(summed)
         return m
 
 

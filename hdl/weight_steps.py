@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import operator
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import C, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -329,9 +329,14 @@ class ColumnSteps(wiring.Component):
                          words_left_nonzero.eq(k["code_words"] != 0)]
 
         # `group == groups - 1` and `tile == tiles - 1` as registered flags, set when the
-        # counters move: the emit decision then sees no comparator.
+        # counters move: the emit decision then sees no comparator. What they become
+        # then (`group + 2 == groups`, ...) is compared in every cycle into a register of
+        # its own: a counter moves at a group's last step, and the next one is at least
+        # two steps later, so the register has caught up by then.
         group_last, tile_last = Signal(), Signal()
-        self._control(group_last, tile_last)
+        group_penult, tile_penult = Signal(), Signal()
+        self._control(group_last, tile_last, group_penult, tile_penult)
+        m.d.sync += [group_penult.eq(group + 2 == self.groups), tile_penult.eq(tile + 2 == self.tiles)]
         with m.If(starting):
             m.d.sync += [group_last.eq(self.groups == 1), tile_last.eq(self.tiles == 1)]
         last_group = last_step & group_last
@@ -341,27 +346,33 @@ class ColumnSteps(wiring.Component):
             with m.If(last_step):
                 m.d.sync += [step.eq(0), last_step.eq(w["steps_per_group"] == 1),
                              in_codes.eq(0), in_meta.eq(~last_tile), group.eq(group + 1),
-                             group_last.eq(group + 2 == self.groups)]
+                             group_last.eq(group_penult)]
                 with m.If(last_group):
                     m.d.sync += [group.eq(0), group_last.eq(self.groups == 1), tile.eq(tile + 1),
-                                 tile_last.eq(tile + 2 == self.tiles)]
+                                 tile_last.eq(tile_penult)]
         with m.If(append):
             m.d.sync += [words_left.eq(words_left - 1), words_left_nonzero.eq(words_left != 1)]
 
         # The windows apply the decisions one cycle later, from registers: the barrel
         # shifter that places a word starts at a flip-flop (`shift_d`, the fill level
         # after the emit) instead of behind the emit/append logic. Decisions only depend
-        # on the fill level, never on data.
+        # on the fill level, never on data. Every family's step (lanes * bits) is a
+        # multiple of 2**aligned, so the fill level's low `aligned` bits are the same
+        # before and after an emit: the word is shifted by them as it is registered (a
+        # small multiplexer behind the fill flip-flops), and the window's shifter moves
+        # it in steps of 2**aligned only.
+        aligned = min(min((lanes * family(name).bits & -(lanes * family(name).bits)).bit_length() - 1
+                          for name in config.families), 5)
         shift_d = Signal.like(fill)
         self._control(shift_d)
-        words_d = [Signal(WORD_BITS, name=f"word_d{c}", reset_less=True) for c in range(cols)]
+        words_d = [Signal(WORD_BITS + (1 << aligned) - 1, name=f"word_d{c}", reset_less=True) for c in range(cols)]
         step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
         # The windows' clock enable is a flip-flop of its own (it reaches every window bit).
         window_enable = Signal()
         self._control(window_enable)
         m.d.sync += [emit_d.eq(emit), window_enable.eq(emit | append), shift_d.eq(Mux(emit, fill_emitted, fill))]
         for c in range(cols):
-            m.d.sync += words_d[c].eq(head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"])
+            m.d.sync += words_d[c].eq((head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]) << fill[:aligned])
         with m.If(emit):
             m.d.sync += [
                 step_d.dt.eq(Cat(*dt)), step_d.sg.eq(Cat(*sg)), step_d.sq.eq(Cat(*sq)),
@@ -383,7 +394,7 @@ class ColumnSteps(wiring.Component):
         m.d.sync += [keep.eq(~emit), place.eq(append & (~emit | emit_more)),
                      shift_by.eq(step_flags & emit_more.replicate(len(steps)))]
         for c in range(cols):
-            candidates = [(windows[c], keep), (words_d[c] << shift_d, place)]
+            candidates = [(windows[c], keep), (words_d[c] << Cat(C(0, aligned), shift_d[aligned:]), place)]
             candidates += [(windows[c] >> step_bits, shift_by[index]) for index, step_bits in enumerate(steps)]
             with m.If(window_enable):                   # emitted or appended a cycle ago
                 m.d.sync += windows[c].eq(functools.reduce(operator.or_, (

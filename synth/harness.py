@@ -9,6 +9,9 @@ from amaranth.lib.wiring import Out
 
 __all__ = ["Harness"]
 
+#: Inputs of each registered piece of the output XOR tree (two levels of LUT4).
+XOR_FAN_IN = 16
+
 
 class Harness(wiring.Component):
     """Wraps ``core`` so that it needs three pins (``clk``, ``rst``, ``out``) however wide it is.
@@ -18,7 +21,9 @@ class Harness(wiring.Component):
     the core therefore starts and ends at a flip-flop, so nextpnr's Fmax covers the
     core's logic, and no output is constant so yosys cannot remove any of it. The
     harness adds one flip-flop per input bit, one feedback LUT and an XOR tree of
-    ``outputs / 3`` LUT4s; reports give it separately.
+    about ``outputs / 3`` LUT4s with a register after every two levels (so that the
+    tree, which spans all outputs, does not limit a wide core); reports give it
+    separately (harness minus core).
 
     Members
     -------
@@ -49,5 +54,15 @@ class Harness(wiring.Component):
         for value in self.inputs:
             m.d.comb += value.eq(lfsr[offset:offset + len(value)])
             offset += len(value)
-        m.d.sync += self.out.eq(Cat(*self.outputs).xor())
+        # The XOR tree has a register after every two LUT levels (16 inputs), so that in
+        # a wide core the harness's tree, spanning every output, is never the limit.
+        level = list(Cat(*self.outputs))
+        while len(level) > 1:
+            registered = []
+            for index in range(0, len(level), XOR_FAN_IN):
+                reduced = Signal(name=f"xor{len(level)}_{index // XOR_FAN_IN}")
+                m.d.sync += reduced.eq(Cat(*level[index:index + XOR_FAN_IN]).xor())
+                registered.append(reduced)
+            level = registered
+        m.d.sync += self.out.eq(level[0])
         return m
