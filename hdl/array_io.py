@@ -6,7 +6,7 @@ Used by :class:`hdl.pe_array.PeArray` and the bit-parallel baseline
 
 from __future__ import annotations
 
-from amaranth import Elaboratable, Module, Mux, Signal, signed
+from amaranth import Elaboratable, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
@@ -16,6 +16,9 @@ from .pe_array_config import PeArrayConfig
 from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["JobControl", "drain_results"]
+
+#: Result bits per copy of the output buffer's enables (:func:`drain_results`).
+SLICE_BITS = 16
 
 
 class JobControl(Elaboratable):
@@ -193,9 +196,12 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     second = Signal.like(o.payload, reset_less=True)
     second_valid = Signal()
     # `advance` (this cycle) was decided in the last one; its copies: one per cell, one
-    # per column of the buffer, one for the buffer's state and the counters.
+    # per slice of the buffer (a column's results in SLICE_BITS pieces), one for the
+    # buffer's state and the counters.
+    acc_bits = len(chain[0][0])
+    slices = [(c, low, min(low + SLICE_BITS, acc_bits)) for c in range(cols) for low in range(0, acc_bits, SLICE_BITS)]
     advance_next = Signal()
-    advance = replicas(m, advance_next, groups * cols + cols + 1, "advance")
+    advance = replicas(m, advance_next, groups * cols + len(slices) + 1, "advance")
     push, pop = advance[-1], o.valid & o.ready
 
     with m.If(job.start):
@@ -208,8 +214,8 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
                 with m.Elif(advance[group_of[r] * cols + c]):
                     m.d.sync += chain[r][c].eq(chain[r + 1][c])
     # The buffer never overflows: `advance` is set only when it will have room. Its
-    # state (o.valid, second_valid) has a copy per column, so that o.ready, an input,
-    # meets one column's enables through one LUT, not every result bit.
+    # state (o.valid, second_valid) has a copy per slice, so that o.ready, an input,
+    # meets one slice's enables through one LUT, not every result bit.
     def takes_head(push, valid, second_valid, pop):
         return push & (~valid | (pop & ~second_valid))
 
@@ -223,17 +229,18 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
                                  Mux(pop, 0, second_valid))),
     ]
     m.d.sync += [o.valid.eq(valid_next), second_valid.eq(second_valid_next)]
-    valid_copies = replicas(m, valid_next, cols, "o_valid")
-    second_valid_copies = replicas(m, second_valid_next, cols, "second_valid")
-    for c in range(cols):
-        push_c, valid_c, second_valid_c = advance[groups * cols + c], valid_copies[c], second_valid_copies[c]
-        pop_c = valid_c & o.ready
-        with m.If(takes_head(push_c, valid_c, second_valid_c, pop_c)):
-            m.d.sync += o.payload[c].eq(chain[0][c])
-        with m.Elif(pop_c):
-            m.d.sync += o.payload[c].eq(second[c])
-        with m.If(takes_second(push_c, valid_c, second_valid_c, pop_c)):
-            m.d.sync += second[c].eq(chain[0][c])
+    valid_copies = replicas(m, valid_next, len(slices), "o_valid")
+    second_valid_copies = replicas(m, second_valid_next, len(slices), "second_valid")
+    for index, (c, low, high) in enumerate(slices):
+        push_s, valid_s, second_valid_s = advance[groups * cols + index], valid_copies[index], second_valid_copies[index]
+        pop_s = valid_s & o.ready
+        head, behind, bottom = (Value.cast(value)[low:high] for value in (o.payload[c], second[c], chain[0][c]))
+        with m.If(takes_head(push_s, valid_s, second_valid_s, pop_s)):
+            m.d.sync += head.eq(bottom)
+        with m.Elif(pop_s):
+            m.d.sync += head.eq(behind)
+        with m.If(takes_second(push_s, valid_s, second_valid_s, pop_s)):
+            m.d.sync += behind.eq(bottom)
 
     # A copy fills the chain; a push takes its bottom row.
     held_next = Signal.like(held)

@@ -49,7 +49,8 @@ class ParallelPE(wiring.Component):
     digit per cycle: ``dsp`` takes ``v`` (the weight with its group sign, -8..8);
     ``lut`` takes ``sel[l][i]``, the two Booth digits of each weight (sign folded in),
     and ``neg_count``, the column's ``sum(neg[l][0] + 4 * neg[l][1])``. ``latency``
-    cycles after a ``valid & last`` input, ``done`` pulses with ``group_sum``.
+    cycles after a ``valid & last`` input, ``done`` pulses with ``group_sum``;
+    ``done_next`` is ``done`` a cycle early.
     """
 
     def __init__(self, lanes: int, group_sum_bits: int, multiplier: str):
@@ -68,6 +69,7 @@ class ParallelPE(wiring.Component):
             "last": In(1),
             "group_sum": Out(signed(group_sum_bits)),
             "done": Out(1),
+            "done_next": Out(1),
         })
 
     def _product(self, lane):
@@ -97,6 +99,8 @@ class ParallelPE(wiring.Component):
         for stage in range(self.latency - 1):
             valid_next, last_next = Signal(name=f"valid_{stage}"), Signal(name=f"last_{stage}")
             m.d.sync += [valid_next.eq(valid), last_next.eq(last)]
+            if stage == self.latency - 2:
+                m.d.comb += self.done_next.eq(valid & last)
             valid, last = valid_next, last_next
         accumulator = Signal(signed(self.group_sum_bits))
         m.d.comb += [self.group_sum.eq(accumulator + tree), self.done.eq(valid & last)]
@@ -222,7 +226,8 @@ class ParallelArray(wiring.Component):
         for c in range(cols):
             serializer = ScaleSerializer(config.scale_bits)
             m.submodules[f"scale{c}"] = serializer
-            m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[0][0].done)]
+            m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[0][0].done),
+                         serializer.load_next.eq(pes[0][0].done_next)]
             serializers.append(serializer)
         accs = []
         for r in range(rows):
@@ -234,7 +239,7 @@ class ParallelArray(wiring.Component):
                     pe.a.eq(job.activations[r][0]), pe.v.eq(bus[c]), pe.sel.eq(bus_sel[c]),
                     pe.neg_count.eq(bus_count[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last),
                     unit.group_sum.eq(pe.group_sum), unit.load.eq(pe.done),
-                    unit.add.eq(serializers[c].add), unit.active.eq(serializers[c].active),
+                    unit.add.eq(serializers[c].add), unit.busy.eq(serializers[c].busy),
                     unit.clear.eq(clear[r][c]),
                 ]
                 row.append(unit.acc)

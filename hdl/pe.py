@@ -79,6 +79,7 @@ class BitSerialPE(wiring.Component):
     input, ``done`` is high for one cycle and ``group_sum`` holds the finished group
     sum (a register, held until the next ``done``); the accumulator restarts at 0 a
     cycle before, so that the next group's first digit may follow the last at once.
+    ``done_next`` is ``done`` a cycle early.
     """
 
     def __init__(self, lanes: int, max_shift: int, max_t: int, group_sum_bits: int, levels_per_stage: int = 1):
@@ -99,6 +100,7 @@ class BitSerialPE(wiring.Component):
             "last": In(1),
             "group_sum": Out(signed(group_sum_bits)),
             "done": Out(1),
+            "done_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -156,7 +158,7 @@ class BitSerialPE(wiring.Component):
                 with m.Case(index):
                     m.d.sync += shifted.eq(tree << (2 * index))
         m.d.sync += done.eq(restart)
-        m.d.comb += [self.group_sum.eq(group_sum), self.done.eq(done)]
+        m.d.comb += [self.group_sum.eq(group_sum), self.done.eq(done), self.done_next.eq(restart)]
         with m.If(restart):
             m.d.sync += [accumulator.eq(0), group_sum.eq(summed)]
         with m.Elif(valid):
@@ -165,41 +167,42 @@ class BitSerialPE(wiring.Component):
 
 
 class ScaleSerializer(wiring.Component):
-    """One column's group scale ``sq``, one bit per cycle, least significant first.
+    """One group scale ``sq``, one bit per cycle, least significant first.
 
     ``load`` takes ``sq``; in each of the next ``scale_bits`` cycles ``active`` is high
-    and ``add`` is the next bit of ``sq``. Both are flip-flops, not decoded from the bit
-    counter: they are the clock enables of every dequantization unit the serializer
-    feeds. ``active_next`` is what ``active`` will be in the next cycle. Shared by the
-    PEs of a column (in PeArray, of a column's row group).
+    and ``add`` is the next bit of ``sq``. ``load_next`` must be ``load`` a cycle early:
+    ``busy`` (= ``load | active``) is then a flip-flop too. ``add`` and ``busy`` are
+    not decoded from the bit counter: they are the clock enables of the
+    dequantization units the serializer feeds (and of its own registers).
+    ``active_next`` is what ``active`` will be in the next cycle.
     """
 
     def __init__(self, scale_bits: int):
         self.scale_bits = scale_bits
-        super().__init__({"sq": In(scale_bits), "load": In(1), "add": Out(1), "active": Out(1),
-                          "active_next": Out(1)})
+        super().__init__({"sq": In(scale_bits), "load": In(1), "load_next": In(1), "add": Out(1),
+                          "active": Out(1), "active_next": Out(1), "busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         bits = Signal(self.scale_bits, reset_less=True)     # bit 0: the one `add` shows
         left = Signal(range(self.scale_bits + 1))           # cycles still active, this one included
         m.d.comb += self.active_next.eq(self.load | (self.active & (left != 1)))
-        m.d.sync += [self.active.eq(self.active_next),
+        m.d.sync += [self.active.eq(self.active_next), self.busy.eq(self.load_next | self.active_next),
                      self.add.eq(Mux(self.load, self.sq[0], self.active_next & bits[1]))]
-        with m.If(self.load):
-            m.d.sync += [bits.eq(self.sq), left.eq(self.scale_bits)]
-        with m.Elif(self.active):
-            m.d.sync += [bits.eq(bits >> 1), left.eq(left - 1)]
+        with m.If(self.busy):
+            m.d.sync += [bits.eq(Mux(self.load, self.sq, bits >> 1)),
+                         left.eq(Mux(self.load, self.scale_bits, left - 1))]
         return m
 
 
 class DequantUnit(wiring.Component):
     """Bit-serial ``acc += group_sum * sq``: one bit of ``sq`` per cycle, ``scale_bits`` cycles.
 
-    ``load`` captures ``group_sum``; then, in each cycle with ``active`` high, the
-    captured value doubles, and before that it is added to ``acc`` when ``add`` (the
-    bit of ``sq`` for this position, from a shared :class:`ScaleSerializer`) is set.
-    ``clear`` zeroes ``acc``. The group's sign ``sg`` is already in the digits.
+    ``load`` captures ``group_sum``; then, in each cycle in which the serializer is
+    active, the captured value doubles, and before that it is added to ``acc`` when
+    ``add`` (the bit of ``sq`` for this position, from a :class:`ScaleSerializer`) is
+    set. ``busy`` is the serializer's (``load`` or active). ``clear`` zeroes ``acc``.
+    The group's sign ``sg`` is already in the digits.
     """
 
     def __init__(self, group_sum_bits: int, scaled_bits: int, acc_bits: int):
@@ -208,7 +211,7 @@ class DequantUnit(wiring.Component):
             "group_sum": In(signed(group_sum_bits)),
             "load": In(1),
             "add": In(1),
-            "active": In(1),
+            "busy": In(1),
             "clear": In(1),
             "acc": Out(signed(acc_bits)),
         })
@@ -216,10 +219,8 @@ class DequantUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         shifted = Signal(signed(self.scaled_bits), reset_less=True)
-        with m.If(self.load):
-            m.d.sync += shifted.eq(self.group_sum)
-        with m.Elif(self.active):
-            m.d.sync += shifted.eq(shifted << 1)
+        with m.If(self.busy):
+            m.d.sync += shifted.eq(Mux(self.load, self.group_sum, shifted << 1))
         with m.If(self.clear):
             m.d.sync += self.acc.eq(0)
         with m.Elif(self.add):

@@ -211,10 +211,11 @@ class PeArray(wiring.Component):
                     pe.last.eq(last_copies[c][g]),
                     serializer.sq.eq(sq_at_done[c][g]),
                     serializer.load.eq(pe.done),
+                    serializer.load_next.eq(pe.done_next),
                     unit.group_sum.eq(pe.group_sum),
                     unit.load.eq(pe.done),
                     unit.add.eq(serializer.add),
-                    unit.active.eq(serializer.active),
+                    unit.busy.eq(serializer.busy),
                 ]
                 row_serializers.append(serializer)
                 row_units.append(unit)

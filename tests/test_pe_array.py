@@ -180,24 +180,27 @@ def test_dequant_unit_multiplies_bit_serially_and_overlaps():
     rng = random.Random(4)
     groups = [(rng.randrange(-(1 << 23), 1 << 23), rng.randrange(1 << scale_bits)) for _ in range(6)]
     groups += [(-(1 << 23), (1 << scale_bits) - 1), ((1 << 23) - 1, (1 << scale_bits) - 1), (0, 255), (5, 0)]
-    from amaranth import Module
+    from amaranth import Module, Signal
 
     m = Module()
     m.submodules.serializer, m.submodules.unit = serializer, unit
-    m.d.comb += [unit.add.eq(serializer.add), unit.active.eq(serializer.active)]
+    load_next = Signal()                  # `load` is registered, as a PE's `done`
+    m.d.sync += [unit.load.eq(load_next), serializer.load.eq(load_next)]
+    m.d.comb += [serializer.load_next.eq(load_next), unit.add.eq(serializer.add), unit.busy.eq(serializer.busy)]
     seen = []
 
     async def testbench(ctx):
-        for value, sq in groups:
+        ctx.set(load_next, 1)
+        await ctx.tick()
+        for index, (value, sq) in enumerate(groups):
+            ctx.set(load_next, 0)
             ctx.set(unit.group_sum, value)
             ctx.set(serializer.sq, sq)
-            ctx.set(unit.load, 1)
-            ctx.set(serializer.load, 1)
-            await ctx.tick()
-            ctx.set(unit.load, 0)
-            ctx.set(serializer.load, 0)
-            for _ in range(scale_bits):       # the next group may load right after
+            await ctx.tick()                  # loaded
+            for _ in range(scale_bits - 1):
                 await ctx.tick()
+            ctx.set(load_next, int(index + 1 < len(groups)))     # the next group loads right after
+            await ctx.tick()
             seen.append(ctx.get(unit.acc))
         ctx.set(unit.clear, 1)
         await ctx.tick()
