@@ -122,10 +122,14 @@ class PeArray(wiring.Component):
         m.d.sync += free.eq(free_next)
         free_copies = replicas(m, free_next, cols, "free")
         payload = front.steps.payload
+        # The step's counts of negative lanes, per column and digit (the front end gives them per half).
+        step_neg = [[Signal(lanes.bit_length(), name=f"step_neg{c}_{t}", reset_less=True) for t in range(w["terms"])]
+                    for c in range(cols)]
         for c in range(cols):
             with m.If(free_copies[c]):
-                m.d.sync += [step.sel[c].eq(payload.sel[c]), step.neg_count[c].eq(payload.neg_count[c]),
-                             step.sq[c].eq(payload.sq[c])]
+                m.d.sync += [step.sel[c].eq(payload.sel[c]), step.sq[c].eq(payload.sq[c])]
+                m.d.sync += [step_neg[c][t].eq(halves[0] + halves[1])
+                             for t, halves in enumerate(payload.neg_halves[c])]
         with m.If(free):
             m.d.sync += [step.last_group.eq(payload.last_group), step.last_tile.eq(payload.last_tile)]
         with m.If(accept):
@@ -150,7 +154,7 @@ class PeArray(wiring.Component):
         for c in range(cols):
             m.d.sync += [
                 bus_sel[c].eq(Array(step.sel[c][t] for t in range(w["terms"]))[digit_copies[c]]),
-                bus_neg[c].eq(Array(step.neg_count[c][t] for t in range(w["terms"]))[digit_copies[c]]),
+                bus_neg[c].eq(Array(step_neg[c])[digit_copies[c]]),
                 bus_sq[c].eq(step.sq[c]),
             ]
         # The bus's control has a copy per column: each column's copies per row group

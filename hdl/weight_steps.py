@@ -28,17 +28,28 @@ from .pe import lane_select_layout
 from .pe_array_config import PeArrayConfig
 from .replica import REPLICA_ATTR, replicas
 
-__all__ = ["step_layout", "WeightSteps", "ColumnSteps"]
+__all__ = ["neg_halves", "step_layout", "WeightSteps", "ColumnSteps"]
+
+
+def neg_halves(lanes: int) -> list[range]:
+    """The lanes of each half whose count of negative digits a step carries."""
+    return [range(0, -(-lanes // 2)), range(-(-lanes // 2), lanes)]
 
 
 def step_layout(config: PeArrayConfig) -> data.StructLayout:
-    """One step for the whole array: per column, per digit index, per lane."""
+    """One step for the whole array: per column, per digit index, per lane.
+
+    ``neg_halves[c][t][h]`` counts the negative digits among the lanes of
+    ``neg_halves(lanes)[h]``: the consumer adds the two (a popcount of every lane
+    behind the decoders would be the front end's deepest logic).
+    """
     w = config.widths
     lanes = config.lanes
+    half_bits = len(neg_halves(lanes)[0]).bit_length()
     return data.StructLayout({
         "sel": data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes),
                                                  w["terms"]), config.cols),
-        "neg_count": data.ArrayLayout(data.ArrayLayout(lanes.bit_length(), w["terms"]), config.cols),
+        "neg_halves": data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(half_bits, 2), w["terms"]), config.cols),
         "sq": data.ArrayLayout(config.scale_bits, config.cols),
         "last_group": 1,     # the group's last step
         "last_tile": 1,      # ... of the tile's last group
@@ -98,7 +109,7 @@ class WeightSteps(wiring.Component):
                 column.tiles.eq(self.tiles[c]),
                 column.start.eq(self.start),
                 self.steps.payload.sel[c].eq(column.steps.payload.sel[0]),
-                self.steps.payload.neg_count[c].eq(column.steps.payload.neg_count[0]),
+                self.steps.payload.neg_halves[c].eq(column.steps.payload.neg_halves[0]),
                 self.steps.payload.sq[c].eq(column.steps.payload.sq[0]),
             ]
             columns.append(column)
@@ -210,16 +221,18 @@ class ColumnSteps(wiring.Component):
         # ---- stage 0: a two-entry skid buffer, so that `words.ready` only depends on its fill
         # The fill is one-hot-ish flip-flops (`head_valid` = count >= 1, `full` = count == 2)
         # and each entry's data comes from flip-flops alone; `pop`, the late signal, only
-        # reaches the entries' enables.
+        # reaches the head's enable. An entry that holds nothing takes the payload in
+        # every cycle, beat or not (the fill says what counts), so neither enable waits
+        # for `words.valid`.
         head_valid, full = Signal(), Signal()
         entries = [Signal(w["weight_beat_bits"], name=f"skid{i}", reset_less=True) for i in range(2)]
         head = entries[0]
         pop = Signal()
         push = self.words.valid & self.words.ready
         m.d.comb += self.words.ready.eq(~full)
-        with m.If(pop | (push & ~head_valid)):
+        with m.If(pop | ~head_valid):
             m.d.sync += entries[0].eq(Mux(full, entries[1], self.words.payload))
-        with m.If(push & head_valid & ~pop):
+        with m.If(~full):
             m.d.sync += entries[1].eq(self.words.payload)
         with m.If(pop & ~push):
             m.d.sync += [head_valid.eq(full), full.eq(0)]
@@ -471,7 +484,8 @@ class ColumnSteps(wiring.Component):
                         m.d.comb += sel.e[shift].eq(term.nonzero & (term.shift == shift))
                     m.d.comb += sel.neg.eq(neg)
                     negatives.append(neg)
-                m.d.comb += selects.neg_count[c][t].eq(sum(negatives))
+                for half, lanes_of_half in enumerate(neg_halves(lanes)):
+                    m.d.comb += selects.neg_halves[c][t][half].eq(sum(negatives[lane] for lane in lanes_of_half))
             m.d.comb += selects.sq[c].eq(decoded.sq[c])
         m.d.comb += [
             selects.last_group.eq(decoded.last_group),
