@@ -148,21 +148,25 @@ class BitSerialPE(wiring.Component):
 
         # Stage 3: the lane sum weighted by 4**t, registered; stage 4: the group
         # accumulator, restarted when a group is done; stage 5: the group sum, so that
-        # the dequantization unit loads a register, not the accumulator's adder.
+        # the dequantization unit loads a register, not the accumulator's adder. The
+        # group sum has an adder of its own, fed by a copy of the weighted lane sum: each
+        # carry chain then drives one register, which the placer packs beside it (with
+        # one adder for both, the accumulator's flip-flops ended up away from their
+        # carry chain, about 4 ns each way).
         accumulator = Signal(signed(self.group_sum_bits))
         shifted = Signal(signed(self.group_sum_bits), reset_less=True)
-        summed = accumulator + shifted
+        shifted_copy = Signal.like(shifted, name="shifted_copy", reset_less=True, attrs=control)
         group_sum = Signal(signed(self.group_sum_bits), name="group_sum_r", reset_less=True)
         with m.Switch(t):
             for index in range(1 << len(t)):
                 with m.Case(index):
-                    m.d.sync += shifted.eq(tree << (2 * index))
+                    m.d.sync += [shifted.eq(tree << (2 * index)), shifted_copy.eq(tree << (2 * index))]
         m.d.sync += done.eq(restart)
         m.d.comb += [self.group_sum.eq(group_sum), self.done.eq(done), self.done_next.eq(restart)]
         with m.If(restart):
-            m.d.sync += [accumulator.eq(0), group_sum.eq(summed)]
+            m.d.sync += [accumulator.eq(0), group_sum.eq(accumulator + shifted_copy)]
         with m.Elif(valid):
-            m.d.sync += accumulator.eq(summed)
+            m.d.sync += accumulator.eq(accumulator + shifted)
         return m
 
 
