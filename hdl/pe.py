@@ -154,7 +154,8 @@ class BitSerialPE(wiring.Component):
         # one adder for both, the accumulator's flip-flops ended up away from their
         # carry chain, about 4 ns each way).
         accumulator = Signal(signed(self.group_sum_bits))
-        shifted = Signal(signed(self.group_sum_bits), reset_less=True)
+        # (Both copies are replicas: yosys would fold an unmarked one into the kept one.)
+        shifted = Signal(signed(self.group_sum_bits), reset_less=True, attrs=control)
         shifted_copy = Signal.like(shifted, name="shifted_copy", reset_less=True, attrs=control)
         group_sum = Signal(signed(self.group_sum_bits), name="group_sum_r", reset_less=True)
         with m.Switch(t):
