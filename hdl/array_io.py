@@ -199,7 +199,8 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     # per slice of the buffer (a column's results in SLICE_BITS pieces), one for the
     # buffer's state and the counters.
     acc_bits = len(chain[0][0])
-    slices = [(c, low, min(low + SLICE_BITS, acc_bits)) for c in range(cols) for low in range(0, acc_bits, SLICE_BITS)]
+    slices = [(c, low, min(low + SLICE_BITS, acc_bits))
+              for c in range(cols) for low in range(0, acc_bits, SLICE_BITS)]
     advance_next = Signal()
     advance = replicas(m, advance_next, groups * cols + len(slices) + 1, "advance")
     push, pop = advance[-1], o.valid & o.ready
@@ -232,7 +233,8 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     valid_copies = replicas(m, valid_next, len(slices), "o_valid")
     second_valid_copies = replicas(m, second_valid_next, len(slices), "second_valid")
     for index, (c, low, high) in enumerate(slices):
-        push_s, valid_s, second_valid_s = advance[groups * cols + index], valid_copies[index], second_valid_copies[index]
+        push_s = advance[groups * cols + index]
+        valid_s, second_valid_s = valid_copies[index], second_valid_copies[index]
         pop_s = valid_s & o.ready
         head, behind, bottom = (Value.cast(value)[low:high] for value in (o.payload[c], second[c], chain[0][c]))
         with m.If(takes_head(push_s, valid_s, second_valid_s, pop_s)):

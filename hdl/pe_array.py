@@ -123,8 +123,8 @@ class PeArray(wiring.Component):
         free_copies = replicas(m, free_next, cols, "free")
         payload = front.steps.payload
         # The step's counts of negative lanes, per column and digit (the front end gives them per half).
-        step_neg = [[Signal(lanes.bit_length(), name=f"step_neg{c}_{t}", reset_less=True) for t in range(w["terms"])]
-                    for c in range(cols)]
+        step_neg = [[Signal(lanes.bit_length(), name=f"step_neg{c}_{t}", reset_less=True)
+                     for t in range(w["terms"])] for c in range(cols)]
         for c in range(cols):
             with m.If(free_copies[c]):
                 m.d.sync += [step.sel[c].eq(payload.sel[c]), step.sq[c].eq(payload.sq[c])]
