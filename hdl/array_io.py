@@ -78,12 +78,16 @@ class JobControl(Elaboratable):
         load_row = Signal(range(max(config.rows, 2)))     # (a 0-bit signal is an illegal Verilog range)
         load_addr = Signal(range(w["act_depth"]))
         first_beat = Signal(init=1)
-        # A row's last address, registered after `groups`: it is first compared at a row's
-        # second beat (a row has at least two steps, since the dequantization limit keeps
-        # lanes <= group_size / 2). `last_row` is `load_row == rows - 1`, kept as a flag.
-        # Both keep a subtraction's carry and a wide compare off `act.ready`'s enable.
-        row_last_addr = Signal(range(w["act_depth"]))
-        m.d.sync += row_last_addr.eq(self.groups * w["steps_per_group"] - 1)
+        # `row_end` (`load_addr` is a row's last address) and `last_row` (`load_row ==
+        # rows - 1`) are flags, set when the counters move, so that no compare sits on
+        # `act.ready`'s enable. `row_end` is set from a compare with the row's
+        # second-to-last address, sampled from the input while the job's first beat is
+        # awaited (the input holds a cycle before that beat; a row has at least two
+        # steps, since the dequantization limit keeps lanes <= group_size / 2).
+        row_penult_addr = Signal(range(w["act_depth"]))
+        with m.If(self.loading & first_beat):
+            m.d.sync += row_penult_addr.eq(self._groups * w["steps_per_group"] - 2)
+        row_end = Signal()
         last_row = Signal(init=config.rows == 1)
 
         # Per group of rows: the registered write (address and data) and, when late, the
@@ -140,9 +144,9 @@ class JobControl(Elaboratable):
                 m.d.sync += [column["family_id"].eq(self._family), column["groups"].eq(self._groups),
                              column["col_tiles"].eq(self._col_tiles)]
         with m.If(act.valid & act.ready):
-            m.d.sync += [load_addr.eq(load_addr + 1), first_beat.eq(0)]
-            with m.If(load_addr == row_last_addr):
-                m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1),
+            m.d.sync += [load_addr.eq(load_addr + 1), first_beat.eq(0), row_end.eq(load_addr == row_penult_addr)]
+            with m.If(row_end):
+                m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1), row_end.eq(0),
                              last_row.eq(load_row == max(config.rows - 2, 0))]
                 with m.If(last_row):
                     m.d.sync += [load_row.eq(0), last_row.eq(config.rows == 1), self.loading.eq(0),

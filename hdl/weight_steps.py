@@ -30,6 +30,9 @@ from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["neg_halves", "step_layout", "WeightSteps", "ColumnSteps"]
 
+#: Window bits per copy of the window's selects and clock enable (:class:`ColumnSteps`).
+WINDOW_SLICE = 16
+
 
 def neg_halves(lanes: int) -> list[range]:
     """The lanes of each half whose count of negative digits a step carries."""
@@ -380,10 +383,7 @@ class ColumnSteps(wiring.Component):
         self._control(shift_d)
         words_d = [Signal(WORD_BITS + (1 << aligned) - 1, name=f"word_d{c}", reset_less=True) for c in range(cols)]
         step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
-        # The windows' clock enable is a flip-flop of its own (it reaches every window bit).
-        window_enable = Signal()
-        self._control(window_enable)
-        m.d.sync += [emit_d.eq(emit), window_enable.eq(emit | append), shift_d.eq(Mux(emit, fill_emitted, fill))]
+        m.d.sync += [emit_d.eq(emit), shift_d.eq(Mux(emit, fill_emitted, fill))]
         for c in range(cols):
             m.d.sync += words_d[c].eq((head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]) << fill[:aligned])
         with m.If(emit):
@@ -400,18 +400,24 @@ class ColumnSteps(wiring.Component):
         # select decided with emit/append: the window kept (append alone) or shifted by
         # the family's step (emit, one-hot), and the word placed at `shift_d` (append).
         # After the group's last step all are low.
-        keep, place = Signal(), Signal()
-        shift_by = Signal.like(step_flags, name="shift_by")
-        self._control(keep, place, shift_by)
+        # The selects and the clock enable have a copy per WINDOW_SLICE bits of each
+        # window (replicas, so that yosys keeps them apart): one register reached all
+        # of a window's bits.
         emit_more = emit & ~last_step
-        m.d.sync += [keep.eq(~emit), place.eq(append & (~emit | emit_more)),
-                     shift_by.eq(step_flags & emit_more.replicate(len(steps)))]
+        selects = Cat(~emit, append & (~emit | emit_more), step_flags & emit_more.replicate(len(steps)))
         for c in range(cols):
-            candidates = [(windows[c], keep), (words_d[c] << Cat(C(0, aligned), shift_d[aligned:]), place)]
-            candidates += [(windows[c] >> step_bits, shift_by[index]) for index, step_bits in enumerate(steps)]
-            with m.If(window_enable):                   # emitted or appended a cycle ago
-                m.d.sync += windows[c].eq(functools.reduce(operator.or_, (
-                    value & flag.replicate(window_bits) for value, flag in candidates)))
+            placed = words_d[c] << Cat(C(0, aligned), shift_d[aligned:])
+            for low in range(0, window_bits, WINDOW_SLICE):
+                high = min(low + WINDOW_SLICE, window_bits)
+                flags = Signal.like(selects, name=f"window_selects{c}_{low}", attrs={REPLICA_ATTR: 1})
+                enable = Signal(name=f"window_enable{c}_{low}", attrs={REPLICA_ATTR: 1})
+                m.d.sync += [flags.eq(selects), enable.eq(emit | append)]
+                keep, place, shift_by = flags[0], flags[1], flags[2:]
+                candidates = [(windows[c], keep), (placed, place)]
+                candidates += [(windows[c] >> step_bits, shift_by[index]) for index, step_bits in enumerate(steps)]
+                with m.If(enable):                   # emitted or appended a cycle ago
+                    m.d.sync += windows[c][low:high].eq(functools.reduce(operator.or_, (
+                        value[low:high] & flag.replicate(high - low) for value, flag in candidates)))
 
         # ---- stage 2: cut the window into one code per lane --------------------------------
         int_built = any(family(name).kind == "int" for name in config.families)
