@@ -5,7 +5,9 @@ its routing, not its logic, sets the clock. Registering it once per few rows giv
 copy a local load. Identical registers are what yosys's ``opt_merge`` folds back into
 one, so each copy carries the :data:`REPLICA_ATTR` attribute and the project's synthesis
 scripts mark the flip-flops driving such signals ``keep`` (:data:`KEEP_REPLICAS`)
-before they optimize. Simulation ignores the attribute.
+before they optimize. Simulation ignores the attribute. Mark every copy, the first
+one too: ``keep`` only stops a kept cell from being removed, so ``opt_merge`` folds an
+unmarked register into an identical kept one (and then merges what they fed).
 """
 
 from __future__ import annotations
