@@ -256,8 +256,7 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     # for a push in the next cycle unless that is 2, which needs no pop (a push comes
     # only when at most one entry is held, so with a pop at most one is left).
     stays_full = ~pop & o.valid & (second_valid | push)
-    rows_next = copy | (held[0] & ~(push & ~held[1])) if rows > 1 else copy | (held[0] & ~push)
-    m.d.comb += advance_next.eq(rows_next & ~stays_full)
+    m.d.comb += advance_next.eq(held_next[0] & ~stays_full)
     m.d.sync += held.eq(held_next)
     with m.If(copy):
         m.d.sync += tiles_left.eq(tiles_left - 1)

@@ -405,13 +405,13 @@ class ColumnSteps(wiring.Component):
         # of a window's bits.
         emit_more = emit & ~last_step
         selects = Cat(~emit, append & (~emit | emit_more), step_flags & emit_more.replicate(len(steps)))
+        lows = range(0, window_bits, WINDOW_SLICE)
         for c in range(cols):
             placed = words_d[c] << Cat(C(0, aligned), shift_d[aligned:])
-            for low in range(0, window_bits, WINDOW_SLICE):
+            slice_selects = replicas(m, selects, len(lows), f"window_selects{c}")
+            slice_enables = replicas(m, emit | append, len(lows), f"window_enable{c}")
+            for low, flags, enable in zip(lows, slice_selects, slice_enables, strict=True):
                 high = min(low + WINDOW_SLICE, window_bits)
-                flags = Signal.like(selects, name=f"window_selects{c}_{low}", attrs={REPLICA_ATTR: 1})
-                enable = Signal(name=f"window_enable{c}_{low}", attrs={REPLICA_ATTR: 1})
-                m.d.sync += [flags.eq(selects), enable.eq(emit | append)]
                 keep, place, shift_by = flags[0], flags[1], flags[2:]
                 candidates = [(windows[c], keep), (placed, place)]
                 candidates += [(windows[c] >> step_bits, shift_by[index]) for index, step_bits in enumerate(steps)]
