@@ -57,6 +57,11 @@ def main() -> None:
                         help=f"nextpnr --placer-heap-timingweight (default {HEAP_TIMING_WEIGHT})")
     parser.add_argument("--heap-critexp", type=int, default=HEAP_CRITEXP,
                         help=f"nextpnr --placer-heap-critexp (default {HEAP_CRITEXP})")
+    parser.add_argument("--mhz", type=float, default=None,
+                        help="nextpnr's target frequency (default: the target's, 125 MHz); a higher one "
+                             "makes the timing-driven placer and router push harder")
+    parser.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
+                        help="a further nextpnr option, as it is (repeat it: --nextpnr-arg=--tmg-ripup)")
     args = parser.parse_args()
     design, target = get_design("pe_array"), get_target("ecp5-85f")
     given = dict(pair.split("=", 1) for pair in args.param if "=" in pair)
@@ -74,15 +79,17 @@ def main() -> None:
     else:
         verilog.write_text(to_verilog(Harness(design.build(params)), TOP))
         cells = yosys_cells(verilog, TOP, target, out)
-    placed = place_and_route(netlist, target, target.default_mhz, args.seed, out,
+    mhz = args.mhz or target.default_mhz
+    placed = place_and_route(netlist, target, mhz, args.seed, out,
                              extra_args=("--router", "router2", "--detailed-timing-report",
                                          "--placer-heap-timingweight", str(args.heap_timing_weight),
-                                         "--placer-heap-critexp", str(args.heap_critexp)))
+                                         "--placer-heap-critexp", str(args.heap_critexp), *args.nextpnr_arg))
     report = json.loads(pnr_report_path(netlist, target).read_text())
     path = [{"type": s["type"], "ns": round(s["delay"], 2), "to": s["to"]["cell"]}
             for s in report["critical_paths"][0]["path"]]
     summary = {"params": params, "seed": args.seed,
-               "heap": {"timing_weight": args.heap_timing_weight, "critexp": args.heap_critexp}, "fmax_mhz": placed["timing"]["fmax_mhz"],
+               "heap": {"timing_weight": args.heap_timing_weight, "critexp": args.heap_critexp},
+               "target_mhz": mhz, "nextpnr_args": args.nextpnr_arg, "fmax_mhz": placed["timing"]["fmax_mhz"],
                "logic_used": placed["placed"]["logic_used"], "logic_percent": placed["placed"]["logic_percent"],
                "bram_output_registers": placed["placed"]["bram_output_registers"],
                "cells": {k: cells.get(k, 0) for k in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD")},
