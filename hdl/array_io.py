@@ -6,7 +6,7 @@ Used by :class:`hdl.pe_array.PeArray` and the bit-parallel baseline
 
 from __future__ import annotations
 
-from amaranth import Elaboratable, Module, Mux, Signal, Value, signed
+from amaranth import C, Cat, Elaboratable, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
@@ -19,6 +19,9 @@ __all__ = ["JobControl", "drain_results"]
 
 #: Result bits per copy of the output buffer's enables (:func:`drain_results`).
 SLICE_BITS = 16
+#: Entries of the output buffer (:func:`drain_results`): with three, the decision to push
+#: in the next cycle can ignore this cycle's o.ready and still push every cycle.
+BUFFER_ENTRIES = 3
 
 
 class JobControl(Elaboratable):
@@ -171,12 +174,12 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     cycle; the returned ``copy`` is result (0, 0)'s. The returned ``full`` is high
     while the chain holds rows; the caller must not let another tile finish meanwhile.
 
-    The chain moves one row a cycle towards a two-entry output buffer whose head is the
-    payload, and whether it moves is decided a cycle ahead into a registered copy per
-    *cell*, a column of a row group (row ``r`` is in group ``group_of[r]``): no row
-    multiplexer, and no shift enable that depends on ``o.ready`` in the same cycle and
-    fans out to every result bit of a tall array. After the copy of the job's last tile
-    ``job.reload`` pulses.
+    The chain moves one row a cycle towards a ``BUFFER_ENTRIES``-entry output buffer whose
+    head is the payload, and whether it moves is decided a cycle ahead into a registered
+    copy per *cell*, a column of a row group (row ``r`` is in group ``group_of[r]``): no
+    row multiplexer, and no shift enable that depends on ``o.ready`` at all (the
+    decision assumes no pop) and fans out to every result bit of a tall array. After the
+    copy of the job's last tile ``job.reload`` pulses.
     """
     groups, cols = max(group_of) + 1, len(accs[0])
     copies = [[Signal(name=f"copy{r}_{c}") for c in range(cols)] for r in range(len(accs))]
@@ -196,9 +199,10 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     # "exactly one") are one LUT each, with no counter's carry before `advance_next`.
     held = Signal(rows)
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
-    # The output buffer: `o.payload` is its head, `second` the entry behind it.
-    second = Signal.like(o.payload, reset_less=True)
-    second_valid = Signal()
+    # The output buffer: `o.payload` is its head, `behind` the entries after it;
+    # `filled` the entries held, a thermometer code (filled[0] = o.valid).
+    behind = [Signal.like(o.payload, name=f"buffer{i}", reset_less=True) for i in range(1, BUFFER_ENTRIES)]
+    filled = Signal(BUFFER_ENTRIES)
     # `advance` (this cycle) was decided in the last one; its copies: one per cell, one
     # per slice of the buffer (a column's results in SLICE_BITS pieces), one for the
     # buffer's state and the counters.
@@ -207,7 +211,7 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
               for c in range(cols) for low in range(0, acc_bits, SLICE_BITS)]
     advance_next = Signal()
     advance = replicas(m, advance_next, groups * cols + len(slices) + 1, "advance")
-    push, pop = advance[-1], o.valid & o.ready
+    push = advance[-1]
 
     with m.If(job.start):
         m.d.sync += tiles_left.eq(job.col_tiles - 1)
@@ -218,45 +222,47 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
             if r + 1 < rows:
                 with m.Elif(advance[group_of[r] * cols + c]):
                     m.d.sync += chain[r][c].eq(chain[r + 1][c])
-    # The buffer never overflows: `advance` is set only when it will have room. Its
-    # state (o.valid, second_valid) has a copy per slice, so that o.ready, an input,
-    # meets one slice's enables through one LUT, not every result bit.
-    def takes_head(push, valid, second_valid, pop):
-        return push & (~valid | (pop & ~second_valid))
 
-    def takes_second(push, valid, second_valid, pop):
-        return push & valid & ~(pop & ~second_valid)
+    # The buffer's next fill: a pop shifts the entries towards the head, a push takes
+    # the first free entry after that. Its state has a copy per slice, so that o.ready,
+    # an input, meets one slice's enables through one LUT, not every result bit.
+    def filled_next(filled, push, pop):
+        up, down = Cat(C(1, 1), filled[:-1]), filled[1:]
+        return Mux(push & ~pop, up, Mux(pop & ~push, down, filled))
 
-    valid_next, second_valid_next = Signal(), Signal()
-    m.d.comb += [
-        valid_next.eq(Mux(takes_head(push, o.valid, second_valid, pop), 1, Mux(pop, second_valid, o.valid))),
-        second_valid_next.eq(Mux(takes_second(push, o.valid, second_valid, pop), 1,
-                                 Mux(pop, 0, second_valid))),
-    ]
-    m.d.sync += [o.valid.eq(valid_next), second_valid.eq(second_valid_next)]
-    valid_copies = replicas(m, valid_next, len(slices), "o_valid")
-    second_valid_copies = replicas(m, second_valid_next, len(slices), "second_valid")
+    m.d.sync += filled.eq(filled_next(filled, push, o.valid & o.ready))
+    m.d.comb += o.valid.eq(filled[0])
+    entries = [o.payload, *behind]
     for index, (c, low, high) in enumerate(slices):
         push_s = advance[groups * cols + index]
-        valid_s, second_valid_s = valid_copies[index], second_valid_copies[index]
-        pop_s = valid_s & o.ready
-        head, behind, bottom = (Value.cast(value)[low:high] for value in (o.payload[c], second[c], chain[0][c]))
-        with m.If(takes_head(push_s, valid_s, second_valid_s, pop_s)):
-            m.d.sync += head.eq(bottom)
-        with m.Elif(pop_s):
-            m.d.sync += head.eq(behind)
-        with m.If(takes_second(push_s, valid_s, second_valid_s, pop_s)):
-            m.d.sync += behind.eq(bottom)
+        filled_s = Signal(BUFFER_ENTRIES, name=f"filled_s{index}")
+        filled_s.attrs[REPLICA_ATTR] = 1
+        pop_s = filled_s[0] & o.ready
+        m.d.sync += filled_s.eq(filled_next(filled_s, push_s, pop_s))
+        bottom = Value.cast(chain[0][c])[low:high]
+        for i, entry in enumerate(entries):
+            # Entry i takes the one behind it on a pop, or the pushed row if it is the
+            # first free entry (after the pop's shift).
+            last = i + 1 == BUFFER_ENTRIES
+            first_free = Mux(pop_s, filled_s[i] & (1 if last else ~filled_s[i + 1]),
+                             ~filled_s[i] & (filled_s[i - 1] if i else 1))
+            target = Value.cast(entry[c])[low:high]
+            with m.If(push_s & first_free):
+                m.d.sync += target.eq(bottom)
+            if not last:
+                with m.Elif(pop_s & filled_s[i + 1]):
+                    m.d.sync += target.eq(Value.cast(entries[i + 1][c])[low:high])
 
     # A copy fills the chain; a push takes its bottom row.
     held_next = Signal.like(held)
     m.d.comb += held_next.eq(Mux(copy, (1 << rows) - 1, Mux(push, held >> 1, held)))
     full = held[0]
-    # After this cycle the buffer holds o.valid + second_valid + push - pop entries: room
-    # for a push in the next cycle unless that is 2, which needs no pop (a push comes
-    # only when at most one entry is held, so with a pop at most one is left).
-    stays_full = ~pop & o.valid & (second_valid | push)
-    m.d.comb += advance_next.eq(held_next[0] & ~stays_full)
+    # A push in the next cycle needs a free entry even if nothing is popped in this cycle
+    # or the next: the entries held now plus this cycle's push must leave one free.
+    # Three entries keep one push per cycle going while o.ready stays high, and the
+    # decision reads flip-flops only, not o.ready.
+    no_room = filled[-1] | (filled[-2] & push)
+    m.d.comb += advance_next.eq(held_next[0] & ~no_room)
     m.d.sync += held.eq(held_next)
     with m.If(copy):
         m.d.sync += tiles_left.eq(tiles_left - 1)
