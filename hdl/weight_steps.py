@@ -230,17 +230,16 @@ class ColumnSteps(wiring.Component):
         head_valid, full = Signal(), Signal()
         entries = [Signal(w["weight_beat_bits"], name=f"skid{i}", reset_less=True) for i in range(2)]
         head = entries[0]
-        pop = Signal()
+        pop, pop_skid = Signal(), Signal()      # equal: the control's and the entries' copy
         push = self.words.valid & self.words.ready
         m.d.comb += self.words.ready.eq(~full)
-        with m.If(pop | ~head_valid):
+        with m.If(pop_skid | ~head_valid):
             m.d.sync += entries[0].eq(Mux(full, entries[1], self.words.payload))
         with m.If(~full):
             m.d.sync += entries[1].eq(self.words.payload)
-        with m.If(pop & ~push):
-            m.d.sync += [head_valid.eq(full), full.eq(0)]
-        with m.Elif(push & ~pop):
-            m.d.sync += [head_valid.eq(1), full.eq(head_valid)]
+        head_valid_next = Mux(pop & ~push, full, Mux(push & ~pop, 1, head_valid))
+        m.d.sync += [head_valid.eq(head_valid_next),
+                     full.eq(Mux(pop & ~push, 0, Mux(push & ~pop, head_valid, full)))]
 
         # ---- stage 1: metadata and code windows -------------------------------------------
         in_meta, in_codes = Signal(), Signal()   # the phase, one-hot (neither: idle)
@@ -265,15 +264,19 @@ class ColumnSteps(wiring.Component):
         split_valid = Signal()                   # stage 2 holds a step (it takes `held` when not)
         decoded_valid = Signal()                 # stage 3 holds a step (it takes `split` when not)
 
-        # The emit/append decisions are a shallow function of flip-flops only: the fill
-        # level's comparisons, `last_step` and `words_left != 0` are registered flags,
-        # computed from the next values in parallel with the decisions.
+        # The emit/append decisions are flip-flops: they are functions of the control's
+        # state (the fill level's comparisons, `last_step`, `words_left != 0` and the
+        # phase are registered flags), so each is computed from the state's next values
+        # a cycle ahead, with a registered copy for each group of its loads (the control,
+        # the skid entries, the window's selects).
         #   low            fill < need           (no step can leave)
         #   low_after_emit fill - need < need    (after a step leaves, a word must come in)
         #   last_step      this group's last step
         low, low_after_emit = Signal(init=1), Signal(init=1)
         last_step, words_left_nonzero = Signal(), Signal()
-        emit, append = Signal(), Signal()
+        emit_next, append_next = Signal(), Signal()
+        emit, emit_window = replicas(m, emit_next, 2, "emit")
+        append, append_skid, append_window = replicas(m, append_next, 3, "append")
         emit_d = Signal()
         self._control(head_valid, full, in_meta, in_codes, group, tile, step, words_left, fill, held_valid,
                       split_valid, decoded_valid, low, low_after_emit, last_step, words_left_nonzero, emit_d)
@@ -282,16 +285,22 @@ class ColumnSteps(wiring.Component):
         # the most the PEs take (a step lasts terms >= 2 cycles).
         # The window itself lags the decisions by a cycle (see below): an emit needs `held`
         # free by the next cycle, and no emit in the cycle before.
-        # `can_emit` (= ~emit_d & ~(held_valid & split_valid)) is a flip-flop too, set
-        # at the end with the stages' take enables.
-        can_emit = Signal(init=1)
+        # `can_emit` (= ~emit_d & ~(held_valid & split_valid)) is computed at the end
+        # from the stages' next valid flags, with their take enables.
+        #   emit   = in_codes & ~low & can_emit
+        #   append = in_codes & head_valid & words_left != 0 & Mux(emit, low_after_emit, low) & ~(emit & last_step)
+        #          = in_codes & head_valid & words_left != 0 & (low | (can_emit & low_after_emit & ~last_step))
+        # of the state as it is in the cycle they act in: here, of its next values.
+        can_emit_next = Signal()
+        in_codes_next, last_step_next, words_left_nonzero_next = Signal(), Signal(), Signal()
         m.d.comb += [
-            emit.eq(in_codes & ~low & can_emit),
-            # = in_codes & head_valid & words_left != 0 & Mux(emit, low_after_emit, low) & ~(emit & last_step)
-            append.eq(in_codes & head_valid & words_left_nonzero
-                      & (low | (can_emit & low_after_emit & ~last_step))),
+            in_codes_next.eq(in_codes), last_step_next.eq(last_step),
+            words_left_nonzero_next.eq(words_left_nonzero),
             pop.eq((in_meta & head_valid) | append),
+            pop_skid.eq((in_meta & head_valid) | append_skid),
         ]
+        m.d.sync += [in_codes.eq(in_codes_next), last_step.eq(last_step_next),
+                     words_left_nonzero.eq(words_left_nonzero_next)]
 
         # The fill level's candidates (their comparisons are in `settle`, below).
         need, used = k["need"], k["used"]
@@ -327,11 +336,11 @@ class ColumnSteps(wiring.Component):
         # flip-flops, set at the end from the stages' next valid flags.
         take_held = Signal()                     # = held_valid & ~split_valid: stage 2 takes `held`
         take_split, take_decoded = Signal(), Signal()
-        self._control(can_emit, take_held, take_split, take_decoded)
+        self._control(take_held, take_split, take_decoded)
 
         with m.If(starting):
-            m.d.sync += [in_meta.eq(1), group.eq(0), tile.eq(0), step.eq(0),
-                         last_step.eq(w["steps_per_group"] == 1)]
+            m.d.sync += [in_meta.eq(1), group.eq(0), tile.eq(0), step.eq(0)]
+            m.d.comb += last_step_next.eq(w["steps_per_group"] == 1)
         with m.If(in_meta & head_valid):
             layout = pack_layout(config.families[0], config.group_size, config.scale_bits)
             for c in range(cols):
@@ -341,8 +350,8 @@ class ColumnSteps(wiring.Component):
                     sg[c].eq(meta[layout["sg_bit"]]),
                     sq[c].eq(meta[layout["sq_shift"]:layout["sq_shift"] + config.scale_bits]),
                 ]
-            m.d.sync += [in_meta.eq(0), in_codes.eq(1), words_left.eq(k["code_words"]),
-                         words_left_nonzero.eq(k["code_words"] != 0)]
+            m.d.sync += [in_meta.eq(0), words_left.eq(k["code_words"])]
+            m.d.comb += [in_codes_next.eq(1), words_left_nonzero_next.eq(k["code_words"] != 0)]
 
         # `group == groups - 1` and `tile == tiles - 1` as registered flags, set when the
         # counters move: the emit decision then sees no comparator. What they become
@@ -358,32 +367,30 @@ class ColumnSteps(wiring.Component):
         last_group = last_step & group_last
         last_tile = last_group & tile_last
         with m.If(emit):
-            m.d.sync += [step.eq(step + 1), last_step.eq(step == w["steps_per_group"] - 2)]
+            m.d.sync += step.eq(step + 1)
+            m.d.comb += last_step_next.eq(step == w["steps_per_group"] - 2)
             with m.If(last_step):
-                m.d.sync += [step.eq(0), last_step.eq(w["steps_per_group"] == 1),
-                             in_codes.eq(0), in_meta.eq(~last_tile), group.eq(group + 1),
-                             group_last.eq(group_penult)]
+                m.d.sync += [step.eq(0), in_meta.eq(~last_tile), group.eq(group + 1), group_last.eq(group_penult)]
+                m.d.comb += [last_step_next.eq(w["steps_per_group"] == 1), in_codes_next.eq(0)]
                 with m.If(last_group):
                     m.d.sync += [group.eq(0), group_last.eq(self.groups == 1), tile.eq(tile + 1),
                                  tile_last.eq(tile_penult)]
         with m.If(append):
-            m.d.sync += [words_left.eq(words_left - 1), words_left_nonzero.eq(words_left != 1)]
+            m.d.sync += words_left.eq(words_left - 1)
+            m.d.comb += words_left_nonzero_next.eq(words_left != 1)
 
-        # The windows apply the decisions one cycle later, from registers: the barrel
-        # shifter that places a word starts at a flip-flop (`shift_d`, the fill level
-        # after the emit) instead of behind the emit/append logic. Decisions only depend
-        # on the fill level, never on data. Every family's step (lanes * bits) is a
-        # multiple of 2**aligned, so the fill level's low `aligned` bits are the same
-        # before and after an emit: the word is shifted by them as it is registered (a
-        # small multiplexer behind the fill flip-flops), and the window's shifter moves
-        # it in steps of 2**aligned only.
+        # The windows apply the decisions one cycle later, from registers: the word is
+        # placed by registered one-hot position flags (the fill level after the emit),
+        # not behind the emit/append logic. Decisions only depend on the fill level,
+        # never on data. Every family's step (lanes * bits) is a multiple of 2**aligned,
+        # so the fill level's low `aligned` bits are the same before and after an emit:
+        # the word is shifted by them as it is registered (a small multiplexer behind
+        # the fill flip-flops), and the window places it at a multiple of 2**aligned.
         aligned = min(min((lanes * family(name).bits & -(lanes * family(name).bits)).bit_length() - 1
                           for name in config.families), 5)
-        shift_d = Signal.like(fill)
-        self._control(shift_d)
         words_d = [Signal(WORD_BITS + (1 << aligned) - 1, name=f"word_d{c}", reset_less=True) for c in range(cols)]
         step_d = Signal(raw, reset_less=True)    # everything of the emitted step but its codes
-        m.d.sync += [emit_d.eq(emit), shift_d.eq(Mux(emit, fill_emitted, fill))]
+        m.d.sync += emit_d.eq(emit)
         for c in range(cols):
             m.d.sync += words_d[c].eq((head[c * WORD_BITS:(c + 1) * WORD_BITS] & k["mask"]) << fill[:aligned])
         with m.If(emit):
@@ -398,23 +405,31 @@ class ColumnSteps(wiring.Component):
                 m.d.sync += held.codes[c].eq(windows[c][:code_field])
         # The window's next value is an AND-OR of its candidates, each under a registered
         # select decided with emit/append: the window kept (append alone) or shifted by
-        # the family's step (emit, one-hot), and the word placed at `shift_d` (append).
-        # After the group's last step all are low.
+        # the family's step (emit, one-hot), and the word placed at the fill level
+        # after the emit (append; a flag per position, one-hot). After the group's last
+        # step all are low.
         # The selects and the clock enable have a copy per WINDOW_SLICE bits of each
-        # window (replicas, so that yosys keeps them apart): one register reached all
-        # of a window's bits.
-        emit_more = emit & ~last_step
-        selects = Cat(~emit, append & (~emit | emit_more), step_flags & emit_more.replicate(len(steps)))
+        # window (replicas, so that yosys keeps them apart; a slice has the position
+        # flags of the positions that reach it): one register reached all of a window's bits.
+        emit_more = emit_window & ~last_step
+        place = append_window & (~emit_window | emit_more)
+        position = Mux(emit_window, fill_emitted, fill)[aligned:]
+        selects = Cat(~emit_window, step_flags & emit_more.replicate(len(steps)))
         lows = range(0, window_bits, WINDOW_SLICE)
         for c in range(cols):
-            placed = words_d[c] << Cat(C(0, aligned), shift_d[aligned:])
             slice_selects = replicas(m, selects, len(lows), f"window_selects{c}")
-            slice_enables = replicas(m, emit | append, len(lows), f"window_enable{c}")
+            slice_enables = replicas(m, emit_window | append_window, len(lows), f"window_enable{c}")
             for low, flags, enable in zip(lows, slice_selects, slice_enables, strict=True):
                 high = min(low + WINDOW_SLICE, window_bits)
-                keep, place, shift_by = flags[0], flags[1], flags[2:]
-                candidates = [(windows[c], keep), (placed, place)]
+                keep, shift_by = flags[0], flags[1:]
+                candidates = [(windows[c], keep)]
                 candidates += [(windows[c] >> step_bits, shift_by[index]) for index, step_bits in enumerate(steps)]
+                reaching = [at for at in range((window_bits >> aligned) + 1)
+                            if (at << aligned) < high and (at << aligned) + len(words_d[c]) > low]
+                places, = replicas(m, Cat(*(place & (position == at) for at in reaching)), 1,
+                                   f"window_place{c}_{low}")
+                candidates += [(Cat(C(0, at << aligned), words_d[c]), places[index])
+                               for index, at in enumerate(reaching)]
                 with m.If(enable):                   # emitted or appended a cycle ago
                     m.d.sync += windows[c][low:high].eq(functools.reduce(operator.or_, (
                         value[low:high] & flag.replicate(high - low) for value, flag in candidates)))
@@ -502,8 +517,8 @@ class ColumnSteps(wiring.Component):
 
         # The stages' valid flags (a stage fills when it takes the step before it and
         # empties when the next stage or the output takes its step), and from their next
-        # values the registered take enables and `can_emit`: what they would be as
-        # combinational functions of the flags, one cycle ahead.
+        # values the registered take enables and the next cycle's decisions: what they
+        # would be as combinational functions of the flags, one cycle ahead.
         held_valid_next = emit_d | (held_valid & ~take_held)
         split_valid_next = take_held | (split_valid & ~take_split)
         decoded_valid_next = take_split | (decoded_valid & ~take_decoded)
@@ -516,6 +531,11 @@ class ColumnSteps(wiring.Component):
             take_held.eq(held_valid_next & ~split_valid_next),
             take_split.eq(split_valid_next & ~decoded_valid_next),
             take_decoded.eq(decoded_valid_next & ~out_valid_next),
-            can_emit.eq(~emit & ~(held_valid_next & split_valid_next)),
+        ]
+        m.d.comb += [
+            can_emit_next.eq(~emit & ~(held_valid_next & split_valid_next)),
+            emit_next.eq(in_codes_next & ~low_next & can_emit_next),
+            append_next.eq(in_codes_next & head_valid_next & words_left_nonzero_next
+                           & (low_next | (can_emit_next & low_after_emit_next & ~last_step_next))),
         ]
         return m
