@@ -35,9 +35,12 @@ HEAP_TIMING_WEIGHT, HEAP_CRITEXP = 40, 4
 def worst_nets(report: dict, threshold_ns: float, limit: int = 30) -> list[dict]:
     """Nets of nextpnr's detailed timing report with a sink reached after ``threshold_ns``
     (the arrival time from the launching clock edge, the path up to that sink included),
-    grouped by name with digits folded (``pe#_#.lane#``): latest arrival, count, largest fanout."""
+    grouped by name with digits folded (``pe#_#.lane#``): latest arrival, count, largest fanout.
+    Nets that nextpnr times from no clock edge (``<async>``: the harness's rst pin) are left out."""
     groups = collections.defaultdict(list)
     for net in report.get("detailed_net_timings", []):
+        if not net.get("event", "posedge").startswith("posedge"):
+            continue                             # `<async>`: from the harness's rst pin, not timed
         delays = [e["delay"][-1] if isinstance(e["delay"], list) else e["delay"] for e in net["endpoints"]]
         if delays and max(delays) >= threshold_ns:
             groups[re.sub(r"\d+", "#", net["net"])].append((max(delays), len(delays)))
