@@ -28,7 +28,7 @@ MAX_K = 1 << 16
 TILE_COUNT_BITS = 16
 #: Rows that share one registered copy of a column's digit bus and of the drain's
 #: control (hdl.replica): a copy's load stays local however tall the array.
-ROWS_PER_COPY = 4
+ROWS_PER_COPY = 2
 
 
 def _positive(name: str, value, upper: int) -> int:

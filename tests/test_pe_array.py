@@ -13,7 +13,7 @@ from golden.tables import FAMILIES, FAMILY_IDS, pack_layout
 from hdl.parallel_array import MULTIPLIERS, ParallelArray
 from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
 from hdl.pe_array import PeArray
-from hdl.pe_array_config import PeArrayConfig
+from hdl.pe_array_config import ROWS_PER_COPY, PeArrayConfig
 from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
 
 
@@ -91,9 +91,11 @@ def test_family_not_built_reads_the_first_layout_and_gives_zeros():
 
 @pytest.mark.parametrize("name", ["fp4", "int8"])
 def test_tall_array_row_groups_with_stalls(name):
-    # 9 rows: three copies of the digit bus and the drain control (4 + 4 + 1 rows).
+    # 9 rows: three or more copies of the digit bus and the drain control, the last
+    # one for a partial group of rows.
     config = PeArrayConfig(rows=9, cols=2, lanes=4, group_size=32, scale_bits=4, max_k=64)
-    assert config.widths["row_copies"] == 3
+    assert 9 % ROWS_PER_COPY != 0
+    assert config.widths["row_copies"] == -(-9 // ROWS_PER_COPY) > 2
     seed = random.randrange(1 << 31)
     a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
     got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
