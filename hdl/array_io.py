@@ -78,20 +78,21 @@ class JobControl(Elaboratable):
         m = Module()
         config, w = self.config, self.config.widths
         act = self._act
-        load_row = Signal(range(max(config.rows, 2)))     # (a 0-bit signal is an illegal Verilog range)
         load_addr = Signal(range(w["act_depth"]))
         first_beat = Signal(init=1)
-        # `row_end` (`load_addr` is a row's last address) and `last_row` (`load_row ==
-        # rows - 1`) are flags, set when the counters move, so that no compare sits on
-        # `act.ready`'s enable. `row_end` is set from a compare with the row's
-        # second-to-last address, sampled from the input while the job's first beat is
-        # awaited (the input holds a cycle before that beat; a row has at least two
-        # steps, since the dequantization limit keeps lanes <= group_size / 2).
+        # `row_end` (`load_addr` is a row's last address) is a flag, set when the counter
+        # moves, so that no compare sits on `act.ready`'s enable. It is set from a compare
+        # with the row's second-to-last address, sampled from the input while the job's
+        # first beat is awaited (the input holds a cycle before that beat; a row has at
+        # least two steps, since the dequantization limit keeps lanes <= group_size / 2).
         row_penult_addr = Signal(range(w["act_depth"]))
         with m.If(self.loading & first_beat):
             m.d.sync += row_penult_addr.eq(self._groups * w["steps_per_group"] - 2)
         row_end = Signal()
-        last_row = Signal(init=config.rows == 1)
+        # The row being loaded, one-hot: each row's write enable is one LUT from flip-flops
+        # (a compare with a row counter put it 4 LUT levels from `loading`).
+        row_hot = Signal(config.rows, init=1)
+        last_row = row_hot[-1]
 
         # Per group of rows: the registered write (address and data) and, when late, the
         # read address and the take enable; one register driving every row's block RAM
@@ -122,7 +123,7 @@ class JobControl(Elaboratable):
             # before the first read of its address (a row has at least two steps; reads
             # start at address 0).
             m.d.comb += [write.addr.eq(write_addr[group]), write.data.eq(write_data[group])]
-            m.d.sync += write.en.eq(act.valid & act.ready & (load_row == r))
+            m.d.sync += write.en.eq(act.valid & act.ready & row_hot[r])
             m.d.comb += read.addr.eq(read_addr[group])
             if self.prefetch:
                 # The memory reads in every cycle into a plain register (the memory's
@@ -149,11 +150,9 @@ class JobControl(Elaboratable):
         with m.If(act.valid & act.ready):
             m.d.sync += [load_addr.eq(load_addr + 1), first_beat.eq(0), row_end.eq(load_addr == row_penult_addr)]
             with m.If(row_end):
-                m.d.sync += [load_addr.eq(0), load_row.eq(load_row + 1), row_end.eq(0),
-                             last_row.eq(load_row == max(config.rows - 2, 0))]
+                m.d.sync += [load_addr.eq(0), row_end.eq(0), row_hot.eq(row_hot << 1)]
                 with m.If(last_row):
-                    m.d.sync += [load_row.eq(0), last_row.eq(config.rows == 1), self.loading.eq(0),
-                                 first_beat.eq(1), self.start.eq(1)]
+                    m.d.sync += [self.loading.eq(0), first_beat.eq(1), self.start.eq(1), row_hot.eq(1)]
         with m.If(self.reload):
             m.d.sync += self.loading.eq(1)
         return m
