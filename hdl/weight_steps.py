@@ -153,12 +153,15 @@ class ColumnSteps(wiring.Component):
     def _family_constants(self, m: Module, name_of_unbuilt: str) -> dict[str, Signal]:
         config = self.config
         lanes = config.lanes
+        fill_bits = config.widths["window_bits"].bit_length()     # the width of `fill`
         constants = {
             "bits": Signal(range(9)),
             "used": Signal(range(WORD_BITS + 1)),
             "need": Signal(range(lanes * 8 + 1)),
             "code_words": Signal(range(config.widths["words_per_group"])),
             "mask": Signal(WORD_BITS),
+            # used - need modulo the fill level's width: `fill - need + used` with one adder.
+            "used-need": Signal(fill_bits, name="used_minus_need"),
         }
         # Fill-level thresholds (see `settle` in elaborate), clamped at 0: `fill < 0` is false.
         thresholds = {"2need-used": (2, -1), "3need-used": (3, -1), "3need": (3, 0), "need-used": (1, -1)}
@@ -175,6 +178,7 @@ class ColumnSteps(wiring.Component):
                 constants["used"].eq(used),
                 constants["need"].eq(lanes * layout["code_bits"]),
                 constants["code_words"].eq(layout["code_words"]),
+                constants["used-need"].eq((used - lanes * layout["code_bits"]) % (1 << fill_bits)),
             ]
             need = lanes * layout["code_bits"]
             m.d.sync += [constants[key].eq(max(0, times * need + sign * used))
@@ -248,6 +252,7 @@ class ColumnSteps(wiring.Component):
         step = Signal(range(w["steps_per_group"]))
         words_left = Signal(range(w["words_per_group"]))
         fill = Signal(range(window_bits + 1))
+        assert len(fill) == len(k["used-need"])
         windows = [Signal(window_bits, name=f"window{c}") for c in range(cols)]
         dt = [Signal(name=f"dt{c}") for c in range(cols)]
         sg = [Signal(name=f"sg{c}") for c in range(cols)]
@@ -309,7 +314,7 @@ class ColumnSteps(wiring.Component):
         m.d.comb += [
             fill_emitted.eq(fill - need),
             fill_appended.eq(fill + used),
-            fill_both.eq(fill - need + used),
+            fill_both.eq(fill + k["used-need"]),          # = fill - need + used
         ]
         fill_next = Signal.like(fill)
         low_next, low_after_emit_next = Signal(), Signal()
@@ -360,8 +365,12 @@ class ColumnSteps(wiring.Component):
         # two steps later, so the register has caught up by then.
         group_last, tile_last = Signal(), Signal()
         group_penult, tile_penult = Signal(), Signal()
-        self._control(group_last, tile_last, group_penult, tile_penult)
-        m.d.sync += [group_penult.eq(group + 2 == self.groups), tile_penult.eq(tile + 2 == self.tiles)]
+        # (the inputs hold still during a job: `groups - 2` and `tiles - 2` are registers
+        # too, and each flag is an equality of two registers, no adder before it)
+        groups_2, tiles_2 = Signal.like(self.groups, name="groups_2"), Signal.like(self.tiles, name="tiles_2")
+        self._control(group_last, tile_last, group_penult, tile_penult, groups_2, tiles_2)
+        m.d.sync += [groups_2.eq(self.groups - 2), tiles_2.eq(self.tiles - 2),
+                     group_penult.eq(group == groups_2), tile_penult.eq(tile == tiles_2)]
         with m.If(starting):
             m.d.sync += [group_last.eq(self.groups == 1), tile_last.eq(self.tiles == 1)]
         last_group = last_step & group_last
@@ -441,12 +450,16 @@ class ColumnSteps(wiring.Component):
         split_layout = data.StructLayout({
             "codes": data.ArrayLayout(data.ArrayLayout(w["code_bits"], lanes), cols),
             "extended": data.ArrayLayout(data.ArrayLayout(max(booth_bits, 1), lanes), cols),
-            "dt": cols, "sg": cols,
+            "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
         })
         split = Signal(split_layout, reset_less=True)
+        # The group's data type, a copy per lane: one register reached every lane's decoder.
+        split_dt = [[Signal(name=f"split_dt{c}_{lane}", reset_less=True, attrs={REPLICA_ATTR: 1})
+                     for lane in range(lanes)] for c in range(cols)]
         with m.If(take_held):
-            m.d.sync += [split.dt.eq(held.dt), split.sg.eq(held.sg), split.sq.eq(held.sq),
+            m.d.sync += [lane_dt.eq(held.dt[c]) for c in range(cols) for lane_dt in split_dt[c]]
+            m.d.sync += [split.sg.eq(held.sg), split.sq.eq(held.sq),
                          split.last_group.eq(held.last_group), split.last_tile.eq(held.last_tile)]
             # Each lane's code: an AND-OR over the families (the flags are one-hot).
             for c in range(cols):
@@ -479,7 +492,7 @@ class ColumnSteps(wiring.Component):
             ]
         for c in range(cols):
             for lane in range(lanes):
-                terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split.dt[c],
+                terms = decode_terms(m, config.families, self.family, split.codes[c][lane], split_dt[c][lane],
                                      extended=split.extended[c][lane] if int_built else None,
                                      selected=selected[c][lane], int_selected=selected[c][lane]["int"])
                 with m.If(take_split):
