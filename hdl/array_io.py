@@ -6,6 +6,9 @@ Used by :class:`hdl.pe_array.PeArray` and the bit-parallel baseline
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth import C, Cat, Elaboratable, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
@@ -173,12 +176,12 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     cycle; the returned ``copy`` is result (0, 0)'s. The returned ``full`` is high
     while the chain holds rows; the caller must not let another tile finish meanwhile.
 
-    The chain moves one row a cycle towards a ``BUFFER_ENTRIES``-entry output buffer whose
-    head is the payload, and whether it moves is decided a cycle ahead into a registered
-    copy per *cell*, a column of a row group (row ``r`` is in group ``group_of[r]``): no
-    row multiplexer, and no shift enable that depends on ``o.ready`` at all (the
-    decision assumes no pop) and fans out to every result bit of a tall array. After the
-    copy of the job's last tile ``job.reload`` pulses.
+    The chain moves one row a cycle towards a ring of ``BUFFER_ENTRIES`` output entries
+    (the payload is the entry at the read pointer), and whether it moves is decided a
+    cycle ahead into a registered copy per *cell*, a column of a row group (row ``r`` is
+    in group ``group_of[r]``): no row multiplexer, and no shift enable that depends on
+    ``o.ready`` at all (the decision assumes no pop) and fans out to every result bit of
+    a tall array. After the copy of the job's last tile ``job.reload`` pulses.
     """
     groups, cols = max(group_of) + 1, len(accs[0])
     copies = [[Signal(name=f"copy{r}_{c}") for c in range(cols)] for r in range(len(accs))]
@@ -198,9 +201,9 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     # "exactly one") are one LUT each, with no counter's carry before `advance_next`.
     held = Signal(rows)
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
-    # The output buffer: `o.payload` is its head, `behind` the entries after it;
-    # `filled` the entries held, a thermometer code (filled[0] = o.valid).
-    behind = [Signal.like(o.payload, name=f"buffer{i}", reset_less=True) for i in range(1, BUFFER_ENTRIES)]
+    # The output buffer: a ring of entries, `filled` the entries held as a thermometer
+    # code (filled[0] = o.valid).
+    entries = [Signal.like(o.payload, name=f"buffer{i}", reset_less=True) for i in range(BUFFER_ENTRIES)]
     filled = Signal(BUFFER_ENTRIES)
     # `advance` (this cycle) was decided in the last one; its copies: one per cell, one
     # per slice of the buffer (a column's results in SLICE_BITS pieces), one for the
@@ -222,35 +225,32 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
                 with m.Elif(advance[group_of[r] * cols + c]):
                     m.d.sync += chain[r][c].eq(chain[r + 1][c])
 
-    # The buffer's next fill: a pop shifts the entries towards the head, a push takes
-    # the first free entry after that. Its state has a copy per slice, so that o.ready,
-    # an input, meets one slice's enables through one LUT, not every result bit.
-    def filled_next(filled, push, pop):
-        up, down = Cat(C(1, 1), filled[:-1]), filled[1:]
-        return Mux(push & ~pop, up, Mux(pop & ~push, down, filled))
-
-    m.d.sync += filled.eq(filled_next(filled, push, o.valid & o.ready))
+    # A push writes the entry at the write pointer, a pop moves the read pointer; both
+    # pointers are one-hot, with a copy per slice, and o.payload is the entry at the
+    # read pointer (an AND-OR of the entries). So o.ready, an input, reaches the fill
+    # and the read pointers' copies through one LUT each, and no data register's enable.
+    pop = o.valid & o.ready
+    up, down = Cat(C(1, 1), filled[:-1]), filled[1:]
+    m.d.sync += filled.eq(Mux(push & ~pop, up, Mux(pop & ~push, down, filled)))
     m.d.comb += o.valid.eq(filled[0])
-    entries = [o.payload, *behind]
+
+    def rotated(pointer):
+        return Cat(pointer[-1], pointer[:-1])
+
     for index, (c, low, high) in enumerate(slices):
         push_s = advance[groups * cols + index]
-        filled_s = Signal(BUFFER_ENTRIES, name=f"filled_s{index}")
-        filled_s.attrs[REPLICA_ATTR] = 1
-        pop_s = filled_s[0] & o.ready
-        m.d.sync += filled_s.eq(filled_next(filled_s, push_s, pop_s))
+        write_s, read_s = (Signal(BUFFER_ENTRIES, name=f"{name}_s{index}", init=1, attrs={REPLICA_ATTR: 1})
+                           for name in ("write", "read"))
+        with m.If(push_s):
+            m.d.sync += write_s.eq(rotated(write_s))
+        with m.If(pop):
+            m.d.sync += read_s.eq(rotated(read_s))
         bottom = Value.cast(chain[0][c])[low:high]
         for i, entry in enumerate(entries):
-            # Entry i takes the one behind it on a pop, or the pushed row if it is the
-            # first free entry (after the pop's shift).
-            last = i + 1 == BUFFER_ENTRIES
-            first_free = Mux(pop_s, filled_s[i] & (1 if last else ~filled_s[i + 1]),
-                             ~filled_s[i] & (filled_s[i - 1] if i else 1))
-            target = Value.cast(entry[c])[low:high]
-            with m.If(push_s & first_free):
-                m.d.sync += target.eq(bottom)
-            if not last:
-                with m.Elif(pop_s & filled_s[i + 1]):
-                    m.d.sync += target.eq(Value.cast(entries[i + 1][c])[low:high])
+            with m.If(push_s & write_s[i]):
+                m.d.sync += Value.cast(entry[c])[low:high].eq(bottom)
+        m.d.comb += Value.cast(o.payload[c])[low:high].eq(functools.reduce(operator.or_, (
+            Value.cast(entry[c])[low:high] & read_s[i].replicate(high - low) for i, entry in enumerate(entries))))
 
     # A copy fills the chain; a push takes its bottom row.
     held_next = Signal.like(held)
