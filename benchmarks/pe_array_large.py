@@ -2,13 +2,13 @@
 
 The flow's own P&R (router1) does not finish this design, so this script runs the flow's
 synthesis of the harness (``synth.flow.yosys_cells``) and its nextpnr step
-(``synth.flow.place_and_route``) with ``--router router2 --detailed-timing-report`` and a
-stronger timing weight in the placer, prints Fmax, the critical path and the
-nets whose sinks are reached latest (grouped by name, digits folded), and writes
-``large.json``. About 45 minutes
-on this project's machines. Usage:
+(``synth.flow.place_and_route``) with ``--router router2 --tmg-ripup
+--detailed-timing-report`` and a stronger timing weight in the placer, prints Fmax, the
+critical path and the nets whose sinks are reached latest (grouped by name, digits
+folded), and writes ``large.json``. About 45 minutes (19 rows, two runs sharing this
+project's two cores; ``--no-tmg-ripup`` routes in about half that). Usage:
 
-    python benchmarks/pe_array_large.py [--out build/bench_large] [--seed 1] [-p rows=22 ...]
+    python benchmarks/pe_array_large.py [--out build/bench_large] [--seed 1] [-p rows=19 ...]
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from synth.flow import place_and_route, pnr_report_path, yosys_cells
 from synth.harness import Harness
 from synth.targets import get_target
 
-LARGE = {"rows": 22, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}
+#: 19 rows fill 54.7 % of the ECP5-85F's logic (docs/performance.md).
+LARGE = {"rows": 19, "cols": 4, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}
 TOP = "mixbit_pe_array_harness"
 #: nextpnr's HeAP placer weighs timing this much more than its defaults (10 and 2): on the
 #: 24x4x8 netlist of 2026-11-30 the placed (pre-route) estimate rose from 49.3 to 55.1 MHz.
@@ -63,8 +64,11 @@ def main() -> None:
     parser.add_argument("--mhz", type=float, default=None,
                         help="nextpnr's target frequency (default: the target's, 125 MHz); a higher one "
                              "makes the timing-driven placer and router push harder")
+    parser.add_argument("--no-tmg-ripup", action="store_true",
+                        help="route without nextpnr's timing-driven rip-up (faster; on the 19x4x8 netlist "
+                             "of be003b6 at seed 1: 107.43 MHz instead of 127.32)")
     parser.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
-                        help="a further nextpnr option, as it is (repeat it: --nextpnr-arg=--tmg-ripup)")
+                        help="a further nextpnr option, as it is (repeat it: --nextpnr-arg=--placer-heap-beta=0.8)")
     args = parser.parse_args()
     design, target = get_design("pe_array"), get_target("ecp5-85f")
     given = dict(pair.split("=", 1) for pair in args.param if "=" in pair)
@@ -83,16 +87,17 @@ def main() -> None:
         verilog.write_text(to_verilog(Harness(design.build(params)), TOP))
         cells = yosys_cells(verilog, TOP, target, out)
     mhz = args.mhz or target.default_mhz
+    nextpnr_args = [*(() if args.no_tmg_ripup else ("--tmg-ripup",)), *args.nextpnr_arg]
     placed = place_and_route(netlist, target, mhz, args.seed, out,
                              extra_args=("--router", "router2", "--detailed-timing-report",
                                          "--placer-heap-timingweight", str(args.heap_timing_weight),
-                                         "--placer-heap-critexp", str(args.heap_critexp), *args.nextpnr_arg))
+                                         "--placer-heap-critexp", str(args.heap_critexp), *nextpnr_args))
     report = json.loads(pnr_report_path(netlist, target).read_text())
     path = [{"type": s["type"], "ns": round(s["delay"], 2), "to": s["to"]["cell"]}
             for s in report["critical_paths"][0]["path"]]
     summary = {"params": params, "seed": args.seed,
                "heap": {"timing_weight": args.heap_timing_weight, "critexp": args.heap_critexp},
-               "target_mhz": mhz, "nextpnr_args": args.nextpnr_arg, "fmax_mhz": placed["timing"]["fmax_mhz"],
+               "target_mhz": mhz, "nextpnr_args": nextpnr_args, "fmax_mhz": placed["timing"]["fmax_mhz"],
                "logic_used": placed["placed"]["logic_used"], "logic_percent": placed["placed"]["logic_percent"],
                "bram_output_registers": placed["placed"]["bram_output_registers"],
                "cells": {k: cells.get(k, 0) for k in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD")},
