@@ -20,7 +20,7 @@ from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["JobControl", "drain_results"]
 
-#: Result bits per copy of the output buffer's enables (:func:`drain_results`).
+#: Result bits per copy of the output buffer's `advance` and pointers (:func:`drain_results`).
 SLICE_BITS = 16
 #: Entries of the output buffer (:func:`drain_results`): with three, the decision to push
 #: in the next cycle can ignore this cycle's o.ready and still push every cycle.

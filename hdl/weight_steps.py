@@ -30,7 +30,7 @@ from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["neg_halves", "step_layout", "WeightSteps", "ColumnSteps"]
 
-#: Window bits per copy of the window's selects and clock enable (:class:`ColumnSteps`).
+#: Window bits per copy of the window's selects, position flags and clock enable (:class:`ColumnSteps`).
 WINDOW_SLICE = 16
 
 
@@ -172,15 +172,15 @@ class ColumnSteps(wiring.Component):
         def assign(name):
             layout = pack_layout(name, config.group_size, config.scale_bits)
             used = layout["codes_per_word"] * layout["code_bits"]
+            need = lanes * layout["code_bits"]
             m.d.sync += [
                 constants["mask"].eq((1 << used) - 1),
                 constants["bits"].eq(layout["code_bits"]),
                 constants["used"].eq(used),
-                constants["need"].eq(lanes * layout["code_bits"]),
+                constants["need"].eq(need),
                 constants["code_words"].eq(layout["code_words"]),
-                constants["used-need"].eq((used - lanes * layout["code_bits"]) % (1 << fill_bits)),
+                constants["used-need"].eq((used - need) % (1 << fill_bits)),
             ]
-            need = lanes * layout["code_bits"]
             m.d.sync += [constants[key].eq(max(0, times * need + sign * used))
                          for key, (times, sign) in thresholds.items()]
 
