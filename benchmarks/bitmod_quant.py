@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
+from arch.bitmod import quantizer_grid
 from golden.bitmod import BitmodWeights, candidates, quantize
 from golden.formats import encode
-from golden.tables import quantizer_grid
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

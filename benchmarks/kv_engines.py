@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from arch.kv_config import KvConfig
 from golden.vidkv_stream import pack_tokens
-from hdl.kv_config import KvConfig
 from sim.kv_dequant import check_tokens_against_golden, run_kv_dequantizer_detailed
 from sim.kv_quant import first_difference, run_kv_quantizer_detailed
 from synth.flow import lut4_equivalent, synthesize

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
+from arch.bitmod import FAMILIES
+from arch.pe_array_config import PeArrayConfig
 from golden.bitmod import matmul_int, quantize
-from golden.tables import FAMILIES
-from hdl.pe_array_config import PeArrayConfig
 from sim.pe_array import run_pe_array_detailed
 from synth.flow import lut4_equivalent, synthesize
 

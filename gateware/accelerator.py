@@ -16,7 +16,7 @@
                         |
     tx <- UartTx <- FrameSender (sync, status, length, CRC)
 
-Every request gets exactly one reply (golden/link.py has the format, docs/host_link.md
+Every request gets exactly one reply (arch/link.py has the format, docs/host_link.md
 the commands). A request is checked whole (CRC, length, order, arguments) before it
 changes anything, except that a KV_QUANT / KV_DEQUANT whose engine stays blocked for the
 byte timeout (its output buffer full) stops part-way with an OVERFLOW reply.
@@ -31,7 +31,9 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.link import (
+from arch.accelerator_config import AcceleratorConfig
+from arch.bitmod import FAMILY_IDS
+from arch.link import (
     COUNTER_FIELDS,
     INFO_FIELDS,
     KV_MODE_BYTES,
@@ -40,14 +42,11 @@ from golden.link import (
     Command,
     Status,
 )
-from golden.tables import FAMILY_IDS
 from hdl.frames import FrameReceiver, FrameSender, Narrow, Widen
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
 from hdl.pe_array import PeArray
 from hdl.uart import UartRx, UartTx
-
-from .accelerator_config import AcceleratorConfig
 
 __all__ = ["Accelerator", "AcceleratorCore"]
 
@@ -61,7 +60,7 @@ class Accelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        divisor = self.config.widths["divisor"]
+        divisor = self.config.divisor
         m.submodules.uart_rx = uart_rx = UartRx(divisor)
         m.submodules.uart_tx = uart_tx = UartTx(divisor)
         m.submodules.core = core = AcceleratorCore(self.config)
@@ -80,10 +79,10 @@ class AcceleratorCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        config, w, pe_config = self.config, self.config.widths, self.config.pe
-        rows, tiles_max = pe_config.rows, w["max_col_tiles"]
+        config, pe_config = self.config, self.config.pe
+        rows, tiles_max = pe_config.rows, config.max_col_tiles
 
-        m.submodules.receiver = receiver = FrameReceiver(config.max_payload, w["timeout_cycles"])
+        m.submodules.receiver = receiver = FrameReceiver(config.max_payload, config.timeout_cycles)
         m.submodules.sender = sender = FrameSender()
         wiring.connect(m, wiring.flipped(self.i), receiver.i)
         wiring.connect(m, sender.o, wiring.flipped(self.o))
@@ -93,12 +92,12 @@ class AcceleratorCore(wiring.Component):
         command = Signal(8)
         remainder = Signal(16)                  # payload bytes after the header, then the division's rest
         units = Signal(16)                      # words in the payload after the header
-        widest = max(w["kv_in_bytes"], w["kv_beat_bytes"], w["weight_bytes"], w["act_bytes"])
+        widest = max(config.kv_in_bytes, config.kv_beat_bytes, config.weight_bytes, config.act_bytes)
         unit_bytes = Signal(range(widest + 1))
         header = Signal(64)
         header_bytes, header_count = Signal(4), Signal(4)
         done_units = Signal(16)
-        quiet = Signal(range(w["timeout_cycles"] + 1))   # cycles a stream made no progress
+        quiet = Signal(range(config.timeout_cycles + 1))   # cycles a stream made no progress
         counters = {name: Signal(32, name=f"count_{name}") for name in COUNTER_FIELDS}
         m.d.sync += counters["cycles"].eq(counters["cycles"] + 1)
 
@@ -135,13 +134,13 @@ class AcceleratorCore(wiring.Component):
         results_needed = Signal(16)
         if config.has_pe:
             m.submodules.pe = pe = PeArray(pe_config)
-            weights = m.submodules.weights = Memory(shape=w["weight_bits"], depth=config.weight_beats, init=[])
-            results = m.submodules.results = Memory(shape=w["result_bits"], depth=config.result_beats, init=[])
+            weights = m.submodules.weights = Memory(shape=config.weight_bits, depth=config.weight_beats, init=[])
+            results = m.submodules.results = Memory(shape=config.result_bits, depth=config.result_beats, init=[])
             weight_w, weight_r = weights.write_port(), weights.read_port()
             result_w, result_r = results.write_port(), results.read_port()
             m.d.comb += [pe.family.eq(job_family), pe.groups.eq(job_groups), pe.col_tiles.eq(job_tiles)]
 
-            beats = route(Command.LOAD_WEIGHTS, w["weight_bits"])
+            beats = route(Command.LOAD_WEIGHTS, config.weight_bits)
             m.d.comb += [weight_w.en.eq(beats.valid), beats.ready.eq(1), weight_w.addr.eq(first_beat + done_units),
                          weight_w.data.eq(beats.payload)]
             destination[Command.LOAD_WEIGHTS] = beats.valid
@@ -170,8 +169,8 @@ class AcceleratorCore(wiring.Component):
         if config.has_kv:
             quant = KvQuantizer(config.kv)
             dequant = KvDequantizer(config.kv)
-            quant_fifo = SyncFIFOBuffered(width=w["kv_beat_bits"], depth=config.kv_quant_fifo)
-            dequant_fifo = SyncFIFOBuffered(width=w["kv_out_bits"], depth=config.kv_dequant_fifo)
+            quant_fifo = SyncFIFOBuffered(width=config.kv_beat_bits, depth=config.kv_quant_fifo)
+            dequant_fifo = SyncFIFOBuffered(width=config.kv_out_bits, depth=config.kv_dequant_fifo)
             for name, unit in (("kv_quant", quant), ("kv_dequant", dequant), ("kv_quant_fifo", quant_fifo),
                                ("kv_dequant_fifo", dequant_fifo)):
                 m.submodules[name] = ResetInserter(kv_reset)(unit)
@@ -181,11 +180,11 @@ class AcceleratorCore(wiring.Component):
                          quant.o.ready.eq(quant_fifo.w_rdy),
                          dequant_fifo.w_data.eq(dequant.o.payload.as_value()),
                          dequant_fifo.w_en.eq(dequant.o.valid), dequant.o.ready.eq(dequant_fifo.w_rdy)]
-            tokens = route(Command.KV_QUANT, w["kv_in_bits"])
+            tokens = route(Command.KV_QUANT, config.kv_in_bits)
             m.d.comb += [quant.i.payload.data.eq(tokens.payload), quant.i.payload.salient.eq(tokens.payload[-1]),
                          quant.i.valid.eq(tokens.valid), tokens.ready.eq(quant.i.ready)]
             destination[Command.KV_QUANT] = quant.i.valid & quant.i.ready
-            packed = route(Command.KV_DEQUANT, w["kv_beat_bits"])
+            packed = route(Command.KV_DEQUANT, config.kv_beat_bits)
             m.d.comb += [dequant.i.payload.eq(packed.payload), dequant.i.valid.eq(packed.valid),
                          packed.ready.eq(dequant.i.ready)]
             destination[Command.KV_DEQUANT] = dequant.i.valid & dequant.i.ready
@@ -208,9 +207,9 @@ class AcceleratorCore(wiring.Component):
         SRC_TABLE, SRC_RESULTS, SRC_KVQ, SRC_KVD = range(4)
         narrow = {SRC_TABLE: Narrow(32)}
         if config.has_pe:
-            narrow[SRC_RESULTS] = Narrow(w["result_bits"])
+            narrow[SRC_RESULTS] = Narrow(config.result_bits)
         if config.has_kv:
-            narrow[SRC_KVQ], narrow[SRC_KVD] = Narrow(w["kv_beat_bits"]), Narrow(w["kv_out_bits"])
+            narrow[SRC_KVQ], narrow[SRC_KVD] = Narrow(config.kv_beat_bits), Narrow(config.kv_out_bits)
         for k, unit in narrow.items():
             m.submodules[f"narrow{k}"] = unit
         want_more = fed < reply_words
@@ -241,10 +240,10 @@ class AcceleratorCore(wiring.Component):
                 m.d.comb += [narrow[k].i.payload.eq(fifo.r_data),
                              narrow[k].i.valid.eq((source == k) & want_more & fifo.r_rdy),
                              fifo.r_en.eq((source == k) & want_more & narrow[k].i.ready)]
-            quant_level = Mux(quant_fifo.level > config.max_payload // w["kv_beat_bytes"],
-                              config.max_payload // w["kv_beat_bytes"], quant_fifo.level)
-            dequant_level = Mux(dequant_fifo.level > config.max_payload // w["kv_out_bytes"],
-                                config.max_payload // w["kv_out_bytes"], dequant_fifo.level)
+            quant_level = Mux(quant_fifo.level > config.max_payload // config.kv_beat_bytes,
+                              config.max_payload // config.kv_beat_bytes, quant_fifo.level)
+            dequant_level = Mux(dequant_fifo.level > config.max_payload // config.kv_out_bytes,
+                                config.max_payload // config.kv_out_bytes, dequant_fifo.level)
         for k, unit in narrow.items():
             with m.If(unit.i.valid & unit.i.ready):
                 m.d.sync += [fed.eq(fed + 1), table_index.eq(table_index + 1)]
@@ -260,17 +259,17 @@ class AcceleratorCore(wiring.Component):
         # of an engine that is not built is unknown (COMMAND).
         unit_of, no_payload = {}, [Command.INFO, Command.COUNTERS]
         if config.has_pe:
-            unit_of |= {Command.LOAD_WEIGHTS: (w["weight_bytes"], LOAD_WEIGHTS_HEADER),
-                        Command.LOAD_ACT: (w["act_bytes"], LOAD_ACT_HEADER)}
+            unit_of |= {Command.LOAD_WEIGHTS: (config.weight_bytes, LOAD_WEIGHTS_HEADER),
+                        Command.LOAD_ACT: (config.act_bytes, LOAD_ACT_HEADER)}
             no_payload += [Command.RUN, Command.READ_RESULTS]
         if config.has_kv:
-            unit_of |= {Command.KV_MODE: (1, KV_MODE_BYTES), Command.KV_QUANT: (w["kv_in_bytes"], 0),
-                        Command.KV_DEQUANT: (w["kv_beat_bytes"], 0)}
+            unit_of |= {Command.KV_MODE: (1, KV_MODE_BYTES), Command.KV_QUANT: (config.kv_in_bytes, 0),
+                        Command.KV_DEQUANT: (config.kv_beat_bytes, 0)}
             no_payload += [Command.KV_QUANT_READ, Command.KV_DEQUANT_READ]
         family_mask = sum(1 << FAMILY_IDS[name] for name in pe_config.families)
         words_per_group = Signal(8)
         with m.Switch(job_family):
-            for fid, words in w["words_per_group"].items():
+            for fid, words in config.words_per_group.items():
                 with m.Case(fid):
                     m.d.comb += words_per_group.eq(words)
 
@@ -337,10 +336,10 @@ class AcceleratorCore(wiring.Component):
                         with m.Case(Command.LOAD_ACT):
                             family_id, groups, tiles = header[:8], header[16:32], header[32:48]
                             built = Const(family_mask, 8).bit_select(family_id[:3], 1) & (family_id < 8)
-                            with m.If(~built | (groups == 0) | (groups > pe_config.widths["max_groups"])
+                            with m.If(~built | (groups == 0) | (groups > pe_config.max_groups)
                                       | (tiles == 0) | (tiles > tiles_max)):
                                 reply(Status.ARGUMENT)
-                            with m.Elif(units != groups * (rows * pe_config.widths["steps_per_group"])):
+                            with m.Elif(units != groups * (rows * pe_config.steps_per_group)):
                                 reply(Status.LENGTH)
                             with m.Else():
                                 m.d.sync += [job_family.eq(family_id), job_groups.eq(groups), job_tiles.eq(tiles),
@@ -377,7 +376,7 @@ class AcceleratorCore(wiring.Component):
                     with m.If(command == Command.LOAD_ACT):
                         m.d.sync += job_pending.eq(1)
                     reply(Status.OK)
-                with m.Elif(quiet == w["timeout_cycles"]):
+                with m.Elif(quiet == config.timeout_cycles):
                     reply(Status.OVERFLOW)
             with m.State("Execute"):                 # the commands without a payload
                 with m.Switch(command):
@@ -398,12 +397,12 @@ class AcceleratorCore(wiring.Component):
                                 reply(Status.ORDER)
                             with m.Else():
                                 reply(Status.OK, results_needed, SRC_RESULTS,
-                                      length=results_needed * w["result_bytes"])
+                                      length=results_needed * config.result_bytes)
                     if config.has_kv:
                         with m.Case(Command.KV_QUANT_READ):
-                            reply(Status.OK, quant_level, SRC_KVQ, length=quant_level * w["kv_beat_bytes"])
+                            reply(Status.OK, quant_level, SRC_KVQ, length=quant_level * config.kv_beat_bytes)
                         with m.Case(Command.KV_DEQUANT_READ):
-                            reply(Status.OK, dequant_level, SRC_KVD, length=dequant_level * w["kv_out_bytes"])
+                            reply(Status.OK, dequant_level, SRC_KVD, length=dequant_level * config.kv_out_bytes)
             with m.State("Run"):
                 m.d.sync += counters["run_cycles"].eq(counters["run_cycles"] + 1)
                 with m.If(results_in == results_needed):

@@ -7,19 +7,18 @@ from dataclasses import dataclass, replace
 
 from amaranth.lib import wiring
 
-from golden.tables import GROUP_SIZES, SCALE_BITS_RANGE
-from golden.vidkv import GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS
-from golden.vidkv_pack import TERNARY_LAYOUTS
+from arch.accelerator_config import ENGINES, AcceleratorConfig
+from arch.bitmod import GROUP_SIZES, SCALE_BITS_RANGE
+from arch.kv_config import MAX_LANES, KvConfig
+from arch.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
+from arch.vidkv import GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS, TERNARY_LAYOUTS
 from hdl.decoder import WeightDecoder, decoder_widths
-from hdl.kv_config import MAX_LANES, KvConfig
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
 from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
 from hdl.pe_array import PeArray
-from hdl.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 
 from .accelerator import Accelerator
-from .accelerator_config import ENGINES, AcceleratorConfig
 from .params import BoolParam, ChoiceParam, FamiliesParam, FractionParam, IntParam, Param, resolve_params
 
 __all__ = ["Design", "DESIGNS", "get_design"]
@@ -48,7 +47,7 @@ class Design:
         not go together.
     config : callable, optional
         ``config(params)``: the design's configuration object (PE arrays:
-        :class:`hdl.pe_array_config.PeArrayConfig`), for simulation drivers.
+        :class:`arch.pe_array_config.PeArrayConfig`), for simulation drivers.
     """
 
     name: str
@@ -147,7 +146,7 @@ _ACCELERATOR_PARAMS = _prefixed("pe_", _PE_ARRAY_PARAMS) + _prefixed("kv_", _KV_
 def _configured(name: str, summary: str, params: tuple[Param, ...], config: Callable[[dict], object],
                 build: Callable[[dict], wiring.Component], regression: str) -> Design:
     """A design whose parameters make a configuration object that validates them and holds its widths."""
-    return Design(name=name, summary=summary, params=params, build=build, widths=lambda p: config(p).widths,
+    return Design(name=name, summary=summary, params=params, build=build, widths=lambda p: config(p).derived(),
                   regression=regression, check=config, config=config)
 
 

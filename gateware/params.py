@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from golden.tables import FAMILIES, check_families
+from arch.bitmod import FAMILIES, check_families
 
 __all__ = ["Param", "IntParam", "ChoiceParam", "FamiliesParam", "FractionParam", "BoolParam", "resolve_params"]
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from arch.bitmod import check_group_size, code_values
+
 from .bitmod import check_weights
-from .tables import check_group_size, code_values
 
 __all__ = ["RTNWeights", "rtn_quantize", "MXFP4Weights", "mxfp4_quantize", "MX_BLOCK", "E2M1_EMAX"]
 
@@ -77,7 +78,7 @@ class MXFP4Weights:
     """OCP MX-FP4: FP4 E2M1 elements with one power-of-two scale per block of 32.
 
     ``codes`` uint8 [N, K] are sign-magnitude E2M1 code words (the fp4 code words of
-    golden.tables without the special value); ``exponent`` int16 [N, K/32] is the
+    arch.bitmod without the special value); ``exponent`` int16 [N, K/32] is the
     shared E8M0 scale's exponent: ``w_hat = e2m1(code) * 2**exponent``.
     """
 

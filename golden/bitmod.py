@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .formats import decode, encode
-from .tables import (
+from arch.bitmod import (
     ACTIVATION_BITS,
     accumulator_widths,
     check_group_size,
@@ -21,6 +20,8 @@ from .tables import (
     quantizer_grid,
 )
 
+from .formats import decode, encode
+
 __all__ = [
     "BitmodWeights",
     "quantize",
@@ -28,7 +29,7 @@ __all__ = [
     "quantize_activations",
     "matmul_int",
     "matmul",
-    "accumulator_widths",     # from golden.tables, so the RTL can import it without torch
+    "accumulator_widths",     # from arch.bitmod, so the RTL can import it without torch
     "candidates",
     "check_weights",
 ]

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from arch.bitmod import pack_layout
+
 from .bitmod import BitmodWeights
-from .tables import pack_layout
 
 __all__ = ["PackedWeights", "pack", "unpack", "weight_beats"]
 

@@ -1,6 +1,6 @@
 """Vectorized torch decode/encode of BitMoD weight code words (spec/bitmod.md section 1).
 
-The value tables come from :mod:`golden.tables`; this module only turns them into
+The value tables come from :mod:`arch.bitmod`; this module only turns them into
 lookup tensors. ``decode(encode(v)) == v`` for every value on a grid and
 ``encode(decode(c)) == c`` for every code word.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .tables import code_values, family
+from arch.bitmod import code_values, family
 
 __all__ = ["decode", "encode", "grid"]
 

@@ -10,6 +10,17 @@ from __future__ import annotations
 
 import torch
 
+from arch.vidkv import (
+    DEFAULT_FRAC_BITS,
+    DEFAULT_IN_BITS,
+    GROUP_TOKENS,
+    HEAD_DIMS,
+    KEY_FRACTIONS,
+    check_frac_bits,
+    check_in_bits,
+    n_high,
+)
+
 __all__ = [
     "HEAD_DIMS",
     "GROUP_TOKENS",
@@ -28,18 +39,6 @@ __all__ = [
     "n_high",
 ]
 
-#: Head dimensions D the formats support (spec section 1).
-HEAD_DIMS = (32, 64, 128)
-#: Tokens per group Tg (spec section 1).
-GROUP_TOKENS = (16, 32, 64)
-#: Fractions f of 2-bit key channels (spec section 3).
-KEY_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Input element width by default (spec section 1: 8..16 bits).
-DEFAULT_IN_BITS = 16
-#: Fraction bits of dequantized fixed-point outputs (docs/formats.md).
-DEFAULT_FRAC_BITS = 4
-
-
 def check_tokens(x, in_bits: int = DEFAULT_IN_BITS, argument: str = "x", *, group: bool = True) -> None:
     """Raise unless ``x`` is an integer tensor ``[..., T, D]`` whose values fit ``in_bits`` signed bits.
 
@@ -50,8 +49,7 @@ def check_tokens(x, in_bits: int = DEFAULT_IN_BITS, argument: str = "x", *, grou
         raise TypeError(f"{argument} must be a torch.Tensor, not {type(x).__name__}")
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise ValueError(f"{argument} must be an integer tensor (fixed-point inputs), not dtype {x.dtype}")
-    if isinstance(in_bits, bool) or not isinstance(in_bits, int) or not 8 <= in_bits <= 16:
-        raise ValueError(f"in_bits must be an integer in 8..16, not {in_bits!r}")
+    check_in_bits(in_bits)
     if x.dim() < 2:
         raise ValueError(f"{argument} must be [..., tokens, D], not shape {list(x.shape)}")
     if x.shape[-1] not in HEAD_DIMS:
@@ -133,32 +131,20 @@ def rank_channels(x: torch.Tensor, f: float, in_bits: int = DEFAULT_IN_BITS) -> 
     return _rank(x, n_high(x.shape[-1], f))
 
 
-def n_high(d: int, f: float) -> int:
-    """Number of 2-bit key channels, ``D * f``; ValueError unless f is a supported fraction."""
-    if f not in KEY_FRACTIONS:
-        raise ValueError(f"f must be one of {KEY_FRACTIONS}, not {f!r}")
-    return int(d * f)
-
-
-def _check_frac(frac_bits: int) -> None:
-    if isinstance(frac_bits, bool) or not isinstance(frac_bits, int) or not 0 <= frac_bits <= 8:
-        raise ValueError(f"frac_bits must be an integer in 0..8, not {frac_bits!r}")
-
-
 def decode_2bit(q, mn, r, frac_bits: int = DEFAULT_FRAC_BITS) -> torch.Tensor:
     """Fixed point (``frac_bits``) of ``mn + q r / 3``, rounded half up; [..., Tg, D]."""
-    _check_frac(frac_bits)
+    check_frac_bits(frac_bits)
     numerator = (3 * mn[..., None, :] + q * r[..., None, :]) << frac_bits
     return round_div(numerator, 3)
 
 
 def decode_1bit(b, s, group_tokens: int, frac_bits: int = DEFAULT_FRAC_BITS) -> torch.Tensor:
     """Fixed point of ``(2b - 1) S / Tg``, rounded half up."""
-    _check_frac(frac_bits)
+    check_frac_bits(frac_bits)
     return round_div((2 * b - 1) * (s[..., None, :] << frac_bits), group_tokens)
 
 
 def decode_ternary(t, s, group_tokens: int, frac_bits: int = DEFAULT_FRAC_BITS) -> torch.Tensor:
     """Fixed point of ``t S / Tg``, rounded half up."""
-    _check_frac(frac_bits)
+    check_frac_bits(frac_bits)
     return round_div(t * (s[..., None, :] << frac_bits), group_tokens)

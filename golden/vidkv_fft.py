@@ -16,52 +16,26 @@ Integer-exact, so the RTL can match it bit for bit (docs/formats.md):
 
 from __future__ import annotations
 
-import math
-from functools import cache
-
 import torch
+
+from arch.vidkv import TWIDDLE_FRAC, bit_reverse, check_length, twiddle_list
 
 from .vidkv import round_div
 
 __all__ = ["TWIDDLE_FRAC", "twiddles", "fft", "rfft_lanes", "irfft_lanes", "check_length"]
 
-#: Fraction bits of the twiddle factors.
-TWIDDLE_FRAC = 14
-
-
-def check_length(n: int, argument: str = "N") -> int:
-    """``log2 n``; ValueError unless ``n`` is a power of two of at least 2."""
-    if n < 2 or n & (n - 1):
-        raise ValueError(f"{argument} = {n} must be a power of two (>= 2) for the FFT")
-    return n.bit_length() - 1
-
-
-@cache
-def _twiddle_list(n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    scale = 1 << TWIDDLE_FRAC
-    real = tuple(round(math.cos(2 * math.pi * k / n) * scale) for k in range(n // 2))
-    imag = tuple(round(-math.sin(2 * math.pi * k / n) * scale) for k in range(n // 2))
-    return real, imag
-
-
 def twiddles(n: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-point ``W_n^k`` for ``k < n/2``: (real, imaginary), int64 with 14 fraction bits."""
-    real, imag = _twiddle_list(n)
+    real, imag = twiddle_list(n)
     return (torch.tensor(real, dtype=torch.int64, device=device),
             torch.tensor(imag, dtype=torch.int64, device=device))
-
-
-@cache
-def _bit_reverse(n: int) -> tuple[int, ...]:
-    bits = check_length(n)
-    return tuple(int(f"{i:0{bits}b}"[::-1], 2) for i in range(n))
 
 
 def fft(real: torch.Tensor, imag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-point forward FFT along the last dimension of integer tensors."""
     n = real.shape[-1]
     stages = check_length(n)
-    order = torch.tensor(_bit_reverse(n), device=real.device)
+    order = torch.tensor(bit_reverse(n), device=real.device)
     re, im = real.to(torch.int64)[..., order], imag.to(torch.int64)[..., order]
     w_re, w_im = twiddles(n, real.device)
     half_round = 1 << (TWIDDLE_FRAC - 1)

@@ -16,34 +16,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from arch.vidkv import POSITION_BITS, TERNARY_LAYOUTS, b3_byte, metadata_widths
+
 from .vidkv_groups import KeyGroups, ValueGroups
 
 __all__ = ["PackedKV", "metadata_widths", "pack_bits", "unpack_bits", "pack_trits", "unpack_trits",
            "pack_keys", "pack_values", "unpack", "b3_byte", "TERNARY_LAYOUTS", "POSITION_BITS"]
 
-#: Ternary layouts: 2 bits per trit, or five trits per byte.
-TERNARY_LAYOUTS = ("i2", "b3")
-#: Width of a recorded token position (STP).
-POSITION_BITS = 32
 _POW3 = (81, 27, 9, 3, 1)
-
-
-def _log2(n: int) -> int:
-    return n.bit_length() - 1
-
-
-def metadata_widths(in_bits: int, group_tokens: int, lanes: int | None = None) -> dict[str, int]:
-    """Bit widths of the metadata fields.
-
-    ``mn``: ``in_bits`` signed. ``r = max - min <= 2**in_bits - 1``: ``in_bits`` unsigned.
-    ``s = sum |x| <= Tg 2**(in_bits-1)``: ``in_bits + log2 Tg`` unsigned. ``s_fft``: the sum
-    of FFT lanes of N channels, ``|lane| <= 2**(in_bits + log2 N)`` with a guard for
-    rounding: ``in_bits + log2 N + log2 Tg + 1`` unsigned (docs/formats.md).
-    """
-    widths = {"mn": in_bits, "r": in_bits, "s": in_bits + _log2(group_tokens)}
-    if lanes:
-        widths["s_fft"] = in_bits + _log2(lanes) + _log2(group_tokens) + 1
-    return widths
 
 
 def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
@@ -80,11 +60,6 @@ def pack_trits(t: torch.Tensor) -> torch.Tensor:
     padded[..., :tg * c] = digits
     value = (padded.reshape(*lead, count, 5) * torch.tensor(_POW3, device=t.device)).sum(dim=-1)
     return b3_byte(value).to(torch.uint8)
-
-
-def b3_byte(value):
-    """The ``b3`` byte of base-3 value ``v = sum d_n 3**(4 - n)`` (0..242): ``ceil(v 256 / 243)``."""
-    return (value * 256 + 242) // 243
 
 
 def unpack_trits(data: torch.Tensor, tokens: int, channels: int) -> torch.Tensor:

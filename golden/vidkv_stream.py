@@ -23,7 +23,24 @@ from __future__ import annotations
 
 import torch
 
-from .vidkv import DEFAULT_FRAC_BITS, DEFAULT_IN_BITS
+from arch.vidkv import (
+    CODE,
+    DEFAULT_FRAC_BITS,
+    DEFAULT_IN_BITS,
+    HEADER,
+    MASK,
+    META,
+    PATHS,
+    POSITION,
+    TAG_BITS,
+    TAG_NAMES,
+    TAGS,
+    TRITS,
+    beats_per_group,
+    trit_words,
+    words_per_channel,
+)
+
 from .vidkv_cache import QuantizedKVCache
 from .vidkv_groups import KeyGroups, ValueGroups, dequantize_keys, dequantize_values
 from .vidkv_pack import PackedKV, metadata_widths, pack_keys, pack_values, unpack
@@ -32,23 +49,7 @@ __all__ = ["TAGS", "TAG_BITS", "HEADER", "POSITION", "MASK", "CODE", "META", "TR
            "trit_words", "group_beats", "parse_beats", "beats_per_group", "group_counts",
            "dequantize_packed", "stream_beats", "pack_tokens", "PATHS"]
 
-HEADER, POSITION, MASK, CODE, META, TRITS = range(6)
-#: Beat tags by name.
-TAGS = {"header": HEADER, "position": POSITION, "mask": MASK, "code": CODE, "meta": META, "trits": TRITS}
-TAG_BITS = 3
-#: Group formers: keys, (non-salient) values, salient values (STP).
-PATHS = ("key", "value", "salient")
 _MASK32 = (1 << 32) - 1
-
-
-def words_per_channel(group_tokens: int, bits: int) -> int:
-    """32-bit words one channel's ``bits``-bit codes of a group take."""
-    return -(-group_tokens * bits // 32)
-
-
-def trit_words(group_tokens: int, d: int) -> int:
-    """32-bit words of a group's ``b3`` bytes: ``ceil(Tg D / 20)``."""
-    return -(-group_tokens * d // 20)
 
 
 def _path(p: PackedKV, salient: bool) -> str:
@@ -97,21 +98,6 @@ def group_beats(p: PackedKV, g: int, salient: bool = False) -> list[tuple[int, i
     return beats
 
 
-def beats_per_group(path: str, *, d: int, group_tokens: int, n_hi: int = 0, value_format: str = "ternary",
-                    ternary_layout: str = "i2", stp: bool = False) -> int:
-    """How many beats one group of ``path`` takes in the stream."""
-    tg = group_tokens
-    two, one = words_per_channel(tg, 2), words_per_channel(tg, 1)
-    if path == "key":
-        return 1 + d // 32 + n_hi * (two + 1) + (d - n_hi) * (one + 1)
-    head = 1 + (tg if stp else 0)
-    if path == "salient" or value_format == "2bit":
-        return head + d * (two + 1)
-    if ternary_layout == "b3":
-        return head + d + trit_words(tg, d)
-    return head + d * (two + 1)
-
-
 def group_counts(kind: str, tokens: int, group_tokens: int, salient=None) -> dict[str, int]:
     """Completed groups per path after ``tokens`` tokens (``salient`` [T] bool: STP)."""
     if kind == "key":
@@ -136,9 +122,6 @@ class _Reader:
         if self.at != len(self.items):
             raise ValueError(f"group {self.what}: {len(self.items)} {TAG_NAMES[self.tag]} beats, "
                              f"expected {self.at}")
-
-
-TAG_NAMES = {v: k for k, v in TAGS.items()}
 
 
 def _signed(value: int, bits: int) -> int:

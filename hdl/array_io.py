@@ -13,9 +13,9 @@ from amaranth import C, Cat, Elaboratable, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
 
-from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS
+from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS
+from arch.pe_array_config import PeArrayConfig
 
-from .pe_array_config import PeArrayConfig
 from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["JobControl", "drain_results"]
@@ -59,7 +59,6 @@ class JobControl(Elaboratable):
         if column_copies != 1 and not late:
             raise ValueError(f"JobControl: column_copies={column_copies} needs late=True")
         self.config, self.prefetch, self.late, self.column_copies = config, prefetch, late, column_copies
-        w = config.widths
         self._act, self._family, self._groups, self._col_tiles = act, family, groups, col_tiles
         self.family_id = Signal(FAMILY_ID_BITS)
         self.groups = Signal.like(groups)
@@ -71,7 +70,7 @@ class JobControl(Elaboratable):
         self.loading = Signal(init=1)
         self.start = Signal()
         self.reload = Signal()
-        self.read_addr = Signal(range(w["act_depth"]))
+        self.read_addr = Signal(range(config.act_depth))
         self.read_enable = Signal()
         layout = data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes)
         self.activations = [[Signal(layout, name=f"a{r}" if column_copies == 1 else f"a{r}_{c}", reset_less=True)
@@ -79,18 +78,18 @@ class JobControl(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        config, w = self.config, self.config.widths
+        config = self.config
         act = self._act
-        load_addr = Signal(range(w["act_depth"]))
+        load_addr = Signal(range(config.act_depth))
         first_beat = Signal(init=1)
         # `row_end` (`load_addr` is a row's last address) is a flag, set when the counter
         # moves, so that no compare sits on `act.ready`'s enable. It is set from a compare
         # with the row's second-to-last address, sampled from the input while the job's
         # first beat is awaited (the input holds a cycle before that beat; a row has at
         # least two steps, since the dequantization limit keeps lanes <= group_size / 2).
-        row_penult_addr = Signal(range(w["act_depth"]))
+        row_penult_addr = Signal(range(config.act_depth))
         with m.If(self.loading & first_beat):
-            m.d.sync += row_penult_addr.eq(self._groups * w["steps_per_group"] - 2)
+            m.d.sync += row_penult_addr.eq(self._groups * config.steps_per_group - 2)
         row_end = Signal()
         # The row being loaded, one-hot: each row's write enable is one LUT from flip-flops
         # (a compare with a row counter put it 4 LUT levels from `loading`).
@@ -101,7 +100,7 @@ class JobControl(Elaboratable):
         # read address and the take enable; one register driving every row's block RAM
         # or activation register spans the die in a tall array. The take enable is a
         # tree: a copy per column of activation registers, then one per group of rows.
-        copies = w["row_copies"]
+        copies = config.row_copies
         write_addr = replicas(m, load_addr, copies, "write_addr", reset_less=True)
         write_data = replicas(m, act.payload, copies, "write_data", reset_less=True)
         if self.late:
@@ -117,7 +116,7 @@ class JobControl(Elaboratable):
             # No read that is used meets a write (reads are used only after the job's
             # last activation beat), so yosys need not add read-during-write logic
             # between the block RAM and the next flip-flop.
-            memory = Memory(shape=len(act.payload.as_value()), depth=w["act_depth"], init=[],
+            memory = Memory(shape=len(act.payload.as_value()), depth=config.act_depth, init=[],
                             attrs={"no_rw_check": 1})
             m.submodules[f"act_mem{r}"] = memory
             write = memory.write_port()

@@ -6,7 +6,7 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.tables import (
+from arch.bitmod import (
     FAMILIES,
     FAMILY_ID_BITS,
     FAMILY_IDS,
@@ -152,7 +152,7 @@ class WeightDecoder(wiring.Component):
     ``v(code, dt)`` in code units (spec section 1). The PE spends cycle ``t`` of a
     weight on digit ``t``, so a digit only ever shifts the activation by 0..2:
 
-    * fp3/fp4: the two digits of :func:`golden.tables.fp_digits` (the special code
+    * fp3/fp4: the two digits of :func:`arch.bitmod.fp_digits` (the special code
       decodes to ER/EA's positive value by ``dt``).
     * int3/int4/int6/int8: the code is sign-extended and radix-4 Booth recoded
       (digits in {-2..2}); the family's unused top digits are zero.
@@ -167,12 +167,12 @@ class WeightDecoder(wiring.Component):
     Parameters
     ----------
     families : iterable of str or comma-separated str
-        Families to build in (default: all of ``golden.tables.FAMILIES``).
+        Families to build in (default: all of ``arch.bitmod.FAMILIES``).
 
     Members
     -------
     family : In(family_bits)
-        Run-time family ID, ``golden.tables.FAMILY_IDS[name]``.
+        Run-time family ID, ``arch.bitmod.FAMILY_IDS[name]``.
     i : In(stream.Signature(StructLayout({"code": code_bits, "dt": 1})))
         Code word (low ``bits`` of ``code`` used) and the group's datatype bit.
     o : Out(stream.Signature(ArrayLayout(term_layout(shift_bits), terms)))

@@ -1,4 +1,4 @@
-"""Host-link frames over a byte stream (format: golden/link.py, docs/host_link.md).
+"""Host-link frames over a byte stream (format: arch/link.py, docs/host_link.md).
 
 :class:`FrameReceiver` checks a request's sync byte, length and CRC and keeps its payload
 in a memory; :class:`FrameSender` wraps a reply payload in sync, status, length and CRC;
@@ -12,7 +12,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.link import CRC_INIT, CRC_POLY, REPLY_SYNC, REQUEST_SYNC, Status, word_bytes
+from arch.link import CRC_INIT, CRC_POLY, REPLY_SYNC, REQUEST_SYNC, Status, word_bytes
 
 __all__ = ["crc16_step", "FrameReceiver", "FrameSender", "Widen", "Narrow", "frame_layout", "reply_layout"]
 
@@ -20,7 +20,7 @@ MAX_PAYLOAD = 0xFFFF
 
 
 def crc16_step(crc, byte):
-    """The CRC after one more byte: golden.link.crc16's bit loop, worked out once in
+    """The CRC after one more byte: arch.link.crc16's bit loop, worked out once in
     Python as each new bit's XOR of old CRC and byte bits (the CRC is linear)."""
     # Bit b of the register as the set of inputs it is the XOR of: crc bits 0..15, byte bits 16..23.
     register = [{b} for b in range(16)]
@@ -43,7 +43,7 @@ def _xor(bits):
 
 
 def frame_layout() -> data.StructLayout:
-    """A received request: command, payload length, and a :class:`golden.link.Status`."""
+    """A received request: command, payload length, and a :class:`arch.link.Status`."""
     return data.StructLayout({"command": 8, "length": 16, "status": 3})
 
 

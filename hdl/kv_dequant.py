@@ -29,9 +29,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.vidkv_stream import CODE, HEADER, MASK, META, POSITION, TRITS
+from arch.kv_config import KvConfig
+from arch.vidkv import CODE, HEADER, MASK, META, POSITION, TRITS
 
-from .kv_config import KvConfig
 from .kv_emit import beat_layout
 from .kv_spectral import InverseStage
 from .kv_units import TritUnpacker, divmod3, popcount, register_stream
@@ -52,8 +52,8 @@ def third_scaled(m: Module, value, frac: int, name: str):
 
 def output_layout(config: KvConfig) -> data.StructLayout:
     """An output beat: ``lanes`` fixed-point channels of one token and the token's position."""
-    w = config.widths
-    return data.StructLayout({"data": data.ArrayLayout(signed(w["out"]), config.lanes), "position": w["position"]})
+    return data.StructLayout({"data": data.ArrayLayout(signed(config.out_bits), config.lanes),
+                              "position": config.position_bits})
 
 
 def _bits(n: int) -> int:
@@ -81,9 +81,9 @@ class KvDequantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        config, w = self.config, self.config.widths
+        config = self.config
         lanes, tg, d, blocks, frac = config.lanes, config.group_tokens, config.d, config.blocks, config.frac_bits
-        out_bits = w["out"]
+        out_bits = config.out_bits
         b3 = config.ternary_layout == "b3"
         table_layout = data.ArrayLayout(signed(out_bits), 4)
 
@@ -104,7 +104,7 @@ class KvDequantizer(wiring.Component):
             table_writes.append(table_mem.write_port())
             code_reads.append(code_mem.read_port())
             table_reads.append(table_mem.read_port())
-        positions = m.submodules.positions = Memory(shape=w["position"], depth=2 * tg, init=[])
+        positions = m.submodules.positions = Memory(shape=config.position_bits, depth=2 * tg, init=[])
         pos_w, pos_r = positions.write_port(), positions.read_port()
 
         full = Signal(2)
@@ -118,16 +118,16 @@ class KvDequantizer(wiring.Component):
         value, salient = Signal(), Signal()
         mask = Signal(d)                                     # bit 0: the current channel's (shifts per channel)
         channel = Signal(range(d + 1))
-        word = Signal(range(w["code_words_2bit"] + 1))
-        index = Signal(range(max(tg, w["mask_words"]) + 1))
-        next_position = [Signal(w["position"], name=f"next_position{p}") for p in range(3)]
-        group_base = Signal(w["position"])                  # position of a non-STP group's token 0
+        word = Signal(range(config.code_words_2bit + 1))
+        index = Signal(range(max(tg, config.mask_words) + 1))
+        next_position = [Signal(config.position_bits, name=f"next_position{p}") for p in range(3)]
+        group_base = Signal(config.position_bits)                  # position of a non-STP group's token 0
         beat, tag = self.i.payload.data, self.i.payload.tag
 
         two_bit = Mux(value, salient | self.value_2bit, mask[0])
         one_bit = ~value & ~two_bit
         b3_group = Const(b3) & value & ~two_bit
-        code_words = Mux(b3_group, 0, Mux(one_bit, w["code_words_1bit"], w["code_words_2bit"]))
+        code_words = Mux(b3_group, 0, Mux(one_bit, config.code_words_1bit, config.code_words_2bit))
         lane_of = channel[:_bits(lanes)] if lanes > 1 else Const(0, 1)
         row_of = channel[_bits(lanes):_bits(d)] if blocks > 1 else Const(0, 0)
 
@@ -139,7 +139,7 @@ class KvDequantizer(wiring.Component):
         # Metadata -> decoded-value table, two pipeline stages (the multiplication by 1/3).
         meta_valid, meta_two, meta_lane, meta_row = Signal(), Signal(), Signal(range(lanes)), Signal.like(row_of)
         meta_ternary = Signal()
-        mn, r, s = Signal(signed(16)), Signal(16), Signal(max(w["s"], w["s_fft"]))
+        mn, r, s = Signal(signed(16)), Signal(16), Signal(max(config.s_bits, config.s_fft_bits))
         m.d.sync += meta_valid.eq(0)
         stage_valid, stage_two = Signal(), Signal()
         stage_lane, stage_row = Signal(range(lanes)), Signal.like(row_of)
@@ -200,10 +200,10 @@ class KvDequantizer(wiring.Component):
         with m.If(accept & trit_beat & in_group & ~b3_group):
             m.d.sync += self.error.eq(1)
         slot_stp = Signal(2)
-        spectral = w["fft_points"] > 0
+        spectral = config.fft_points > 0
         slot_key = Signal(2)                                # the slot holds an FFT key group
         slot_mask = Array(Signal(d, name=f"slot_mask{i}") for i in range(2))
-        slot_base = Array(Signal(w["position"], name=f"slot_base{i}") for i in range(2))
+        slot_base = Array(Signal(config.position_bits, name=f"slot_base{i}") for i in range(2))
 
         with m.FSM(name="parser"):
             with m.State("HEADER"):
@@ -240,7 +240,7 @@ class KvDequantizer(wiring.Component):
                 with m.If(accept & (tag == MASK)):
                     whole = Cat(mask[32:], beat)
                     m.d.sync += [mask.eq(whole), index.eq(index + 1)]
-                    with m.If(index == w["mask_words"] - 1):
+                    with m.If(index == config.mask_words - 1):
                         m.next = "CHANNELS"
                         if spectral:                       # the FFT needs exactly N normal channels
                             m.d.sync += slot_mask[in_slot].eq(whole)
@@ -310,7 +310,7 @@ class KvDequantizer(wiring.Component):
         # A register between the token's code select and the table select.
         codes_now = [Signal(2, name=f"code_now{lane}", reset_less=True) for lane in range(lanes)]
         tables_now = [Signal(table_layout, name=f"table_now{lane}", reset_less=True) for lane in range(lanes)]
-        position_now = Signal(w["position"], reset_less=True)
+        position_now = Signal(config.position_bits, reset_less=True)
         normal_now, fft_now, last_now = Signal(lanes), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [selected.eq(pending), normal_now.eq(read_normal), fft_now.eq(read_fft),

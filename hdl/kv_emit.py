@@ -13,9 +13,8 @@ from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.vidkv_stream import CODE, META
-
-from .kv_config import KvConfig
+from arch.kv_config import KvConfig
+from arch.vidkv import CODE, META
 
 __all__ = ["Fmt", "Emitter", "beat_layout", "lane_layout"]
 
@@ -31,14 +30,13 @@ class Fmt(enum.Enum, shape=2):
 
 def beat_layout(config: KvConfig) -> data.StructLayout:
     """An output beat: a 32-bit word and its tag."""
-    return data.StructLayout({"data": 32, "tag": config.widths["tag"]})
+    return data.StructLayout({"data": 32, "tag": config.tag_bits})
 
 
 def lane_layout(config: KvConfig) -> data.StructLayout:
     """What the emitter keeps of one channel: codes (2 bits per token, token 0 lowest), format, metadata."""
-    w = config.widths
-    return data.StructLayout({"codes": 2 * config.group_tokens, "fmt": Fmt, "mn": signed(w["mn"]),
-                              "r": unsigned(w["r"]), "s": unsigned(max(w["s"], w["s_fft"]))})
+    return data.StructLayout({"codes": 2 * config.group_tokens, "fmt": Fmt, "mn": signed(config.mn_bits),
+                              "r": unsigned(config.r_bits), "s": unsigned(max(config.s_bits, config.s_fft_bits))})
 
 
 class Emitter(wiring.Component):
@@ -60,12 +58,12 @@ class Emitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        config, w = self.config, self.config.widths
+        config = self.config
         tg, lanes = config.group_tokens, config.lanes
         layout = lane_layout(config)
         held = Array(Signal(layout.size, name=f"held{i}", reset_less=True) for i in range(lanes))
         pending = Signal(lanes)
-        word = Signal(range(w["code_words_2bit"] + 1))
+        word = Signal(range(config.code_words_2bit + 1))
         pushed = Signal()
 
         # The lane whose record goes out: the lowest pending one, kept in a register. The
@@ -82,7 +80,7 @@ class Emitter(wiring.Component):
         m.d.comb += current.eq(held[lane])
         fmt = current.fmt
         bits = Cat(current.codes[2 * t] for t in range(tg))
-        code_words = Mux(fmt == Fmt.ONE_BIT, w["code_words_1bit"], Mux(fmt == Fmt.B3, 0, w["code_words_2bit"]))
+        code_words = Mux(fmt == Fmt.ONE_BIT, config.code_words_1bit, Mux(fmt == Fmt.B3, 0, config.code_words_2bit))
         last = code_words                                          # the record's one metadata word
         code = Mux(fmt == Fmt.ONE_BIT, bits.word_select(word, 32), current.codes.word_select(word, 32))
         mn16 = Signal(signed(16))

@@ -26,7 +26,7 @@ from amaranth import Array, Cat, Const, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.vidkv_fft import TWIDDLE_FRAC, _bit_reverse, _twiddle_list, check_length
+from arch.vidkv import TWIDDLE_FRAC, bit_reverse, check_length, fft_growth, twiddle_list
 
 __all__ = ["FftCore", "fft_widths"]
 
@@ -34,9 +34,8 @@ __all__ = ["FftCore", "fft_widths"]
 def fft_widths(points: int, in_width: int, inverse: bool) -> tuple[int, int]:
     """(internal, output) widths: values grow by at most ``log2 N + 1`` bits (docs/formats.md);
     the inverse's division by ``N`` takes ``log2 N`` of them back."""
-    n = check_length(points)
-    internal = in_width + n + 1
-    return internal, (internal - n if inverse else internal)
+    internal = in_width + fft_growth(points)
+    return internal, (internal - check_length(points) if inverse else internal)
 
 
 class FftCore(wiring.Component):
@@ -96,7 +95,7 @@ class FftCore(wiring.Component):
         half = n_pts // 2
 
         # Twiddles per butterfly unit, indexed by (stage - 1) * cycles + cycle.
-        w_re, w_im = _twiddle_list(n_pts)
+        w_re, w_im = twiddle_list(n_pts)
         stage = Signal(range(stages))
         cycle = Signal(range(cycles + 1))
         step = Signal(range(stages * cycles))        # (stage, cycle) as one index
@@ -154,7 +153,7 @@ class FftCore(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += out_beats.eq(out_beats - 1)
             m.d.sync += [out[k].eq(out[k + self.out_lanes]) for k in range(n_pts - self.out_lanes)]
-        order = _bit_reverse(n_pts)
+        order = bit_reverse(n_pts)
         spectrum = self._spectrum(self.i.payload)
         with m.FSM(name="fft"):
             with m.State("IDLE"):

@@ -31,10 +31,10 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.vidkv_stream import HEADER, MASK, POSITION, TRITS
+from arch.kv_config import KvConfig
+from arch.vidkv import HEADER, MASK, POSITION, TRITS
 
 from .columns import ColumnMemory
-from .kv_config import KvConfig
 from .kv_emit import Emitter, Fmt, beat_layout
 from .kv_spectral import SpectralStage, record_layout
 from .kv_units import (
@@ -57,8 +57,8 @@ def input_layout(config: KvConfig) -> data.StructLayout:
 
 
 def _stats_layout(config: KvConfig) -> data.ArrayLayout:
-    w = config.widths
-    lane = data.StructLayout({"mn": signed(w["mn"]), "mx": signed(w["mn"]), "s": unsigned(w["s"])})
+    lane = data.StructLayout({"mn": signed(config.mn_bits), "mx": signed(config.mn_bits),
+                              "s": unsigned(config.s_bits)})
     return data.ArrayLayout(lane, config.lanes)
 
 
@@ -86,13 +86,13 @@ class KvQuantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        config, w = self.config, self.config.widths
-        lanes, tg, blocks, slots = config.lanes, config.group_tokens, config.blocks, w["slots"]
+        config = self.config
+        lanes, tg, blocks, slots = config.lanes, config.group_tokens, config.blocks, config.slots
         paths = 2 if config.stp else 1
         stp_on = self.stp & self.kind if config.stp else Const(0)
 
-        buffer = m.submodules.buffer = ColumnMemory(w["buffer_bits"], w["buffer_depth"],
-                                                    read_ports=2 if w["fft_points"] else 1)
+        buffer = m.submodules.buffer = ColumnMemory(config.buffer_bits, config.buffer_depth,
+                                                    read_ports=2 if config.fft_points else 1)
         # The statistics: read-modify-write by the fill, read by the encoder and the ranker;
         # a copy per reader, each a block RAM's output straight into a register.
         n_hi = config.n_hi
@@ -110,7 +110,7 @@ class KvQuantizer(wiring.Component):
         stats_r = viewed(stats.reads[1])
         if config.stp:
             # A slot's positions are read only once it is complete: no read meets a write.
-            positions = m.submodules.positions = Memory(shape=w["position"], depth=slots * tg, init=[],
+            positions = m.submodules.positions = Memory(shape=config.position_bits, depth=slots * tg, init=[],
                                                         attrs={"no_rw_check": 1})
             pos_w, pos_r = positions.write_port(), positions.read_port()
             m.d.comb += pos_r.en.eq(0)                  # read only by the preamble's POS_ states
@@ -123,11 +123,11 @@ class KvQuantizer(wiring.Component):
         # A counter of one value would be a zero-width signal, which Verilog cannot declare.
         block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         token = [Signal(range(tg), name=f"token{p}") for p in range(paths)]
-        per_path = w["slots_per_path"]
+        per_path = config.slots_per_path
         which = [Signal(range(per_path), name=f"which{p}") for p in range(paths)]    # the path's fill slot
         path = Signal(range(paths)) if paths > 1 else Const(0, 1)
         cur_path = Signal.like(path, name="cur_path") if paths > 1 else Const(0, 1)
-        position = Signal(w["position"])
+        position = Signal(config.position_bits)
         slot_of = [which[p] + p * per_path for p in range(paths)]
 
         if paths > 1:
@@ -219,7 +219,7 @@ class KvQuantizer(wiring.Component):
         ranked_slot = Signal(range(slots))
         ranked_value = Signal()
         if ranking:
-            m.submodules.ranker = ranker = ChannelRanker(config.d, lanes, w["r"], n_hi)
+            m.submodules.ranker = ranker = ChannelRanker(config.d, lanes, config.r_bits, n_hi)
             stats_rank = viewed(stats.reads[2])
             rank_block = Signal(range(blocks + 1))
             rank_read, rank_raw_valid = Signal(), Signal()
@@ -270,7 +270,7 @@ class KvQuantizer(wiring.Component):
         # ---- FFT stage (keys with fft): takes ranked groups, hands them to the encoder with
         # their lane records; value groups pass straight through.
         spectral = None
-        if w["fft_points"]:
+        if config.fft_points:
             m.submodules.spectral = spectral = SpectralStage(config, len(buf_w.addr))
             buf_f = buffer.reads[1]
             m.d.comb += [buf_f.addr.eq(spectral.buf_addr), buf_f.en.eq(spectral.buf_en),
@@ -314,7 +314,7 @@ class KvQuantizer(wiring.Component):
         value, salient = Signal(), Signal()                  # the group's kind and path
         mask = Signal(config.d)                              # the group's 2-bit channels (keys)
         count = Signal(range(tg + 1))
-        lane_base = Signal(range(w["fft_points"] + 1))       # FFT lane of the block's first normal channel
+        lane_base = Signal(range(config.fft_points + 1))       # FFT lane of the block's first normal channel
         records_normal = Signal(lanes)                       # the normal channels of the block read
         enc_block = Signal(range(blocks)) if blocks > 1 else Const(0, 0)
         two_bit_values = salient | self.value_2bit
@@ -338,13 +338,14 @@ class KvQuantizer(wiring.Component):
                 m.d.sync += stats_block.eq(Mux(stats_block == blocks - 1, 0, stats_block + 1))
         stats_at_b = Signal()
 
-        stats_lane = data.StructLayout({"mn": signed(w["mn"]), "r": unsigned(w["r"]), "s": unsigned(w["s"]),
-                                        "r3": w["r"] + 2, "r5": w["r"] + 3})
+        stats_lane = data.StructLayout({"mn": signed(config.mn_bits), "r": unsigned(config.r_bits),
+                                        "s": unsigned(config.s_bits), "r3": config.r_bits + 2,
+                                        "r5": config.r_bits + 3})
         # Data registers need no reset: the tags (valid) say what they hold.
         raw_stats = Signal(stats_layout, reset_less=True)
         lane_stats = Signal(data.ArrayLayout(stats_lane, lanes), reset_less=True)      # the block at stage C
-        raw = Signal(w["buffer_bits"], reset_less=True)
-        c_six = [Signal(w["r"] + 3, name=f"six{lane}", reset_less=True) for lane in range(lanes)]
+        raw = Signal(config.buffer_bits, reset_less=True)
+        c_six = [Signal(config.r_bits + 3, name=f"six{lane}", reset_less=True) for lane in range(lanes)]
         c_mag = [Signal(config.in_bits, name=f"mag{lane}", reset_less=True) for lane in range(lanes)]
         c_neg = Signal(lanes, reset_less=True)
         c_stats, d_stats = (Signal(data.ArrayLayout(stats_lane, lanes), name=n, reset_less=True)
@@ -373,7 +374,7 @@ class KvQuantizer(wiring.Component):
             with m.If(stats_ready):
                 for lane in range(lanes):
                     got = raw_stats[lane]
-                    r = (got.mx - got.mn)[:w["r"]]
+                    r = (got.mx - got.mn)[:config.r_bits]
                     m.d.sync += [lane_stats[lane].mn.eq(got.mn), lane_stats[lane].r.eq(r),
                                  lane_stats[lane].r3.eq(r + (r << 1)), lane_stats[lane].r5.eq(r + (r << 2)),
                                  lane_stats[lane].s.eq(got.s)]
@@ -468,7 +469,7 @@ class KvQuantizer(wiring.Component):
         direct_valid = Signal()
         # Everything below meets the output through a register slice (`out_*` feed it).
         out_valid, out_ready = Signal(), Signal()
-        index = Signal(range(max(tg, w["mask_words"]) + 1))
+        index = Signal(range(max(tg, config.mask_words) + 1))
         with m.FSM(name="preamble"):
             with m.State("IDLE"):
                 with m.If(preamble_start):
@@ -491,7 +492,7 @@ class KvQuantizer(wiring.Component):
             if config.stp:
                 # The positions leave through a register (a block RAM's output would meet the
                 # output multiplexer): the port reads a position two ahead of the one sent.
-                pos_word = Signal(w["position"])
+                pos_word = Signal(config.position_bits)
                 with m.State("POS_READ"):
                     m.d.comb += [pos_r.addr.eq(Cat(Const(0, _bits(tg)), slot)), pos_r.en.eq(1)]
                     m.next = "POS_LOAD"
@@ -509,10 +510,10 @@ class KvQuantizer(wiring.Component):
                             m.next = "IDLE"
             with m.State("MASK"):
                 m.d.comb += [direct_valid.eq(1), direct.tag.eq(MASK),
-                             direct.data.eq(mask.word_select(index[:_bits(w["mask_words"])], 32))]
+                             direct.data.eq(mask.word_select(index[:_bits(config.mask_words)], 32))]
                 with m.If(out_ready):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index == w["mask_words"] - 1):
+                    with m.If(index == config.mask_words - 1):
                         m.d.sync += preamble_done.eq(1)
                         m.next = "IDLE"
 

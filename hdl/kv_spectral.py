@@ -18,7 +18,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .kv_config import KvConfig
+from arch.kv_config import KvConfig
+
 from .kv_fft import FftCore
 from .kv_units import magnitude, popcount, register_stream
 
@@ -27,16 +28,16 @@ __all__ = ["SpectralStage", "InverseStage", "gather", "record_layout", "token_cy
 
 def record_layout(config: KvConfig) -> data.StructLayout:
     """One FFT lane's record: its sign bits along tokens (token 0 lowest) and ``S``."""
-    return data.StructLayout({"signs": config.group_tokens, "s": unsigned(config.widths["s_fft"])})
+    return data.StructLayout({"signs": config.group_tokens, "s": unsigned(config.s_fft_bits)})
 
 
 def token_cycles(config: KvConfig) -> int:
     """Steady-state cycles per token of the FFT stage (0 without the FFT): the slower of the
     gather (D / lanes reads and the hand-over to the core) and the core."""
-    points = config.widths["fft_points"]
+    points = config.fft_points
     if not points:
         return 0
-    return max(config.blocks + 2, FftCore.vector_cycles(points, config.widths["fft_butterflies"]))
+    return max(config.blocks + 2, FftCore.vector_cycles(points, config.fft_units))
 
 
 def _bits(n: int) -> int:
@@ -101,19 +102,18 @@ class SpectralStage(wiring.Component):
 
     def __init__(self, config: KvConfig, buffer_addr_bits: int):
         self.config = config
-        w = config.widths
-        self.points = w["fft_points"]
+        self.points = config.fft_points
         self.banks = min(config.lanes, self.points)
-        self.core = FftCore(self.points, config.in_bits, w["fft_butterflies"], out_lanes=self.banks)
+        self.core = FftCore(self.points, config.in_bits, config.fft_units, out_lanes=self.banks)
         super().__init__({
             "start": In(1),
-            "slot": In(range(w["slots"])),
+            "slot": In(range(config.slots)),
             "mask": In(config.d),
             "busy": Out(1),
             "parity": Out(1),
             "buf_addr": Out(buffer_addr_bits),
             "buf_en": Out(1),
-            "buf_data": In(w["buffer_bits"]),
+            "buf_data": In(config.buffer_bits),
             "read_en": In(1),
             "read_parity": In(1),
             "read_base": In(range(self.points + 1)),
@@ -260,10 +260,9 @@ class InverseStage(wiring.Component):
 
     def __init__(self, config: KvConfig, beat: data.StructLayout):
         self.config = config
-        w = config.widths
-        self.points = w["fft_points"]
+        self.points = config.fft_points
         self.banks = min(config.lanes, self.points)
-        self.core = FftCore(self.points, w["out"] - 1, w["fft_butterflies"], inverse=True, out_lanes=self.banks)
+        self.core = FftCore(self.points, config.out_bits - 1, config.fft_units, inverse=True, out_lanes=self.banks)
         self.beat = beat
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"beat": beat, "normal": config.lanes, "fft": 1,

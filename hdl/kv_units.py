@@ -14,7 +14,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.vidkv_pack import b3_byte
+from arch.vidkv import b3_byte
 
 __all__ = ["register_stream", "times", "sum_tree", "divmod3", "popcount", "six_distance", "code_2bit",
            "magnitude", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",

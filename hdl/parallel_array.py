@@ -16,11 +16,11 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, WORD_BITS, pack_layout
+from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS, WORD_BITS, pack_layout
+from arch.pe_array_config import PeArrayConfig
 
 from .array_io import JobControl, drain_results
 from .pe import DequantUnit, ScaleSerializer, adder_tree, lane_select_layout, lane_sum_bits
-from .pe_array_config import PeArrayConfig
 
 __all__ = ["MULTIPLIERS", "ParallelPE", "ParallelArray", "parallel_config"]
 
@@ -119,26 +119,25 @@ class ParallelArray(wiring.Component):
         if multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
         self.multiplier = multiplier
-        w = config.widths
         super().__init__({
             "family": In(FAMILY_ID_BITS),
-            "groups": In(w["max_groups"].bit_length()),
-            "col_tiles": In(w["tile_count_bits"]),
+            "groups": In(config.max_groups.bit_length()),
+            "col_tiles": In(config.tile_count_bits),
             "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
-            "w": In(stream.Signature(w["weight_beat_bits"])),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(w["acc_bits"]), config.cols))),
+            "w": In(stream.Signature(config.weight_beat_bits)),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(config.acc_bits), config.cols))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        config, w = self.config, self.config.widths
+        config = self.config
         rows, cols, lanes = config.rows, config.cols, config.lanes
         layout = pack_layout("int4", config.group_size, config.scale_bits)
         m.submodules.job = job = JobControl(config, self.act, self.family, self.groups, self.col_tiles)
 
         # ---- weight sequencer: a metadata beat, then one step per code-word beat ------------
         running, meta_phase, closing = Signal(), Signal(init=1), Signal()
-        step = Signal(range(w["steps_per_group"]))
+        step = Signal(range(config.steps_per_group))
         group = Signal.like(job.groups)
         tile = Signal.like(job.col_tiles)
         sq = [Signal(config.scale_bits, name=f"sq{c}") for c in range(cols)]
@@ -146,7 +145,7 @@ class ParallelArray(wiring.Component):
         # Registered flags instead of compares on the ready path: this step is its
         # group's last, this group is its tile's last, this tile is its job's last.
         last_step, group_is_last, tile_is_last = Signal(), Signal(), Signal()
-        steps_per_group = w["steps_per_group"]
+        steps_per_group = config.steps_per_group
         with m.If(job.start):
             m.d.sync += [running.eq(1), meta_phase.eq(1), step.eq(0), group.eq(0), tile.eq(0),
                          last_step.eq(steps_per_group == 1), group_is_last.eq(job.groups == 1),
@@ -213,7 +212,8 @@ class ParallelArray(wiring.Component):
         ]
 
         # ---- PEs, dequantization, results ------------------------------------------------------
-        pes = [[ParallelPE(lanes, w["group_sum_bits"], self.multiplier) for _ in range(cols)] for _ in range(rows)]
+        pes = [[ParallelPE(lanes, config.group_sum_bits, self.multiplier) for _ in range(cols)]
+               for _ in range(rows)]
         sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
         for stage in range(pes[0][0].latency - 1):
             delayed = [Signal.like(s, name=f"sq{c}_d{stage}") for c, s in enumerate(sq_at_done)]
@@ -233,7 +233,7 @@ class ParallelArray(wiring.Component):
         for r in range(rows):
             row = []
             for c in range(cols):
-                pe, unit = pes[r][c], DequantUnit(w["group_sum_bits"], w["scaled_group_bits"], w["acc_bits"])
+                pe, unit = pes[r][c], DequantUnit(config.group_sum_bits, config.scaled_group_bits, config.acc_bits)
                 m.submodules[f"pe{r}_{c}"], m.submodules[f"dequant{r}_{c}"] = pe, unit
                 m.d.comb += [
                     pe.a.eq(job.activations[r][0]), pe.v.eq(bus[c]), pe.sel.eq(bus_sel[c]),

@@ -18,7 +18,7 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.tables import ACTIVATION_BITS, signed_bits
+from arch.bitmod import ACTIVATION_BITS, signed_bits
 
 from .replica import REPLICA_ATTR
 

@@ -20,11 +20,11 @@ from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.tables import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
+from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
+from arch.pe_array_config import PeArrayConfig
 
 from .array_io import JobControl, drain_results
 from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout
-from .pe_array_config import PeArrayConfig
 from .replica import replicas
 from .weight_steps import WeightSteps
 
@@ -37,7 +37,7 @@ class PeArray(wiring.Component):
     Members
     -------
     family : In(3)
-        Run-time weight family (``golden.tables.FAMILY_IDS``). Sampled in every cycle
+        Run-time weight family (``arch.bitmod.FAMILY_IDS``). Sampled in every cycle
         before a job's first activation beat is taken: set it at least one cycle before
         that beat and hold it until the beat is taken.
     groups : In
@@ -57,20 +57,19 @@ class PeArray(wiring.Component):
 
     def __init__(self, config: PeArrayConfig):
         self.config = config
-        w = config.widths
-        self.result_layout = data.ArrayLayout(signed(w["acc_bits"]), config.cols)
+        self.result_layout = data.ArrayLayout(signed(config.acc_bits), config.cols)
         super().__init__({
             "family": In(FAMILY_ID_BITS),
-            "groups": In(w["max_groups"].bit_length()),
-            "col_tiles": In(w["tile_count_bits"]),
+            "groups": In(config.max_groups.bit_length()),
+            "col_tiles": In(config.tile_count_bits),
             "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
-            "w": In(stream.Signature(w["weight_beat_bits"])),
+            "w": In(stream.Signature(config.weight_beat_bits)),
             "o": Out(stream.Signature(self.result_layout)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        config, w = self.config, self.config.widths
+        config = self.config
         rows, cols, lanes = config.rows, config.cols, config.lanes
 
         job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True, late=True,
@@ -79,7 +78,7 @@ class PeArray(wiring.Component):
         family_id = job.family_id
         loading, start, activations = job.loading, job.start, job.activations
         read_addr, read_enable = job.read_addr, job.read_enable
-        last_term = Signal(range(w["terms"]))     # terms - 1 of the job's family, registered
+        last_term = Signal(range(config.terms))     # terms - 1 of the job's family, registered
         with m.Switch(family_id):
             for name in config.families:
                 with m.Case(FAMILY_IDS[name]):
@@ -98,7 +97,7 @@ class PeArray(wiring.Component):
         # ---- step sequencer: T cycles per step, one digit index per cycle ----------------------
         step = Signal(front.layout, reset_less=True)        # data: `holding` says when it counts
         holding = Signal()
-        digit = Signal(range(w["terms"]))
+        digit = Signal(range(config.terms))
         closing = Signal()                       # a tile's last step is in, its results not yet copied
         results_full = Signal()                  # the drain's row chain still holds a tile
         last_digit = digit == last_term
@@ -124,7 +123,7 @@ class PeArray(wiring.Component):
         payload = front.steps.payload
         # The step's counts of negative lanes, per column and digit (the front end gives them per half).
         step_neg = [[Signal(lanes.bit_length(), name=f"step_neg{c}_{t}", reset_less=True)
-                     for t in range(w["terms"])] for c in range(cols)]
+                     for t in range(config.terms)] for c in range(cols)]
         for c in range(cols):
             with m.If(free_copies[c]):
                 m.d.sync += [step.sel[c].eq(payload.sel[c]), step.sq[c].eq(payload.sq[c])]
@@ -147,13 +146,13 @@ class PeArray(wiring.Component):
         # The digit bus: what the PEs see a cycle later through their group's copy (below).
         # Data registers without reset (so are the PEs' data paths): `bus_valid` says when
         # they count, and the reset net reaches only the control.
-        bus_sel = [Signal(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes), name=f"sel{c}",
+        bus_sel = [Signal(data.ArrayLayout(lane_select_layout(config.max_shift), lanes), name=f"sel{c}",
                           reset_less=True) for c in range(cols)]
         bus_neg = [Signal(lanes.bit_length(), name=f"neg_count{c}", reset_less=True) for c in range(cols)]
         bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}", reset_less=True) for c in range(cols)]
         for c in range(cols):
             m.d.sync += [
-                bus_sel[c].eq(Array(step.sel[c][t] for t in range(w["terms"]))[digit_copies[c]]),
+                bus_sel[c].eq(Array(step.sel[c][t] for t in range(config.terms))[digit_copies[c]]),
                 bus_neg[c].eq(Array(step_neg[c])[digit_copies[c]]),
                 bus_sq[c].eq(step.sq[c]),
             ]
@@ -166,7 +165,7 @@ class PeArray(wiring.Component):
 
         # ---- fan-out: a registered copy of the digit bus for every ROWS_PER_COPY rows --------
         # (the activations are taken a cycle later to meet it: JobControl(late=True))
-        copies = w["row_copies"]
+        copies = config.row_copies
         group_of = [config.row_group(r) for r in range(rows)]
         sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}", reset_less=True) for c in range(cols)]
         neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}", reset_less=True) for c in range(cols)]
@@ -176,7 +175,7 @@ class PeArray(wiring.Component):
         last_copies = [replicas(m, bus_last[c], copies, f"last{c}") for c in range(cols)]
 
         # ---- the PEs and their dequantization units -------------------------------------------
-        pes = [[BitSerialPE(lanes, w["max_shift"], w["terms"], w["group_sum_bits"]) for _ in range(cols)]
+        pes = [[BitSerialPE(lanes, config.max_shift, config.terms, config.group_sum_bits) for _ in range(cols)]
                for _ in range(rows)]
         latency = pes[0][0].latency
         # Metadata that must arrive with the group sum: a PE's `done` comes `latency - 1`
@@ -201,7 +200,7 @@ class PeArray(wiring.Component):
             row_serializers, row_units = [], []
             for c in range(cols):
                 pe = pes[r][c]
-                unit = DequantUnit(w["group_sum_bits"], w["scaled_group_bits"], w["acc_bits"])
+                unit = DequantUnit(config.group_sum_bits, config.scaled_group_bits, config.acc_bits)
                 serializer = ScaleSerializer(config.scale_bits)
                 m.submodules[f"pe{r}_{c}"] = pe
                 m.submodules[f"dequant{r}_{c}"] = unit

@@ -12,10 +12,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UartRx", "UartTx", "check_divisor"]
+from arch.link import MIN_DIVISOR
 
-#: The fewest clock cycles per bit: the receiver samples a bit in its middle.
-MIN_DIVISOR = 4
+__all__ = ["UartRx", "UartTx", "check_divisor"]
 
 
 def check_divisor(divisor) -> int:

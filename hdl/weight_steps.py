@@ -21,11 +21,11 @@ from amaranth import C, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.tables import FAMILY_ID_BITS, FAMILY_IDS, WORD_BITS, family, pack_layout
+from arch.bitmod import FAMILY_ID_BITS, FAMILY_IDS, WORD_BITS, family, pack_layout
+from arch.pe_array_config import PeArrayConfig
 
 from .decoder import decode_terms, term_layout
 from .pe import lane_select_layout
-from .pe_array_config import PeArrayConfig
 from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["neg_halves", "step_layout", "WeightSteps", "ColumnSteps"]
@@ -46,13 +46,13 @@ def step_layout(config: PeArrayConfig) -> data.StructLayout:
     ``neg_halves(lanes)[h]``: the consumer adds the two (a popcount of every lane
     behind the decoders would be the front end's deepest logic).
     """
-    w = config.widths
     lanes = config.lanes
     half_bits = len(neg_halves(lanes)[0]).bit_length()
     return data.StructLayout({
-        "sel": data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(lane_select_layout(w["max_shift"]), lanes),
-                                                 w["terms"]), config.cols),
-        "neg_halves": data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(half_bits, 2), w["terms"]), config.cols),
+        "sel": data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(lane_select_layout(config.max_shift), lanes),
+                                                 config.terms), config.cols),
+        "neg_halves": data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(half_bits, 2), config.terms),
+                                       config.cols),
         "sq": data.ArrayLayout(config.scale_bits, config.cols),
         "last_group": 1,     # the group's last step
         "last_tile": 1,      # ... of the tile's last group
@@ -64,17 +64,16 @@ def _members(config: PeArrayConfig, layout: data.StructLayout, per_column: bool)
 
     ``per_column``: ``family``, ``groups`` and ``tiles`` are arrays of a copy per column.
     """
-    w = config.widths
 
     def job(bits):
         return In(data.ArrayLayout(bits, config.cols) if per_column else bits)
 
     return {
-        "words": In(stream.Signature(w["weight_beat_bits"])),
+        "words": In(stream.Signature(config.weight_beat_bits)),
         "steps": Out(stream.Signature(layout)),
         "family": job(FAMILY_ID_BITS),
-        "groups": job(w["max_groups"].bit_length()),
-        "tiles": job(w["tile_count_bits"]),
+        "groups": job(config.max_groups.bit_length()),
+        "tiles": job(config.tile_count_bits),
         "start": In(1),
     }
 
@@ -153,12 +152,12 @@ class ColumnSteps(wiring.Component):
     def _family_constants(self, m: Module, name_of_unbuilt: str) -> dict[str, Signal]:
         config = self.config
         lanes = config.lanes
-        fill_bits = config.widths["window_bits"].bit_length()     # the width of `fill`
+        fill_bits = config.window_bits.bit_length()     # the width of `fill`
         constants = {
             "bits": Signal(range(9)),
             "used": Signal(range(WORD_BITS + 1)),
             "need": Signal(range(lanes * 8 + 1)),
-            "code_words": Signal(range(config.widths["words_per_group"])),
+            "code_words": Signal(range(config.words_per_group)),
             "mask": Signal(WORD_BITS),
             # used - need modulo the fill level's width: `fill - need + used` with one adder.
             "used-need": Signal(fill_bits, name="used_minus_need"),
@@ -195,7 +194,7 @@ class ColumnSteps(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        config, w = self.config, self.config.widths
+        config = self.config
         cols, lanes = config.cols, config.lanes
         k = self._family_constants(m, config.families[0])
         # One-hot family flags and an "int family" flag, registered twice, with a copy per
@@ -222,8 +221,8 @@ class ColumnSteps(wiring.Component):
             if step_bits == lanes * family(config.families[0]).bits:
                 hit = Cat(hit, ~Cat(*is_family.values()).any())
             m.d.sync += step_flags[index].eq(hit.any())
-        window_bits = w["window_bits"]
-        code_field = lanes * w["code_bits"]
+        window_bits = config.window_bits
+        code_field = lanes * config.code_bits
 
         # ---- stage 0: a two-entry skid buffer, so that `words.ready` only depends on its fill
         # The fill is one-hot-ish flip-flops (`head_valid` = count >= 1, `full` = count == 2)
@@ -232,7 +231,7 @@ class ColumnSteps(wiring.Component):
         # every cycle, beat or not (the fill says what counts), so neither enable waits
         # for `words.valid`.
         head_valid, full = Signal(), Signal()
-        entries = [Signal(w["weight_beat_bits"], name=f"skid{i}", reset_less=True) for i in range(2)]
+        entries = [Signal(config.weight_beat_bits, name=f"skid{i}", reset_less=True) for i in range(2)]
         head = entries[0]
         pop, pop_skid = Signal(), Signal()      # equal: the control's and the entries' copy
         push = self.words.valid & self.words.ready
@@ -249,8 +248,8 @@ class ColumnSteps(wiring.Component):
         in_meta, in_codes = Signal(), Signal()   # the phase, one-hot (neither: idle)
         group = Signal.like(self.groups)
         tile = Signal.like(self.tiles)
-        step = Signal(range(w["steps_per_group"]))
-        words_left = Signal(range(w["words_per_group"]))
+        step = Signal(range(config.steps_per_group))
+        words_left = Signal(range(config.words_per_group))
         fill = Signal(range(window_bits + 1))
         assert len(fill) == len(k["used-need"])
         windows = [Signal(window_bits, name=f"window{c}") for c in range(cols)]
@@ -345,7 +344,7 @@ class ColumnSteps(wiring.Component):
 
         with m.If(starting):
             m.d.sync += [in_meta.eq(1), group.eq(0), tile.eq(0), step.eq(0)]
-            m.d.comb += last_step_next.eq(w["steps_per_group"] == 1)
+            m.d.comb += last_step_next.eq(config.steps_per_group == 1)
         with m.If(in_meta & head_valid):
             layout = pack_layout(config.families[0], config.group_size, config.scale_bits)
             for c in range(cols):
@@ -377,10 +376,10 @@ class ColumnSteps(wiring.Component):
         last_tile = last_group & tile_last
         with m.If(emit):
             m.d.sync += step.eq(step + 1)
-            m.d.comb += last_step_next.eq(step == w["steps_per_group"] - 2)
+            m.d.comb += last_step_next.eq(step == config.steps_per_group - 2)
             with m.If(last_step):
                 m.d.sync += [step.eq(0), in_meta.eq(~last_tile), group.eq(group + 1), group_last.eq(group_penult)]
-                m.d.comb += [last_step_next.eq(w["steps_per_group"] == 1), in_codes_next.eq(0)]
+                m.d.comb += [last_step_next.eq(config.steps_per_group == 1), in_codes_next.eq(0)]
                 with m.If(last_group):
                     m.d.sync += [group.eq(0), group_last.eq(self.groups == 1), tile.eq(tile + 1),
                                  tile_last.eq(tile_penult)]
@@ -448,7 +447,7 @@ class ColumnSteps(wiring.Component):
         booth_bits = 2 * max((family(name).terms for name in config.families if family(name).kind == "int"),
                              default=0)
         split_layout = data.StructLayout({
-            "codes": data.ArrayLayout(data.ArrayLayout(w["code_bits"], lanes), cols),
+            "codes": data.ArrayLayout(data.ArrayLayout(config.code_bits, lanes), cols),
             "extended": data.ArrayLayout(data.ArrayLayout(max(booth_bits, 1), lanes), cols),
             "sg": cols,
             "sq": data.ArrayLayout(config.scale_bits, cols), "last_group": 1, "last_tile": 1,
@@ -476,7 +475,7 @@ class ColumnSteps(wiring.Component):
                         m.d.sync += split.extended[c][lane].eq(functools.reduce(operator.or_, extended))
 
         # ---- stage 3: decode every lane of every column -----------------------------------------
-        digits = data.ArrayLayout(term_layout(w["max_shift"].bit_length()), w["terms"])
+        digits = data.ArrayLayout(term_layout(config.max_shift.bit_length()), config.terms)
         digit_layout = data.StructLayout({"terms": data.ArrayLayout(digits, lanes)})
         decoded_layout = data.StructLayout({
             "digits": data.ArrayLayout(digit_layout, cols), "sg": cols,
@@ -506,7 +505,7 @@ class ColumnSteps(wiring.Component):
         m.d.comb += out.valid.eq(out_valid)      # `take_decoded` = decoded_valid & ~out_valid
         selects = Signal(self.layout)
         for c in range(cols):
-            for t in range(w["terms"]):
+            for t in range(config.terms):
                 negatives = []
                 for lane in range(lanes):
                     term, sel = decoded.digits[c].terms[lane][t], selects.sel[c][t][lane]
@@ -514,7 +513,7 @@ class ColumnSteps(wiring.Component):
                     # combinational loop for Verilator.
                     neg = Signal(name=f"neg{c}_{t}_{lane}")
                     m.d.comb += neg.eq(term.nonzero & (term.negative ^ decoded.sg[c]))
-                    for shift in range(w["max_shift"] + 1):
+                    for shift in range(config.max_shift + 1):
                         m.d.comb += sel.e[shift].eq(term.nonzero & (term.shift == shift))
                     m.d.comb += sel.neg.eq(neg)
                     negatives.append(neg)

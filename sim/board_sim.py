@@ -21,7 +21,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from .runner import SimulationFailed, _make_variables, cache_dir, generator_digest
+from arch.accelerator_config import AcceleratorConfig
+from gateware.designs import get_design
+from gateware.generate import generate
+from gateware.toolchain import cache_dir
+
+from .runner import SimulationFailed, _make_variables, generator_digest
 from .tools import prepare_simulator
 
 __all__ = ["SimulatedBoard", "build_board", "SMALL_BOARD"]
@@ -43,8 +48,6 @@ _LINT_WAIVERS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOP
 def build_board(params: dict) -> tuple[Path, dict]:
     """The bridge binary for the accelerator with ``params`` (built once per parameter set)
     and the resolved parameters."""
-    from gateware.designs import get_design
-    from gateware.generate import generate
 
     design = get_design("accelerator")
     params = design.resolve(dict(params))
@@ -77,14 +80,13 @@ class SimulatedBoard:
 
     def __init__(self, params: dict):
         self.binary, self.params = build_board(params)
-        from gateware.accelerator_config import AcceleratorConfig
 
         self.config = AcceleratorConfig.from_params(self.params)
         self.process: subprocess.Popen | None = None
         self.path: str | None = None
 
     def __enter__(self) -> SimulatedBoard:
-        self.process = subprocess.Popen([str(self.binary), str(self.config.widths["divisor"])],
+        self.process = subprocess.Popen([str(self.binary), str(self.config.divisor)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.path = self.process.stdout.readline().strip()
         if not self.path:

@@ -11,8 +11,8 @@ import random
 import torch
 from amaranth.lib import data
 
+from arch.bitmod import FAMILIES, FAMILY_ID_BITS, check_families, family
 from golden.formats import decode
-from golden.tables import FAMILIES, FAMILY_ID_BITS, check_families, family
 from hdl.decoder import decoder_layouts, decoder_widths
 
 __all__ = ["DecoderVector", "decoder_vectors", "terms_value", "first_mismatch"]

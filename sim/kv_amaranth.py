@@ -8,13 +8,12 @@ import sys
 import torch
 from amaranth.sim import Simulator
 
+from arch.kv_config import KvConfig
 from golden.vidkv_stream import parse_beats, stream_beats
-from hdl.kv_config import KvConfig
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
 from hdl.kv_spectral import token_cycles
-
-from .kv_tokens import token_beats, unpack_output
+from host.kv_beats import token_beats, unpack_output
 
 __all__ = ["simulate_kv_quantizer", "simulate_kv_dequantizer"]
 
@@ -81,7 +80,7 @@ def simulate_kv_quantizer(config: KvConfig, x: torch.Tensor, kind: str, *, value
     words, cycles = _run(KvQuantizer(config), mode, token_beats(config, x, salient), stall=stall, seed=seed,
                          in_stall=in_stall,
                          quiet=64 + 8 * config.blocks * config.group_tokens
-                         + config.widths["slots_per_path"] * config.group_tokens * token_cycles(config))
+                         + config.slots_per_path * config.group_tokens * token_cycles(config))
     beats = [(w >> 32, w & 0xFFFFFFFF) for w in words]
     packed = parse_beats(beats, d=config.d, n_hi=config.n_hi, stp=stp, **config.golden_options(value_format))
     return packed, beats, cycles

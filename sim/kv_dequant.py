@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 import torch
 
+from arch.kv_config import KvConfig
+from gateware.designs import get_design
 from golden.vidkv_pack import PackedKV
 from golden.vidkv_stream import dequantize_packed, stream_beats
-from hdl.kv_config import KvConfig
+from host.kv_beats import check_packed, packed_mode, unpack_output
 
-from .kv_tokens import unpack_output
 from .runner import Build, build_design, run_json_job
 
-__all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job", "packed_mode",
-           "check_packed",
+__all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job",
            "check_tokens_against_golden"]
 
 
@@ -29,37 +29,6 @@ class KvDequantRun:
     cycles: int
     params: dict
 
-
-def packed_mode(packed: dict[str, PackedKV]) -> dict[str, bool]:
-    """The run-time inputs that the packed groups were quantized with (``value_2bit``, ``stp``)."""
-    if not isinstance(packed, dict) or not packed or not all(isinstance(p, PackedKV) for p in packed.values()):
-        raise TypeError("packed must be a non-empty dict of path name -> golden.vidkv_pack.PackedKV "
-                        "(what run_kv_quantizer or golden.vidkv_stream.pack_tokens return)")
-    value = packed.get("value")
-    return {"value_2bit": bool(value is not None and value.value_format == "2bit"),
-            "stp": any(p.positions is not None for p in packed.values())}
-
-
-def check_packed(config: KvConfig, packed: dict[str, PackedKV]) -> None:
-    for path, p in packed.items():
-        for name, mine, theirs in (("d", p.d, config.d), ("group_tokens", p.group_tokens, config.group_tokens),
-                                   ("in_bits", p.in_bits, config.in_bits)):
-            if mine != theirs:
-                raise ValueError(f"packed[{path!r}].{name} = {mine} does not match the engine's {name} = {theirs}")
-        if p.kind == "key" and p.fft and p.n_hi < p.d:
-            if not config.fft:
-                raise ValueError(f"packed[{path!r}] uses the FFT option; build the engine with fft = True")
-            if p.n_hi != config.n_hi:
-                raise ValueError(f"packed[{path!r}] has {p.d - p.n_hi} normal (FFT) channels; the engine was "
-                                 f"built for {p.d - config.n_hi} (f = {config.f})")
-        elif p.kind == "key" and config.widths["fft_points"]:
-            raise ValueError(f"packed[{path!r}] has no FFT lanes; the engine was built with fft = True "
-                             f"(f = {config.f})")
-        if p.kind == "value" and p.value_format == "ternary" and p.ternary_layout != config.ternary_layout:
-            raise ValueError(f"packed[{path!r}] is ternary {p.ternary_layout}; the engine was built for "
-                             f"ternary_layout = {config.ternary_layout}")
-        if p.positions is not None and not config.stp:
-            raise ValueError(f"packed[{path!r}] has STP positions; the engine was built with stp = False")
 
 
 def make_job(config: KvConfig, packed: dict[str, PackedKV], *, stall: float, seed: int) -> dict:
@@ -90,7 +59,6 @@ def run_kv_dequantizer_detailed(params: dict, packed: dict[str, PackedKV], *, si
                                 stall: float = 0.0, seed: int | None = None,
                                 build: Build | None = None) -> KvDequantRun:
     """:func:`run_kv_dequantizer` with stalls on both streams, a seed and an existing build (for tests)."""
-    from gateware.designs import get_design
 
     design = get_design("kv_dequant")
     params = design.resolve(dict(params))

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 import torch
 
+from arch.kv_config import KvConfig
+from gateware.designs import get_design
 from golden.vidkv_pack import PackedKV
-from golden.vidkv_stream import beats_per_group, group_counts, parse_beats
-from hdl.kv_config import KvConfig
+from golden.vidkv_stream import beats_per_group, group_counts
+from host.kv_beats import check_run_inputs, parse_job_beats, token_beats
 
-from .kv_tokens import check_run_inputs, token_beats
 from .runner import Build, build_design, run_json_job
 
-__all__ = ["KvQuantRun", "run_kv_quantizer", "run_kv_quantizer_detailed", "make_job", "parse_job_beats",
-           "first_difference"]
+__all__ = ["KvQuantRun", "run_kv_quantizer", "run_kv_quantizer_detailed", "make_job", "first_difference"]
 
 
 @dataclass
@@ -38,11 +38,6 @@ def make_job(config: KvConfig, x: torch.Tensor, kind: str, value_format: str, sa
                  for path, n in counts.items())
     mode = {"kind": kind == "value", "value_2bit": value_format == "2bit", "stp": stp}
     return {"beats": token_beats(config, x, salient), "mode": mode, "stall": stall, "seed": seed, "expect": expect}
-
-
-def parse_job_beats(config: KvConfig, beats, value_format: str, stp: bool) -> dict[str, PackedKV]:
-    return parse_beats([tuple(b) for b in beats], d=config.d, n_hi=config.n_hi, stp=stp,
-                       **config.golden_options(value_format))
 
 
 def first_difference(got: dict[str, PackedKV], want: dict[str, PackedKV], x: torch.Tensor) -> str | None:
@@ -77,7 +72,6 @@ def run_kv_quantizer_detailed(params: dict, x: torch.Tensor, kind: str = "key", 
                               value_format: str = "ternary", simulator: str = "verilator", stall: float = 0.0,
                               seed: int | None = None, build: Build | None = None) -> KvQuantRun:
     """:func:`run_kv_quantizer` with stalls on both streams, a seed and an existing build (for tests)."""
-    from gateware.designs import get_design
 
     design = get_design("kv_quant")
     params = design.resolve(dict(params))

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
+from gateware.designs import get_design
 from golden.bitmod import BitmodWeights
+from host.pe_array_jobs import assemble, plan_jobs
 
-from .pe_array_jobs import assemble, plan_jobs
 from .runner import Build, build_design, run_json_job
 
 __all__ = ["PeArrayRun", "run_pe_array", "run_pe_array_detailed"]
@@ -41,7 +42,6 @@ def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, si
     simulator build (e.g. a synthesized netlist) instead of the generated RTL;
     ``design`` may name another array with the same streams (``pe_array_parallel``).
     """
-    from gateware.designs import get_design
 
     array = get_design(design)
     params = array.resolve(dict(params))

@@ -22,12 +22,15 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from gateware.designs import get_design
+from gateware.generate import generate, tool_versions
+from gateware.toolchain import cache_dir
+
 from .tools import prepare_simulator
 
 __all__ = [
     "Build",
     "SimulationFailed",
-    "cache_dir",
     "build_sources",
     "build_design",
     "run_regression",
@@ -38,7 +41,7 @@ __all__ = [
 #: Verilator configuration that waives the lint rules Amaranth's Verilog style trips.
 LINT_WAIVERS = Path(__file__).with_name("lint.vlt")
 
-_GENERATOR_PACKAGES = ("golden", "hdl", "gateware")
+_GENERATOR_PACKAGES = ("arch", "hdl", "gateware")
 
 
 class SimulationFailed(AssertionError):
@@ -55,14 +58,9 @@ class Build:
     sources: tuple[Path, ...]
 
 
-def cache_dir() -> Path:
-    """Root of mixbit's build cache: ``$MIXBIT_CACHE_DIR`` or ``~/.cache/mixbit``."""
-    return Path(os.environ.get("MIXBIT_CACHE_DIR", Path.home() / ".cache" / "mixbit")).expanduser().resolve()
-
-
 @cache
 def generator_digest() -> str:
-    """Hash of the generator's source (every module of golden, hdl and gateware)."""
+    """Hash of the generator's source (every module of arch, hdl and gateware)."""
     digest = hashlib.sha256()
     for package in _GENERATOR_PACKAGES:
         root = Path(__import__(package).__file__).parent
@@ -161,8 +159,6 @@ def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build,
 
     Returns the build and the validated parameters.
     """
-    from gateware.designs import get_design
-    from gateware.generate import generate, tool_versions
 
     design = get_design(design_name)
     params = design.resolve(params)

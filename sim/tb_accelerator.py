@@ -1,5 +1,5 @@
 """cocotb regression of the accelerator top (``mixbit_accelerator``): the host driver itself
-(gateware.driver.Accelerator) talks to the generated Verilog through a bit-level UART model,
+(host.driver.Accelerator) talks to the generated Verilog through a bit-level UART model,
 and every result is compared with golden.
 
 The driver is blocking code; it runs in a cocotb bridge thread and its port's ``read``
@@ -20,14 +20,14 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 import golden.bitmod as gb
-from gateware.accelerator_config import AcceleratorConfig
-from gateware.driver import Accelerator
-from golden.link import Command, Status, encode_request
+from arch.accelerator_config import AcceleratorConfig
+from arch.link import Command, Status, encode_request
 from golden.vidkv_stream import pack_tokens
+from host.driver import Accelerator
+from host.kv_beats import corner_tokens
+from host.pe_array_jobs import first_mismatch
 from sim.kv_dequant import check_tokens_against_golden
 from sim.kv_quant import first_difference
-from sim.kv_tokens import corner_tokens
-from sim.pe_array_jobs import first_mismatch
 
 
 class UartPort:
@@ -88,8 +88,8 @@ async def _start(dut) -> tuple[AcceleratorConfig, UartPort]:
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
-    divisor = config.widths["divisor"]
-    port = UartPort(dut, divisor, timeout_cycles=config.widths["timeout_cycles"] + 200 * divisor)
+    divisor = config.divisor
+    port = UartPort(dut, divisor, timeout_cycles=config.timeout_cycles + 200 * divisor)
     cocotb.start_soon(port.send_forever())
     cocotb.start_soon(port.receive_forever())
     return config, port

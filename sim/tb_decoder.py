@@ -16,7 +16,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from golden.tables import check_families
+from arch.bitmod import check_families
 from hdl.decoder import decoder_layouts
 from sim.decoder_check import decoder_vectors, first_mismatch
 from sim.streams import StreamDriver, StreamMonitor

@@ -14,9 +14,14 @@ import os
 import random
 
 import cocotb
+import torch
 from cocotb.clock import Clock
 
+from gateware.designs import get_design
+from golden.vidkv_stream import pack_tokens
+from host.kv_beats import unpack_output
 from sim.kv_cocotb import reset, run_stream_job
+from sim.kv_dequant import check_tokens_against_golden, make_job
 
 _TIMEOUT_MS = 50
 
@@ -36,12 +41,7 @@ async def kv_dequant_run(dut):
 @cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" in os.environ)
 async def kv_dequant_self_check(dut):
     """Golden-quantized keys and values in every run-time mode, dequantized against golden, with stalls."""
-    import torch
 
-    from gateware.designs import get_design
-    from golden.vidkv_stream import pack_tokens
-    from sim.kv_dequant import check_tokens_against_golden, make_job
-    from sim.kv_tokens import unpack_output
 
     design = get_design("kv_dequant")
     config = design.config(design.resolve(json.loads(os.environ["MIXBIT_PARAMS"])))

@@ -14,9 +14,13 @@ import os
 import random
 
 import cocotb
+import torch
 from cocotb.clock import Clock
 
+from gateware.designs import get_design
+from golden.vidkv_stream import pack_tokens
 from sim.kv_cocotb import reset, run_stream_job
+from sim.kv_quant import first_difference, make_job, parse_job_beats
 
 _TIMEOUT_MS = 50
 
@@ -43,11 +47,7 @@ async def kv_quant_run(dut):
 @cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" in os.environ)
 async def kv_quant_self_check(dut):
     """Random keys and values in every run-time mode against golden, with stalls (for ``mixbit sim``)."""
-    import torch
 
-    from gateware.designs import get_design
-    from golden.vidkv_stream import pack_tokens
-    from sim.kv_quant import first_difference, make_job, parse_job_beats
 
     config = get_design("kv_quant").config(get_design("kv_quant").resolve(json.loads(os.environ["MIXBIT_PARAMS"])))
     seed = int(os.environ.get("MIXBIT_SEED", "1"))

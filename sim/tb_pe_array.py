@@ -1,7 +1,7 @@
 """cocotb side of the PE-array runs (``mixbit_pe_array``).
 
 The host side (:func:`sim.pe_array.run_pe_array`) writes the jobs to the JSON file named
-by ``MIXBIT_JOBS`` (see :mod:`sim.pe_array_jobs`) and reads the result beats and cycle
+by ``MIXBIT_JOBS`` (see :mod:`host.pe_array_jobs`) and reads the result beats and cycle
 counts back from ``MIXBIT_RESULTS``; it also does the comparison with golden. Random
 stalls on every stream come from ``stall`` and ``seed`` in the jobs file; when
 ``reset_after`` is set, the first job is interrupted by a reset that many cycles in,
@@ -18,9 +18,13 @@ import os
 import random
 
 import cocotb
+import torch
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
+from gateware.designs import get_design
+from golden.bitmod import matmul_int
+from host.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
 from sim.streams import CycleCounter, StreamDriver, StreamMonitor
 
 # Far above any run the tests make (the biggest is ~200,000 cycles): a hang fails, never blocks.
@@ -91,11 +95,7 @@ async def pe_array_run(dut):
 @cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" in os.environ)
 async def pe_array_self_check(dut):
     """Random weights of every built family against golden, with stalls (for ``mixbit sim``)."""
-    import torch
 
-    from gateware.designs import get_design
-    from golden.bitmod import matmul_int
-    from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
 
     design = get_design(os.environ.get("MIXBIT_DESIGN", "pe_array"))
     config = design.config(design.resolve(json.loads(os.environ["MIXBIT_PARAMS"])))

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "ToolNotFoundError", "prepare_simulator", "tool_path"]
+from gateware.toolchain import ToolNotFoundError, tool_path
+
+__all__ = ["SIMULATORS", "prepare_simulator"]
 
 #: Simulators that the cocotb regressions run on.
 SIMULATORS = ("verilator", "icarus")
-
-
-class ToolNotFoundError(RuntimeError):
-    """An external tool that a flow needs is not installed; the message says how to get it."""
-
-
-def tool_path(name: str, hint: str) -> str:
-    """Absolute path of executable ``name`` on PATH, else ToolNotFoundError with ``hint``."""
-    path = shutil.which(name)
-    if path is None:
-        raise ToolNotFoundError(f"{name} not found on PATH ({hint})")
-    return path
 
 
 def _prepare_verilator() -> None:

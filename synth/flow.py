@@ -26,9 +26,8 @@ from filelock import FileLock
 
 from gateware.designs import get_design
 from gateware.generate import generate, to_verilog, tool_versions
+from gateware.toolchain import ToolNotFoundError, cache_dir, tool_path
 from hdl.replica import KEEP_REPLICAS
-from sim.runner import cache_dir
-from sim.tools import ToolNotFoundError, tool_path
 
 from .harness import Harness
 from .targets import Target, get_target

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from arch.bitmod import FAMILIES, code_values, family
 from golden.bitmod import (
     BitmodWeights,
     accumulator_widths,
@@ -16,7 +17,6 @@ from golden.bitmod import (
     quantize_activations,
 )
 from golden.formats import decode, encode
-from golden.tables import FAMILIES, code_values, family
 
 # --- the spec, step by step, one group at a time, in Python floats (float64) ------------------
 

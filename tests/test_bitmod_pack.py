@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from arch.bitmod import FAMILIES, pack_layout
 from golden.bitmod import quantize
 from golden.bitmod_pack import pack, unpack
-from golden.tables import FAMILIES, pack_layout
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 import golden.bitmod as gb
-from gateware.accelerator_config import AcceleratorConfig
-from gateware.driver import Accelerator, LinkError, LinkTimeout
-from golden.link import Command, Status, crc16, encode_request
-from golden.tables import FAMILY_IDS
+from arch.accelerator_config import AcceleratorConfig
+from arch.bitmod import FAMILY_IDS
+from arch.link import Command, Status, crc16, encode_request
 from golden.vidkv_stream import pack_tokens
+from host.driver import Accelerator, LinkError, LinkTimeout
+from host.kv_beats import corner_tokens
+from host.pe_array_jobs import first_mismatch
 from sim.board_sim import SMALL_BOARD, SimulatedBoard
 from sim.kv_dequant import check_tokens_against_golden
 from sim.kv_quant import first_difference
-from sim.kv_tokens import corner_tokens
-from sim.pe_array_jobs import first_mismatch
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from gateware.accelerator_config import AcceleratorConfig
-from gateware.boards import (
+from arch.accelerator_config import AcceleratorConfig
+from mixbit.boards import (
     BOARDS,
     BoardTop,
     TimingNotMet,
@@ -16,14 +16,14 @@ from gateware.boards import (
     flow_target,
     read_report,
 )
-from gateware.cli import main
+from mixbit.cli import main
 
 
 @pytest.mark.parametrize("name", list(BOARDS))
 def test_each_board_has_a_valid_configuration_that_elaborates(name):
     board = BOARDS[name]
     config = AcceleratorConfig.from_params(board_params(board, {}))
-    assert config.clk_hz == board.clk_hz and config.widths["divisor"] >= 4
+    assert config.clk_hz == board.clk_hz and config.divisor >= 4
     platform = board.make_platform()
     plan = platform.prepare(BoardTop(board, config), name="mixbit_accelerator")   # pins and clock resolve
     assert "mixbit_accelerator.il" in plan.files

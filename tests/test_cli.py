@@ -13,7 +13,7 @@ from sim.tools import prepare_simulator
 
 
 def mixbit(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "gateware.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mixbit.cli", *args], capture_output=True, text=True,
                           env=env, stdin=subprocess.DEVNULL)
 
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from golden.tables import FAMILIES
+from arch.bitmod import FAMILIES
 from sim.runner import SimulationFailed, build_design, build_sources, run_regression
 from sim.tools import SIMULATORS
 

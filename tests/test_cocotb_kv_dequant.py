@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from arch.kv_config import KvConfig
 from golden.vidkv import KEY_FRACTIONS
 from golden.vidkv_cache import QuantizedKVCache
 from golden.vidkv_stream import pack_tokens
-from hdl.kv_config import KvConfig
+from host.kv_beats import corner_tokens
 from sim.kv_dequant import check_tokens_against_golden, run_kv_dequantizer, run_kv_dequantizer_detailed
 from sim.kv_quant import run_kv_quantizer_detailed
-from sim.kv_tokens import corner_tokens
 from sim.tools import SIMULATORS
 
 BUILDS = [

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from arch.kv_config import KvConfig
 from golden.vidkv import KEY_FRACTIONS
 from golden.vidkv_stream import pack_tokens
-from hdl.kv_config import KvConfig
+from host.kv_beats import corner_tokens
 from sim.kv_quant import first_difference, run_kv_quantizer, run_kv_quantizer_detailed
-from sim.kv_tokens import corner_tokens
 from sim.tools import SIMULATORS
 
 SMALL = {"d": 32, "group_tokens": 16, "lanes": 8}

@@ -5,11 +5,11 @@ import random
 import pytest
 import torch
 
+from arch.bitmod import FAMILIES, family
+from arch.pe_array_config import PeArrayConfig
 from golden.bitmod import BitmodWeights, matmul_int
-from golden.tables import FAMILIES, family
-from hdl.pe_array_config import PeArrayConfig
+from host.pe_array_jobs import first_mismatch, random_case
 from sim.pe_array import run_pe_array, run_pe_array_detailed
-from sim.pe_array_jobs import first_mismatch, random_case
 from sim.tools import SIMULATORS
 
 SMALL = {"rows": 2, "cols": 2, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 128}
@@ -18,7 +18,7 @@ SHAPES = [
     {"rows": 3, "cols": 1, "lanes": 8, "group_size": 64, "scale_bits": 8, "max_k": 256},
     {"rows": 1, "cols": 3, "lanes": 2, "group_size": 32, "scale_bits": 12, "max_k": 96,
      "families": ("fp3", "int4", "int6")},
-    # taller than hdl.pe_array_config.ROWS_PER_COPY: row groups with their own bus copies
+    # taller than arch.pe_array_config.ROWS_PER_COPY: row groups with their own bus copies
     {"rows": 6, "cols": 2, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 64,
      "families": ("fp4", "int8")},
 ]

@@ -5,7 +5,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from golden.tables import FAMILIES
+from arch.bitmod import FAMILIES
 from hdl.decoder import WeightDecoder, decoder_layouts, decoder_widths, fp_terms
 from sim.decoder_check import DecoderVector, decoder_vectors, first_mismatch, terms_value
 

@@ -1,11 +1,11 @@
-"""docs/formats.md states the same facts as golden.tables and hdl.decoder."""
+"""docs/formats.md states the same facts as arch.bitmod and hdl.decoder."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from golden.tables import FAMILIES, code_values, family
+from arch.bitmod import FAMILIES, code_values, family
 from hdl.decoder import decoder_widths
 
 DOC = (Path(__file__).parent.parent / "docs" / "formats.md").read_text()
@@ -60,7 +60,7 @@ def test_worked_example_of_the_packed_stream():
 
 
 def test_accumulator_width_table():
-    from golden.tables import FAMILIES, accumulator_widths
+    from arch.bitmod import FAMILIES, accumulator_widths
 
     widths = accumulator_widths(4096, 128, 8, FAMILIES)
     for key in ("product", "group_sum", "scaled_group", "acc"):

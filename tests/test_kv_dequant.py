@@ -7,14 +7,14 @@ import torch
 from amaranth import Module, Signal
 from amaranth.sim import Simulator
 
+from arch.kv_config import KvConfig
 from golden.vidkv_pack import pack_trits
 from golden.vidkv_stream import pack_tokens, stream_beats
-from hdl.kv_config import KvConfig
 from hdl.kv_dequant import KvDequantizer, third_scaled
 from hdl.kv_units import TritUnpacker
+from host.kv_beats import corner_tokens, unpack_output
 from sim.kv_amaranth import simulate_kv_dequantizer
 from sim.kv_dequant import check_tokens_against_golden
-from sim.kv_tokens import corner_tokens, unpack_output
 
 
 @pytest.mark.parametrize("frac", [0, 4, 8])

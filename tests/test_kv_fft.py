@@ -150,8 +150,8 @@ def run_spectral(config, groups):
 @pytest.mark.parametrize("d,tg,lanes,f,butterflies", [(32, 16, 8, 0.5, 2), (64, 16, 4, 0.0, 4), (32, 16, 32, 0.75, 1),
                                                       (32, 16, 1, 0.5, 8)])
 def test_spectral_stage_records_match_golden(d, tg, lanes, f, butterflies):
+    from arch.kv_config import KvConfig
     from golden.vidkv import _encode_1bit, _rank, n_high
-    from hdl.kv_config import KvConfig
 
     config = KvConfig(d=d, group_tokens=tg, lanes=lanes, f=f, fft=True, fft_butterflies=butterflies, stp=False)
     gen = torch.Generator().manual_seed(d + lanes)

@@ -6,14 +6,14 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
+from arch.kv_config import KvConfig
 from golden.vidkv import _rank
 from golden.vidkv_pack import pack_trits
 from golden.vidkv_stream import pack_tokens
-from hdl.kv_config import KvConfig
 from hdl.kv_units import ChannelRanker, TritPacker
+from host.kv_beats import corner_tokens
 from sim.kv_amaranth import simulate_kv_quantizer
 from sim.kv_quant import first_difference
-from sim.kv_tokens import corner_tokens
 
 
 def run_ranker(d, lanes, bits, n_hi, ranges):

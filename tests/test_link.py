@@ -1,5 +1,5 @@
 """The host link's blocks under Amaranth's simulator: UART, frame receiver and sender, Widen / Narrow,
-each against golden/link.py's reference encoder."""
+each against arch/link.py's reference encoder."""
 
 import random
 
@@ -7,7 +7,7 @@ import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
 
-from golden.link import (
+from arch.link import (
     REQUEST_SYNC,
     FrameError,
     Status,
@@ -237,10 +237,10 @@ def test_request_sync_is_not_a_reply_sync():
 
 
 def test_host_link_doc_matches_the_protocol():
-    """docs/host_link.md's status and command tables state golden/link.py's codes."""
+    """docs/host_link.md's status and command tables state arch/link.py's codes."""
     from pathlib import Path
 
-    from golden.link import STATUS_TEXT, Command
+    from arch.link import STATUS_TEXT, Command
 
     doc = (Path(__file__).parent.parent / "docs" / "host_link.md").read_text()
 

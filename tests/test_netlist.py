@@ -49,10 +49,10 @@ def test_ecp5_netlist_on_icarus_is_refused(tmp_path):
 def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator):
     import torch
 
+    from arch.pe_array_config import PeArrayConfig
     from golden.bitmod import matmul_int
-    from hdl.pe_array_config import PeArrayConfig
+    from host.pe_array_jobs import first_mismatch, random_case
     from sim.pe_array import run_pe_array_detailed
-    from sim.pe_array_jobs import first_mismatch, random_case
 
     design = get_design("pe_array")
     params = design.resolve({"rows": 2, "cols": 1, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 64,

@@ -7,14 +7,14 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
+from arch.bitmod import FAMILIES, FAMILY_IDS, pack_layout
+from arch.pe_array_config import ROWS_PER_COPY, PeArrayConfig
 from golden.bitmod import BitmodWeights, matmul_int, quantize
 from golden.bitmod_pack import pack, weight_beats
-from golden.tables import FAMILIES, FAMILY_IDS, pack_layout
 from hdl.parallel_array import MULTIPLIERS, ParallelArray
 from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
 from hdl.pe_array import PeArray
-from hdl.pe_array_config import ROWS_PER_COPY, PeArrayConfig
-from sim.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
+from host.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
 
 
 def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray, family_id=None):
@@ -95,7 +95,7 @@ def test_tall_array_row_groups_with_stalls(name):
     # one for a partial group of rows.
     config = PeArrayConfig(rows=9, cols=2, lanes=4, group_size=32, scale_bits=4, max_k=64)
     assert 9 % ROWS_PER_COPY != 0
-    assert config.widths["row_copies"] == -(-9 // ROWS_PER_COPY) > 2
+    assert config.row_copies == -(-9 // ROWS_PER_COPY) > 2
     seed = random.randrange(1 << 31)
     a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
     got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
@@ -249,10 +249,10 @@ def test_bad_configurations(params, message):
 
 
 def test_widths_come_from_golden():
-    from golden.tables import accumulator_widths
+    from arch.bitmod import accumulator_widths
 
     config = PeArrayConfig()
     widths = accumulator_widths(config.max_k, config.group_size, config.scale_bits, config.families)
-    assert config.widths["acc_bits"] == widths["acc_bits"] == 35
-    assert config.widths["group_sum_bits"] == widths["group_sum_bits"]
-    assert config.widths["result_beat_bits"] == config.cols * 35
+    assert config.acc_bits == widths["acc_bits"] == 35
+    assert config.group_sum_bits == widths["group_sum_bits"]
+    assert config.result_beat_bits == config.cols * 35

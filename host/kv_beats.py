@@ -1,13 +1,17 @@
-"""Token beats of the KV quantize engine's input stream, and the checks of what a run is given."""
+"""The KV engines' beats on the host side: tokens into input beats, output beats back into
+tokens or packed groups, and the checks of what a run is given."""
 
 from __future__ import annotations
 
 import torch
 
+from arch.kv_config import KvConfig
 from golden.vidkv import check_tokens
-from hdl.kv_config import KvConfig
+from golden.vidkv_pack import PackedKV
+from golden.vidkv_stream import parse_beats
 
-__all__ = ["token_beats", "check_run_inputs", "corner_tokens", "unpack_output"]
+__all__ = ["token_beats", "check_run_inputs", "corner_tokens", "unpack_output", "parse_job_beats", "packed_mode",
+           "check_packed"]
 
 
 def check_run_inputs(config: KvConfig, x, kind: str, salient=None, value_format: str = "ternary") -> None:
@@ -68,7 +72,7 @@ def unpack_output(config: KvConfig, payloads: list[int]) -> tuple[torch.Tensor, 
 
     ValueError when the beats do not make whole tokens or a token's beats disagree on its position.
     """
-    bits, lanes, blocks = config.widths["out"], config.lanes, config.blocks
+    bits, lanes, blocks = config.out_bits, config.lanes, config.blocks
     if len(payloads) % blocks:
         raise ValueError(f"{len(payloads)} output beats do not make whole tokens of {blocks} beats")
     mask = (1 << bits) - 1
@@ -87,3 +91,42 @@ def unpack_output(config: KvConfig, payloads: list[int]) -> tuple[torch.Tensor, 
         positions.append(position)
     return (torch.tensor(tokens, dtype=torch.int64).reshape(-1, config.d),
             torch.tensor(positions, dtype=torch.int64))
+
+
+def parse_job_beats(config: KvConfig, beats, value_format: str, stp: bool) -> dict[str, PackedKV]:
+    """The quantize engine's ``(tag, data)`` output beats -> golden's packed groups per path."""
+    return parse_beats([tuple(b) for b in beats], d=config.d, n_hi=config.n_hi, stp=stp,
+                       **config.golden_options(value_format))
+
+
+def packed_mode(packed: dict[str, PackedKV]) -> dict[str, bool]:
+    """The run-time inputs that the packed groups were quantized with (``value_2bit``, ``stp``)."""
+    if not isinstance(packed, dict) or not packed or not all(isinstance(p, PackedKV) for p in packed.values()):
+        raise TypeError("packed must be a non-empty dict of path name -> golden.vidkv_pack.PackedKV "
+                        "(what run_kv_quantizer or golden.vidkv_stream.pack_tokens return)")
+    value = packed.get("value")
+    return {"value_2bit": bool(value is not None and value.value_format == "2bit"),
+            "stp": any(p.positions is not None for p in packed.values())}
+
+
+def check_packed(config: KvConfig, packed: dict[str, PackedKV]) -> None:
+    """ValueError naming the path and field when packed groups do not suit the dequantize engine ``config``."""
+    for path, p in packed.items():
+        for name, mine, theirs in (("d", p.d, config.d), ("group_tokens", p.group_tokens, config.group_tokens),
+                                   ("in_bits", p.in_bits, config.in_bits)):
+            if mine != theirs:
+                raise ValueError(f"packed[{path!r}].{name} = {mine} does not match the engine's {name} = {theirs}")
+        if p.kind == "key" and p.fft and p.n_hi < p.d:
+            if not config.fft:
+                raise ValueError(f"packed[{path!r}] uses the FFT option; build the engine with fft = True")
+            if p.n_hi != config.n_hi:
+                raise ValueError(f"packed[{path!r}] has {p.d - p.n_hi} normal (FFT) channels; the engine was "
+                                 f"built for {p.d - config.n_hi} (f = {config.f})")
+        elif p.kind == "key" and config.fft_points:
+            raise ValueError(f"packed[{path!r}] has no FFT lanes; the engine was built with fft = True "
+                             f"(f = {config.f})")
+        if p.kind == "value" and p.value_format == "ternary" and p.ternary_layout != config.ternary_layout:
+            raise ValueError(f"packed[{path!r}] is ternary {p.ternary_layout}; the engine was built for "
+                             f"ternary_layout = {config.ternary_layout}")
+        if p.positions is not None and not config.stp:
+            raise ValueError(f"packed[{path!r}] has STP positions; the engine was built with stp = False")

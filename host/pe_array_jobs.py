@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from arch.bitmod import ACTIVATION_BITS, FAMILY_IDS
+from arch.pe_array_config import PeArrayConfig
 from golden.bitmod import BitmodWeights, quantize
 from golden.bitmod_pack import pack, weight_beats
-from golden.tables import ACTIVATION_BITS, FAMILY_IDS
-from hdl.pe_array_config import PeArrayConfig
 
 __all__ = ["Job", "plan_jobs", "check_inputs", "assemble", "first_mismatch", "random_case"]
 
@@ -91,7 +91,7 @@ def plan_jobs(config: PeArrayConfig, a_q: torch.Tensor, bw: BitmodWeights) -> li
 
 def assemble(config: PeArrayConfig, m: int, n: int, jobs: list[Job], beats: list[list[int]]) -> torch.Tensor:
     """``acc [m, n]`` (int64) from each job's result beats (signed ``acc_bits`` per column)."""
-    bits = config.widths["acc_bits"]
+    bits = config.acc_bits
     acc = torch.zeros((m, n), dtype=torch.int64)
     for job, job_beats in zip(jobs, beats, strict=True):
         for index, beat in enumerate(job_beats):

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from pathlib import Path
 
-from .designs import DESIGNS, get_design
+from gateware.designs import DESIGNS, get_design
+from gateware.generate import generate
+from gateware.toolchain import ToolNotFoundError
+from sim.runner import SimulationFailed, build_design, run_regression
+from synth.flow import SynthesisError, synthesize
+
+from .boards import BOARDS, TimingNotMet, build_board
 
 __all__ = ["main", "run"]
 
@@ -36,7 +43,6 @@ def _cmd_list(args) -> None:
 
 
 def _cmd_generate(args) -> None:
-    from .generate import generate
 
     design = get_design(args.design)
     out_dir = Path(args.output or Path("build") / design.name)
@@ -45,7 +51,6 @@ def _cmd_generate(args) -> None:
 
 
 def _cmd_synth(args) -> None:
-    from synth.flow import synthesize
 
     design = get_design(args.design)
     out_dir = Path(args.output or Path("build") / f"{design.name}-{args.target}")
@@ -61,7 +66,6 @@ def _cmd_synth(args) -> None:
 
 
 def _cmd_build(args) -> None:
-    from .boards import build_board
 
     out_dir = Path(args.output or Path("build") / f"board-{args.board}")
     report = build_board(args.board, _parse_params(args.param), out_dir, fail_on_timing=args.fail_on_timing)
@@ -71,13 +75,11 @@ def _cmd_build(args) -> None:
 
 
 def _cmd_sim(args) -> None:
-    from sim.runner import build_design, run_regression
 
     design = get_design(args.design)
     seed = args.seed
     build, params = build_design(design.name, _parse_params(args.param), args.simulator)
     if seed is None:
-        import random
 
         seed = random.randrange(1 << 31)
     passed = run_regression(build, design.regression, params, seed=seed, env={"MIXBIT_DESIGN": design.name})
@@ -120,7 +122,6 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     synth.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/DESIGN-TARGET)")
 
-    from .boards import BOARDS
 
     build = commands.add_parser(
         "build", help="build the accelerator's bitstream for a board; write report.json and report.md",
@@ -145,12 +146,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mixbit`` console script; returns the exit status."""
-    from sim.runner import SimulationFailed
-    from sim.tools import ToolNotFoundError
-    from synth.flow import SynthesisError
 
     args = _parser().parse_args(argv)
-    from .boards import TimingNotMet
 
     handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim,
                "build": _cmd_build}

@@ -1,8 +1,8 @@
 """The host link's frame format: the one definition the RTL and the host driver share.
 
-Pure Python (no torch), like :mod:`golden.tables`: ``gateware.accelerator`` builds its
+Pure Python (no torch), like :mod:`arch.bitmod`: ``gateware.accelerator`` builds its
 frame receiver, command decoder and reply sender from these constants and
-``gateware.driver`` encodes requests and checks replies with them. docs/host_link.md
+``host.driver`` encodes requests and checks replies with them. docs/host_link.md
 describes the format in prose.
 
 A request is ``REQUEST_SYNC, command, length (2 bytes, little-endian), payload, crc (2
@@ -24,6 +24,8 @@ CRC_POLY = 0x1021
 CRC_INIT = 0xFFFF
 #: Header bytes after the sync byte: command / status, then the payload length.
 HEADER_BYTES = 3
+#: The fewest clock cycles per UART bit: the receiver samples a bit in its middle.
+MIN_DIVISOR = 4
 
 
 def crc16(data: bytes, crc: int = CRC_INIT) -> int:
