@@ -34,7 +34,7 @@ from arch.vidkv import CODE, HEADER, MASK, META, POSITION, TRITS
 
 from .kv_emit import beat_layout
 from .kv_spectral import InverseStage
-from .kv_units import TritUnpacker, divmod3, popcount, register_stream
+from .kv_units import TritUnpacker, divmod3, index_bits, popcount, register_stream
 
 __all__ = ["KvDequantizer", "output_layout", "third_scaled"]
 
@@ -54,10 +54,6 @@ def output_layout(config: KvConfig) -> data.StructLayout:
     """An output beat: ``lanes`` fixed-point channels of one token and the token's position."""
     return data.StructLayout({"data": data.ArrayLayout(signed(config.out_bits), config.lanes),
                               "position": config.position_bits})
-
-
-def _bits(n: int) -> int:
-    return (n - 1).bit_length()
 
 
 class KvDequantizer(wiring.Component):
@@ -128,8 +124,8 @@ class KvDequantizer(wiring.Component):
         one_bit = ~value & ~two_bit
         b3_group = Const(b3) & value & ~two_bit
         code_words = Mux(b3_group, 0, Mux(one_bit, config.code_words_1bit, config.code_words_2bit))
-        lane_of = channel[:_bits(lanes)] if lanes > 1 else Const(0, 1)
-        row_of = channel[_bits(lanes):_bits(d)] if blocks > 1 else Const(0, 0)
+        lane_of = channel[:index_bits(lanes)] if lanes > 1 else Const(0, 1)
+        row_of = channel[index_bits(lanes):index_bits(d)] if blocks > 1 else Const(0, 0)
 
         # 1-bit words hold 32 tokens' bits; spread them to 2-bit codes (64 bits, two granules).
         spread = Cat(Cat(beat[i], Const(0, 1)) for i in range(32))
@@ -157,8 +153,8 @@ class KvDequantizer(wiring.Component):
                 third.eq(third_scaled(m, r, frac, "third")),
                 two_thirds.eq(third_scaled(m, r << 1, frac, "two_thirds")),
                 # round half up of +-S 2**F / Tg (Tg a power of two)
-                pos_value.eq(((s << frac) + (tg >> 1)) >> _bits(tg)),
-                neg_value.eq(-(((s << frac) + (tg >> 1) - 1) >> _bits(tg))),
+                pos_value.eq(((s << frac) + (tg >> 1)) >> index_bits(tg)),
+                neg_value.eq(-(((s << frac) + (tg >> 1) - 1) >> index_bits(tg))),
             ]
         entry = Signal(table_layout)
         with m.If(stage_two):
@@ -177,8 +173,8 @@ class KvDequantizer(wiring.Component):
         if b3:
             m.submodules.unpacker = unpacker = TritUnpacker(tg)
             m.d.comb += [unpacker.push.payload.eq(beat), unpacker.o.ready.eq(trit_channel != d)]
-            trit_lane = trit_channel[:_bits(lanes)] if lanes > 1 else Const(0, 1)
-            trit_row = trit_channel[_bits(lanes):_bits(d)] if blocks > 1 else Const(0, 0)
+            trit_lane = trit_channel[:index_bits(lanes)] if lanes > 1 else Const(0, 1)
+            trit_row = trit_channel[index_bits(lanes):index_bits(d)] if blocks > 1 else Const(0, 0)
             with m.If(unpacker.o.valid & unpacker.o.ready):
                 m.d.sync += trit_channel.eq(trit_channel + 1)
                 for lane in range(lanes):
@@ -227,7 +223,7 @@ class KvDequantizer(wiring.Component):
                     m.d.sync += self.error.eq(1)
             with m.State("POSITIONS"):
                 m.d.comb += [self.i.ready.eq(Mux(trit_beat, trit_ready, 1)),
-                             pos_w.addr.eq(Cat(index[:_bits(tg)], in_slot)), pos_w.data.eq(beat),
+                             pos_w.addr.eq(Cat(index[:index_bits(tg)], in_slot)), pos_w.data.eq(beat),
                              pos_w.en.eq(accept & (tag == POSITION))]
                 with m.If(accept & (tag == POSITION)):
                     m.d.sync += index.eq(index + 1)

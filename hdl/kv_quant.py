@@ -42,6 +42,7 @@ from .kv_units import (
     TritPacker,
     code_2bit,
     code_i2,
+    index_bits,
     magnitude,
     popcount,
     register_stream,
@@ -60,10 +61,6 @@ def _stats_layout(config: KvConfig) -> data.ArrayLayout:
     lane = data.StructLayout({"mn": signed(config.mn_bits), "mx": signed(config.mn_bits),
                               "s": unsigned(config.s_bits)})
     return data.ArrayLayout(lane, config.lanes)
-
-
-def _bits(n: int) -> int:
-    return (n - 1).bit_length()
 
 
 class KvQuantizer(wiring.Component):
@@ -114,7 +111,7 @@ class KvQuantizer(wiring.Component):
                                                         attrs={"no_rw_check": 1})
             pos_w, pos_r = positions.write_port(), positions.read_port()
             m.d.comb += pos_r.en.eq(0)                  # read only by the preamble's POS_ states
-        done = m.submodules.done = SyncFIFO(width=_bits(slots) or 1, depth=slots)
+        done = m.submodules.done = SyncFIFO(width=index_bits(slots) or 1, depth=slots)
         full = Signal(slots)
         set_full, clear_full = Signal(slots), Signal(slots)
         m.d.sync += full.eq((full | set_full) & ~clear_full)
@@ -229,7 +226,7 @@ class KvQuantizer(wiring.Component):
                 got = raw_rank[lane]
                 m.d.comb += ranker.ranges[lane].eq(got.mx - got.mn)
             m.d.comb += [ranker.load.eq(rank_raw_valid),
-                         stats_rank.addr.eq(Cat(rank_block[:_bits(blocks)], ranked_slot))]
+                         stats_rank.addr.eq(Cat(rank_block[:index_bits(blocks)], ranked_slot))]
             new_mask = ranker.mask
         else:
             new_mask = Const(-1 if n_hi else 0, config.d)
@@ -392,7 +389,7 @@ class KvQuantizer(wiring.Component):
             with m.If(records_landing):
                 for lane in range(lanes):
                     rank = popcount(records_normal[:lane])
-                    m.d.sync += records[lane].eq(every.word_select(rank[:max(_bits(spectral.banks), 1)],
+                    m.d.sync += records[lane].eq(every.word_select(rank[:max(index_bits(spectral.banks), 1)],
                                                                    record_layout(config).size)
                                                  if spectral.banks > 1 else every)
             lane_codes, lane_s = [], []
@@ -436,7 +433,7 @@ class KvQuantizer(wiring.Component):
                     m.next = "TOKENS"
             with m.State("TOKENS"):
                 last_token, last_block = count == tg - 1, enc_block == blocks - 1
-                m.d.comb += [buf_r.addr.eq(Cat(enc_block, count[:_bits(tg)], slot)),
+                m.d.comb += [buf_r.addr.eq(Cat(enc_block, count[:index_bits(tg)], slot)),
                              issue.valid.eq(1), issue.last.eq(last_token), issue.final.eq(last_block),
                              issue.fmts.eq(issue_fmts)]
                 with m.If(last_token & ~last_block):                 # the next block's statistics
@@ -494,23 +491,23 @@ class KvQuantizer(wiring.Component):
                 # output multiplexer): the port reads a position two ahead of the one sent.
                 pos_word = Signal(config.position_bits)
                 with m.State("POS_READ"):
-                    m.d.comb += [pos_r.addr.eq(Cat(Const(0, _bits(tg)), slot)), pos_r.en.eq(1)]
+                    m.d.comb += [pos_r.addr.eq(Cat(Const(0, index_bits(tg)), slot)), pos_r.en.eq(1)]
                     m.next = "POS_LOAD"
                 with m.State("POS_LOAD"):
                     m.d.sync += pos_word.eq(pos_r.data)
-                    m.d.comb += [pos_r.addr.eq(Cat(Const(1, _bits(tg)), slot)), pos_r.en.eq(1)]
+                    m.d.comb += [pos_r.addr.eq(Cat(Const(1, index_bits(tg)), slot)), pos_r.en.eq(1)]
                     m.next = "POS_SEND"
                 with m.State("POS_SEND"):
                     m.d.comb += [direct_valid.eq(1), direct.tag.eq(POSITION), direct.data.eq(pos_word)]
                     with m.If(out_ready):
                         m.d.sync += [index.eq(index + 1), pos_word.eq(pos_r.data)]
-                        m.d.comb += [pos_r.addr.eq(Cat((index + 2)[:_bits(tg)], slot)), pos_r.en.eq(1)]
+                        m.d.comb += [pos_r.addr.eq(Cat((index + 2)[:index_bits(tg)], slot)), pos_r.en.eq(1)]
                         with m.If(index == tg - 1):
                             m.d.sync += preamble_done.eq(1)
                             m.next = "IDLE"
             with m.State("MASK"):
                 m.d.comb += [direct_valid.eq(1), direct.tag.eq(MASK),
-                             direct.data.eq(mask.word_select(index[:_bits(config.mask_words)], 32))]
+                             direct.data.eq(mask.word_select(index[:index_bits(config.mask_words)], 32))]
                 with m.If(out_ready):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index == config.mask_words - 1):

@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 from arch.kv_config import KvConfig
 
 from .kv_fft import FftCore
-from .kv_units import magnitude, popcount, register_stream
+from .kv_units import index_bits, magnitude, popcount, register_stream
 
 __all__ = ["SpectralStage", "InverseStage", "gather", "record_layout", "token_cycles"]
 
@@ -40,21 +40,17 @@ def token_cycles(config: KvConfig) -> int:
     return max(config.blocks + 2, FftCore.vector_cycles(points, config.fft_units))
 
 
-def _bits(n: int) -> int:
-    return (n - 1).bit_length()
-
-
 def consecutive_rows(base, banks: int, rows: int, parity):
     """Bank addresses that read the ``banks`` consecutive entries from entry ``base`` (entry
     ``e`` in bank ``e mod banks``, row ``e // banks``; a bank's ``rows`` rows per ``parity``):
     ``(base mod banks, [address of bank k])``. Output ``k`` is then bank ``(base + k) mod banks``."""
-    base_bank = base[:_bits(banks)] if banks > 1 else Const(0, 1)
-    first_row = base >> _bits(banks) if banks > 1 else base
+    base_bank = base[:index_bits(banks)] if banks > 1 else Const(0, 1)
+    first_row = base >> index_bits(banks) if banks > 1 else base
     addresses = []
     for k in range(banks):
         # the last bank is never behind the base (and `k < base_bank` would be constant)
         row = first_row + (k < base_bank) if k < banks - 1 else first_row
-        addresses.append(Cat(row[:_bits(rows)], parity) if rows > 1 else parity)
+        addresses.append(Cat(row[:index_bits(rows)], parity) if rows > 1 else parity)
     return base_bank, addresses
 
 
@@ -72,7 +68,7 @@ def gather(m: Module, targets: list[Signal], values, keep, base, enable, name: s
     rank = [popcount(keep[:j]) for j in range(width)]
     columns = []
     for col in range(width):
-        picks = [Mux(keep[j] & ((base + rank[j])[:_bits(width)] == col) if width > 1 else keep[j],
+        picks = [Mux(keep[j] & ((base + rank[j])[:index_bits(width)] == col) if width > 1 else keep[j],
                      values[j], 0) for j in range(width)]
         column = Signal.like(targets[0], name=f"{name}_col{col}")
         merged = picks[0]
@@ -211,7 +207,7 @@ class SpectralStage(wiring.Component):
             m.d.sync += read_bank.eq(base_bank)
             every = Cat(*[read.data for read in reads])
             for k in range(banks):
-                m.d.comb += self.records[k].eq(every.word_select((read_bank + k)[:_bits(banks)],
+                m.d.comb += self.records[k].eq(every.word_select((read_bank + k)[:index_bits(banks)],
                                                                  record_layout(config).size))
 
         # ---- control: a group at a time.
@@ -338,7 +334,8 @@ class InverseStage(wiring.Component):
         every = Cat(*results)
         for j in range(lanes):
             rank = popcount(head.normal[:j])
-            choice = every.word_select((base_bank + rank)[:_bits(banks)], core.out_width) if banks > 1 else every
+            choice = (every.word_select((base_bank + rank)[:index_bits(banks)], core.out_width) if banks > 1
+                      else every)
             m.d.comb += merged.data[j].eq(Mux(head.fft & head.normal[j], choice, head.beat.data[j]))
         can_send = fifo.r_rdy & (~head.fft | (ready_tokens != 0))
         send_ready = register_stream(m, self.o, can_send, merged)

@@ -16,14 +16,19 @@ from amaranth.lib.wiring import In, Out
 
 from arch.vidkv import b3_byte
 
-__all__ = ["register_stream", "times", "sum_tree", "divmod3", "popcount", "six_distance", "code_2bit",
-           "magnitude", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",
+__all__ = ["index_bits", "register_stream", "times", "sum_tree", "divmod3", "popcount", "six_distance",
+           "code_2bit", "magnitude", "code_i2", "ChannelRanker", "TritPacker", "TritUnpacker", "b3_digits",
            "TRITS_PER_WORD", "TIE_STEP"]
 
 #: Channels the ranker resolves ties for per cycle.
 TIE_STEP = 8
 #: Trits in one 32-bit word of the ``b3`` layout: four bytes of five.
 TRITS_PER_WORD = 20
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index into ``n`` entries (0 for one entry)."""
+    return (n - 1).bit_length()
 
 
 def times(value, constant: int):
