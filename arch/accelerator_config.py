@@ -16,7 +16,7 @@ from arch.link import COUNTER_FIELDS, INFO_FIELDS, MIN_DIVISOR, word_bytes
 from arch.pe_array_config import PeArrayConfig
 from arch.vidkv import beats_per_group
 
-__all__ = ["AcceleratorConfig", "LINK_VERSION", "ENGINES"]
+__all__ = ["AcceleratorConfig", "LINK_VERSION", "ENGINES", "LINK_RANGES"]
 
 #: INFO's ``version`` field: bump it when the command set or a payload layout changes.
 LINK_VERSION = 1
@@ -24,6 +24,18 @@ LINK_VERSION = 1
 ENGINES = ("all", "pe", "kv")
 #: The most a baud rate may be off the asked one (the UART's divisor is an integer).
 BAUD_TOLERANCE = Fraction(2, 100)
+#: The link's integer parameters and their ranges, low..high inclusive (``mixbit list`` shows the same).
+#: ``baud`` is also at most ``clk_hz / MIN_DIVISOR``; ``result_beats`` at least ``pe.rows``.
+LINK_RANGES = {
+    "clk_hz": (1_000_000, 1_000_000_000),
+    "baud": (300, 1_000_000_000 // MIN_DIVISOR),
+    "max_payload": (64, 0xFFFF),
+    "weight_beats": (1, 1 << 20),
+    "result_beats": (1, 1 << 16),
+    "kv_quant_fifo": (16, 1 << 16),
+    "kv_dequant_fifo": (16, 1 << 16),
+    "byte_timeout_us": (1, 10_000_000),
+}
 
 
 def _int(name: str, value, low: int, high: int) -> int:
@@ -101,19 +113,17 @@ class AcceleratorConfig:
     def __post_init__(self):
         if self.engines not in ENGINES:
             raise ValueError(f"engines must be one of {', '.join(ENGINES)}, not {self.engines!r}")
-        _int("clk_hz", self.clk_hz, 1_000_000, 1_000_000_000)
-        _int("baud", self.baud, 300, self.clk_hz // MIN_DIVISOR)
+        for name, (low, high) in LINK_RANGES.items():
+            if name == "baud":
+                high = min(high, self.clk_hz // MIN_DIVISOR)
+            elif name == "result_beats":
+                low = max(low, self.pe.rows)
+            _int(name, getattr(self, name), low, high)
         divisor = round(Fraction(self.clk_hz, self.baud))
         error = abs(Fraction(self.clk_hz, divisor) - self.baud) / self.baud
         if error > BAUD_TOLERANCE:
             raise ValueError(f"baud {self.baud} is {float(error):.1%} off what clk_hz {self.clk_hz} can make "
                              f"({self.clk_hz / divisor:.0f}): pick a baud rate near clk_hz / an integer")
-        _int("max_payload", self.max_payload, 64, 0xFFFF)
-        _int("weight_beats", self.weight_beats, 1, 1 << 20)
-        _int("result_beats", self.result_beats, self.pe.rows, 1 << 16)
-        _int("kv_quant_fifo", self.kv_quant_fifo, 16, 1 << 16)
-        _int("kv_dequant_fifo", self.kv_dequant_fifo, 16, 1 << 16)
-        _int("byte_timeout_us", self.byte_timeout_us, 1, 10_000_000)
         pe, kv = self.pe, self.kv
         act_bytes = pe.lanes
         weight_bytes = word_bytes(pe.cols * WORD_BITS)

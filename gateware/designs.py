@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 
 from amaranth.lib import wiring
 
-from arch.accelerator_config import ENGINES, AcceleratorConfig
+from arch.accelerator_config import ENGINES, LINK_RANGES, AcceleratorConfig
 from arch.bitmod import GROUP_SIZES, SCALE_BITS_RANGE
 from arch.kv_config import MAX_LANES, KvConfig
 from arch.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
-from arch.vidkv import GROUP_TOKENS, HEAD_DIMS, KEY_FRACTIONS, TERNARY_LAYOUTS
+from arch.vidkv import FRAC_BITS_RANGE, GROUP_TOKENS, HEAD_DIMS, IN_BITS_RANGE, KEY_FRACTIONS, TERNARY_LAYOUTS
 from hdl.decoder import WeightDecoder, decoder_widths
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
@@ -98,7 +98,8 @@ _KV_PARAMS = (
              high=max(HEAD_DIMS)),
     IntParam("group_tokens", help="Tg, tokens per group (16, 32 or 64)", default=_KV_DEFAULTS.group_tokens,
              low=min(GROUP_TOKENS), high=max(GROUP_TOKENS)),
-    IntParam("in_bits", help="signed input element width", default=_KV_DEFAULTS.in_bits, low=8, high=16),
+    IntParam("in_bits", help="signed input element width", default=_KV_DEFAULTS.in_bits,
+             low=IN_BITS_RANGE.start, high=IN_BITS_RANGE.stop - 1),
     IntParam("lanes", help="channels per cycle (a power of two dividing d)", default=_KV_DEFAULTS.lanes,
              low=1, high=MAX_LANES),
     FractionParam("f", help="fraction of 2-bit key channels", default=_KV_DEFAULTS.f, choices=KEY_FRACTIONS),
@@ -112,7 +113,7 @@ _KV_PARAMS = (
 )
 _KV_DEQUANT_PARAMS = _KV_PARAMS + (
     IntParam("frac_bits", help="fraction bits of the fixed-point outputs", default=_KV_DEFAULTS.frac_bits,
-             low=0, high=8),
+             low=FRAC_BITS_RANGE.start, high=FRAC_BITS_RANGE.stop - 1),
 )
 
 
@@ -121,25 +122,28 @@ def _prefixed(prefix: str, params: tuple[Param, ...]) -> tuple[Param, ...]:
 
 
 _ACCEL_DEFAULTS = AcceleratorConfig()
+_LINK_HELP = {
+    "clk_hz": "clock frequency (Hz)",
+    "baud": "UART bit rate (clk_hz / baud cycles a bit, >= 4)",
+    "max_payload": "largest request payload (bytes): the frame buffer",
+    "weight_beats": "weight memory depth (beats of pe_cols 32-bit words)",
+    "result_beats": "result memory depth (one beat per row and column tile)",
+    "kv_quant_fifo": "quantizer output buffer (beats)",
+    "kv_dequant_fifo": "dequantizer output buffer (beats)",
+    "byte_timeout_us": "a request pausing this long mid-frame is dropped (TRUNCATED)",
+}
+
+
+def _link_param(name: str) -> IntParam:
+    low, high = LINK_RANGES[name]
+    return IntParam(name, help=_LINK_HELP[name], default=getattr(_ACCEL_DEFAULTS, name), low=low, high=high)
+
+
 _ACCELERATOR_PARAMS = _prefixed("pe_", _PE_ARRAY_PARAMS) + _prefixed("kv_", _KV_DEQUANT_PARAMS) + (
-    IntParam("clk_hz", help="clock frequency (Hz)", default=_ACCEL_DEFAULTS.clk_hz, low=1_000_000,
-             high=1_000_000_000),
-    IntParam("baud", help="UART bit rate (clk_hz / baud cycles a bit, >= 4)", default=_ACCEL_DEFAULTS.baud,
-             low=300, high=250_000_000),
-    IntParam("max_payload", help="largest request payload (bytes): the frame buffer",
-             default=_ACCEL_DEFAULTS.max_payload, low=64, high=0xFFFF),
-    IntParam("weight_beats", help="weight memory depth (beats of pe_cols 32-bit words)",
-             default=_ACCEL_DEFAULTS.weight_beats, low=1, high=1 << 20),
-    IntParam("result_beats", help="result memory depth (one beat per row and column tile)",
-             default=_ACCEL_DEFAULTS.result_beats, low=1, high=1 << 16),
-    IntParam("kv_quant_fifo", help="quantizer output buffer (beats)", default=_ACCEL_DEFAULTS.kv_quant_fifo,
-             low=16, high=1 << 16),
-    IntParam("kv_dequant_fifo", help="dequantizer output buffer (beats)",
-             default=_ACCEL_DEFAULTS.kv_dequant_fifo, low=16, high=1 << 16),
+    *(_link_param(name) for name in _LINK_HELP if name != "byte_timeout_us"),
     ChoiceParam("engines", help="all, or only the PE array (pe) or the KV engines (kv)",
                 default=_ACCEL_DEFAULTS.engines, choices=ENGINES),
-    IntParam("byte_timeout_us", help="a request pausing this long mid-frame is dropped (TRUNCATED)",
-             default=_ACCEL_DEFAULTS.byte_timeout_us, low=1, high=10_000_000),
+    _link_param("byte_timeout_us"),
 )
 
 
