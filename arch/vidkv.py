@@ -71,17 +71,18 @@ def _log2(n: int) -> int:
     return n.bit_length() - 1
 
 
-def metadata_widths(in_bits: int, group_tokens: int, lanes: int | None = None) -> dict[str, int]:
+def metadata_widths(in_bits: int, group_tokens: int, fft_points: int | None = None) -> dict[str, int]:
     """Bit widths of the metadata fields.
 
     ``mn``: ``in_bits`` signed. ``r = max - min <= 2**in_bits - 1``: ``in_bits`` unsigned.
     ``s = sum |x| <= Tg 2**(in_bits-1)``: ``in_bits + log2 Tg`` unsigned. ``s_fft``: the sum
     of FFT lanes of N channels, ``|lane| <= 2**(in_bits + log2 N)`` with a guard for
-    rounding: ``in_bits + log2 N + log2 Tg + 1`` unsigned (docs/formats.md).
+    rounding: ``in_bits + log2 N + log2 Tg + 1`` unsigned (docs/formats.md); only with
+    ``fft_points`` = N.
     """
     widths = {"mn": in_bits, "r": in_bits, "s": in_bits + _log2(group_tokens)}
-    if lanes:
-        widths["s_fft"] = in_bits + _log2(lanes) + _log2(group_tokens) + 1
+    if fft_points:
+        widths["s_fft"] = in_bits + _log2(fft_points) + _log2(group_tokens) + 1
     return widths
 
 

@@ -63,7 +63,7 @@ def test_b3_bytes_decode_with_multiply_and_shift():
 def test_metadata_widths_hold_the_extremes():
     x = torch.full((1, 32, 64), -32768)
     x[0, ::2] = 32767
-    widths = metadata_widths(16, 32, lanes=32)
+    widths = metadata_widths(16, 32, fft_points=32)
     k = quantize_keys(x, 0.5, fft=True)
     assert k.r.max() < 2 ** widths["r"] and k.r.max() == 2 ** 16 - 1
     assert k.s.max() < 2 ** widths["s_fft"]
