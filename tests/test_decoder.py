@@ -51,8 +51,7 @@ def rtl_decode(families, vectors, seed, stall=0.3):
 
 
 @pytest.mark.parametrize("families", [FAMILIES, ("fp3", "int4"), ("fp4",), ("int8",), ("int3", "int6")])
-def test_exhaustive_with_stalls(families):
-    seed = random.randrange(1 << 31)
+def test_exhaustive_with_stalls(families, seed):
     vectors = decoder_vectors(families, random.Random(seed))
     words, _ = rtl_decode(families, vectors, seed)
     mismatch = first_mismatch(families, vectors, words)

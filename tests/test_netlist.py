@@ -1,7 +1,6 @@
 """Post-synthesis netlist simulation: yosys's netlist of the decoder equals the RTL word for word."""
 
 import json
-import random
 
 import pytest
 
@@ -20,10 +19,9 @@ def _dump(build, params, seed, path):
 @pytest.mark.parametrize("target,simulator", [
     ("ice40-up5k", "icarus"), ("ice40-up5k", "verilator"), ("ecp5-85f", "verilator"),
 ])
-def test_netlist_matches_rtl(tmp_path, target, simulator):
+def test_netlist_matches_rtl(tmp_path, target, simulator, seed):
     design = get_design("decoder")
     params = design.resolve({})
-    seed = random.randrange(1 << 31)
     rtl_build, _ = build_design("decoder", params, simulator)
     rtl = _dump(rtl_build, params, seed, tmp_path / "rtl.json")
 
@@ -46,7 +44,7 @@ def test_ecp5_netlist_on_icarus_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("target,simulator", [("ice40-up5k", "icarus"), ("ecp5-85f", "verilator")])
-def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator):
+def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator, seed):
     import torch
 
     from arch.pe_array_config import PeArrayConfig
@@ -61,7 +59,6 @@ def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator
     assert cells, "yosys produced no cells"
     build = build_netlist(netlist, design.top, target, simulator)
     config = PeArrayConfig.from_params(params)
-    seed = random.randrange(1 << 31)
     for name in config.families:
         a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
         run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.2, seed=seed, build=build)

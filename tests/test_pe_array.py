@@ -70,9 +70,8 @@ def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray, family_
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_small_array_every_family_with_stalls(name):
+def test_small_array_every_family_with_stalls(name, seed):
     config = PeArrayConfig(rows=2, cols=2, lanes=4, group_size=32, scale_bits=4, max_k=128)
-    seed = random.randrange(1 << 31)
     a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
     got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
     mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
@@ -90,13 +89,12 @@ def test_family_not_built_reads_the_first_layout_and_gives_zeros():
 
 
 @pytest.mark.parametrize("name", ["fp4", "int8"])
-def test_tall_array_row_groups_with_stalls(name):
+def test_tall_array_row_groups_with_stalls(name, seed):
     # 9 rows: three or more copies of the digit bus and the drain control, the last
     # one for a partial group of rows.
     config = PeArrayConfig(rows=9, cols=2, lanes=4, group_size=32, scale_bits=4, max_k=64)
     assert 9 % ROWS_PER_COPY != 0
     assert config.row_copies == -(-9 // ROWS_PER_COPY) > 2
-    seed = random.randrange(1 << 31)
     a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
     got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed)
     mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
@@ -104,9 +102,8 @@ def test_tall_array_row_groups_with_stalls(name):
 
 
 @pytest.mark.parametrize("multiplier", MULTIPLIERS)
-def test_parallel_baseline_with_stalls(multiplier):
+def test_parallel_baseline_with_stalls(multiplier, seed):
     config = PeArrayConfig(rows=2, cols=3, lanes=8, group_size=64, scale_bits=6, families=("int4",), max_k=256)
-    seed = random.randrange(1 << 31)
     a_q, bw = random_case(config, "int4", torch.Generator().manual_seed(seed))
     got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=seed, build=lambda c: ParallelArray(c, multiplier))
     mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)

@@ -1,0 +1,97 @@
+"""The suite's tiers and seeds.
+
+Tiers: every test that runs a simulator on generated Verilog, a synthesis or place and
+route, the simulated board, or a real transformer is marked here, by file (and, in
+test_cli.py, by test), so that no test file carries these markers by hand:
+
+==============  ==================================================================
+``cocotb``      generated Verilog under Verilator or Icarus
+``synthesis``   yosys / nextpnr flows (and simulation of their netlists)
+``board``       board configurations and the simulated board behind its UART
+``accuracy``    all-MiniLM-L6-v2 through the golden models
+``slow``        every test of the four tiers above
+==============  ==================================================================
+
+``pytest -m "not slow"`` is the fast tier (golden models, Amaranth-simulator unit tests
+of every block, docs); plain ``pytest`` runs everything.
+
+Seeds: a test that takes the ``seed`` fixture gets a fixed seed derived from its test id,
+so a run is repeatable; ``--random-seeds`` (or ``MIXBIT_SEED=random``) draws fresh ones,
+``MIXBIT_SEED=N`` forces one. A failing test's report shows its seed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import zlib
+
+import pytest
+
+#: The tier of each test file that belongs to one whole.
+FILE_TIERS = {
+    "test_cocotb_accelerator.py": "cocotb",
+    "test_cocotb_decoder.py": "cocotb",
+    "test_cocotb_kv_dequant.py": "cocotb",
+    "test_cocotb_kv_fft.py": "cocotb",
+    "test_cocotb_kv_quant.py": "cocotb",
+    "test_cocotb_pe_array.py": "cocotb",
+    "test_netlist.py": "synthesis",
+    "test_synth.py": "synthesis",
+    "test_ecp5_bram.py": "synthesis",
+    "test_board_sim.py": "board",
+    "test_boards.py": "board",
+    "test_accuracy.py": "accuracy",
+}
+#: test_cli.py mixes quick argument checks with runs of the simulators and the flow.
+CLI_TIERS = {
+    "test_generated_verilog_passes_verilator_lint": "cocotb",
+    "test_sim_runs_the_regression": "cocotb",
+    "test_sim_runs_the_pe_array_self_check": "cocotb",
+    "test_synth_prints_area_and_fmax": "synthesis",
+}
+TIERS = ("cocotb", "synthesis", "board", "accuracy")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--random-seeds", action="store_true",
+                     help="draw a fresh random seed for every test that takes the seed fixture")
+
+
+def pytest_configure(config):
+    for tier in TIERS:
+        config.addinivalue_line("markers", f"{tier}: a slow-tier test (set by tests/conftest.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = FILE_TIERS.get(item.path.name)
+        if item.path.name == "test_cli.py":
+            tier = CLI_TIERS.get(item.originalname)
+        if tier:
+            item.add_marker(tier)
+            item.add_marker("slow")
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """The test's random seed: fixed per test id unless asked otherwise (see the module docstring)."""
+    forced = os.environ.get("MIXBIT_SEED", "")
+    if forced.isdigit():
+        value = int(forced)
+    elif forced == "random" or request.config.getoption("--random-seeds"):
+        value = random.randrange(1 << 31)
+    else:
+        value = zlib.crc32(request.node.nodeid.encode())
+    request.node.user_properties.append(("seed", value))
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        for name, value in item.user_properties:
+            if name == "seed":
+                report.sections.append(("seed", f"seed = {value} (rerun with MIXBIT_SEED={value})"))
+    return report
