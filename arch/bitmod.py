@@ -1,4 +1,4 @@
-"""BitMoD weight datatypes: the value grids of spec/bitmod.md section 1.
+"""BitMoD weight datatypes: the value grids of docs/bitmod_contract.md section 1.
 
 This module is the single source of truth for every fact about a weight family
 (code width, value of each code, special values, terms per weight). It is pure
@@ -41,11 +41,11 @@ __all__ = [
 #: Width of a word of the packed weight stream (docs/formats.md).
 WORD_BITS = 32
 
-#: Activations are int8 (spec section 4); the hardware accepts any int8, -128 included.
+#: Activations are int8 (docs/bitmod_contract.md section 4); the hardware accepts any int8, -128 included.
 ACTIVATION_BITS = 8
-#: Supported group sizes G along K (spec section 2).
+#: Supported group sizes G along K (docs/bitmod_contract.md section 2).
 GROUP_SIZES = (32, 64, 128)
-#: Supported widths S of the group scale ``sq`` (spec section 2).
+#: Supported widths S of the group scale ``sq`` (docs/bitmod_contract.md section 2).
 SCALE_BITS_RANGE = range(4, 13)
 
 
@@ -142,7 +142,7 @@ def check_families(families, *, argument: str = "families") -> tuple[str, ...]:
 def code_values(name: str, dt: int) -> tuple[int, ...]:
     """Value (in code units) of every code word of family ``name`` for datatype bit ``dt``.
 
-    Entry ``c`` is ``v(c, dt)`` of spec section 1; ``dt`` only matters for fp families.
+    Entry ``c`` is ``v(c, dt)`` of docs/bitmod_contract.md section 1; ``dt`` only matters for fp families.
     """
     fam = family(name)
     if dt not in (0, 1):
@@ -232,7 +232,7 @@ def check_scale_bits(scale_bits) -> int:
 
 
 def accumulator_widths(max_k: int, group_size: int, scale_bits: int, families) -> dict[str, int]:
-    """Bit widths that make overflow impossible in the PE array (spec section 5).
+    """Bit widths that make overflow impossible in the PE array (docs/bitmod_contract.md section 5).
 
     The bounds take any code word (int4's ``-8`` too) and any int8 activation
     (``-128`` too), so they hold for every input, not only quantizer output:

@@ -2,7 +2,7 @@
 
 The baseline below is a direct implementation of the BitMoD authors' published
 quantizer: for every candidate grid, one boolean mask per grid midpoint over the
-whole tensor at once. It follows spec section 3 with the same tie rule, so it must
+whole tensor at once. It follows docs/bitmod_contract.md section 3 with the same tie rule, so it must
 give the same codes, which this script checks. Both run in this process on the
 same inputs; peak memory is the resident set size sampled every millisecond, minus
 what the process held before the call. Prints a Markdown table, writes JSON.

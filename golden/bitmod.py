@@ -1,6 +1,6 @@
 """BitMoD golden model: the mixture-of-datatypes quantizer and the integer-exact PE-array result.
 
-Implements spec/bitmod.md sections 2 to 5 step by step, vectorized in torch (no
+Implements docs/bitmod_contract.md sections 2 to 5 step by step, vectorized in torch (no
 Python loop over groups or elements; rows are processed in blocks to bound memory)
 on whatever device the input lives on.
 """
@@ -45,7 +45,7 @@ class BitmodWeights:
     Attributes
     ----------
     codes : uint8 tensor [N, K]
-        Raw unsigned code words (spec section 2), what sits in memory.
+        Raw unsigned code words (contract section 2), what sits in memory.
     dt : uint8 tensor [N, K/G]
         Datatype bit per group (0 = ER, 1 = EA); 0 for int families.
     sg : uint8 tensor [N, K/G]
@@ -161,7 +161,7 @@ def _select(groups: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor
 
 
 def quantize(w: torch.Tensor, family_name: str, group_size: int = 128, scale_bits: int = 8) -> BitmodWeights:
-    """Quantize ``w`` [N, K] with BitMoD's mixture of datatypes (spec section 3).
+    """Quantize ``w`` [N, K] with BitMoD's mixture of datatypes (contract section 3).
 
     Parameters
     ----------
@@ -247,7 +247,7 @@ def dequantize(bw: BitmodWeights) -> torch.Tensor:
 
 
 def quantize_activations(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token symmetric int8 activations (spec section 4): ``(a_q int8 [M, K], s_a float32 [M])``.
+    """Per-token symmetric int8 activations (contract section 4): ``(a_q int8 [M, K], s_a float32 [M])``.
 
     ``s_a = amax / 127`` (stored as float32, and used as stored), ``a_q =
     clamp(round_half_even(a / s_a), -127, 127)``; an all-zero row gets ``s_a = 1``.
@@ -263,7 +263,7 @@ def quantize_activations(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def matmul_int(a_q: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
-    """The PE array's exact result (spec section 5), int64 [M, N].
+    """The PE array's exact result (contract section 5), int64 [M, N].
 
     ``acc[m, n] = sum_g (-1)**sg * sq * sum_{k in g} v(code[n, k], dt[n, g]) * a_q[m, k]``.
     Group sums are computed as float64 matrix products, which are exact: every

@@ -1,4 +1,4 @@
-"""Vectorized torch decode/encode of BitMoD weight code words (spec/bitmod.md section 1).
+"""Vectorized torch decode/encode of BitMoD weight code words (docs/bitmod_contract.md section 1).
 
 The value tables come from :mod:`arch.bitmod`; this module only turns them into
 lookup tensors. ``decode(encode(v)) == v`` for every value on a grid and

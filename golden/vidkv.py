@@ -1,9 +1,9 @@
-"""VidKV golden model: the integer element formats of spec/vidkv.md sections 2-3.
+"""VidKV golden model: the integer element formats of docs/vidkv_contract.md sections 2-3.
 
 All functions work on integer tensors whose last two dimensions are one group,
 ``[..., Tg tokens, D channels]``, and quantize per channel along tokens. Results are
 integers; dequantization gives fixed point with ``frac_bits`` fraction bits, rounded
-half up, so it is within half an output LSB of the real value of spec section 2.
+half up, so it is within half an output LSB of the real value of its section 2.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixed-point radix-2 FFT for VidKV's "1-bit + FFT" keys (spec/vidkv.md section 3).
+"""Fixed-point radix-2 FFT for VidKV's "1-bit + FFT" keys (docs/vidkv_contract.md section 3).
 
 Integer-exact, so the RTL can match it bit for bit (docs/formats.md):
 

@@ -1,4 +1,4 @@
-"""Memory formats of quantized VidKV groups (spec/vidkv.md section 5; layout in docs/formats.md).
+"""Memory formats of quantized VidKV groups (docs/vidkv_contract.md section 5; layout in docs/formats.md).
 
 Per group, ``words`` holds 32-bit words: for keys, the channel mask (D bits, bit c =
 channel c) then the code words of every 2-bit channel and then of every 1-bit

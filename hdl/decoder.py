@@ -149,7 +149,7 @@ class WeightDecoder(wiring.Component):
 
     The output is ``terms`` radix-4 digits ``d[t]`` in ``{0, +-1, +-2, +-4}``, least
     significant first, with ``sum(d[t] * 4**t)`` exactly the weight value
-    ``v(code, dt)`` in code units (spec section 1). The PE spends cycle ``t`` of a
+    ``v(code, dt)`` in code units (docs/bitmod_contract.md section 1). The PE spends cycle ``t`` of a
     weight on digit ``t``, so a digit only ever shifts the activation by 0..2:
 
     * fp3/fp4: the two digits of :func:`arch.bitmod.fp_digits` (the special code

@@ -1,6 +1,6 @@
 """Simulating a yosys netlist with yosys's own cell models, to check synthesis against the RTL.
 
-yosys 0.70's iCE40 flow was seen to emit wrong netlists (TOOLCHAIN.md), so a netlist
+yosys 0.70's iCE40 flow was seen to emit wrong netlists (docs/toolchain.md), so a netlist
 whose numbers matter is simulated on the same vectors as its RTL.
 """
 

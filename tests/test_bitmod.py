@@ -1,4 +1,4 @@
-"""golden.bitmod against a plain-Python transcription of spec/bitmod.md sections 3-5."""
+"""golden.bitmod against a plain-Python transcription of docs/bitmod_contract.md sections 3-5."""
 
 import math
 

@@ -74,3 +74,29 @@ def test_engine_stream_beat_counts_match_golden():
     v2 = beats_per_group("value", d=128, group_tokens=32, value_format="2bit")
     b3 = beats_per_group("value", d=128, group_tokens=32, ternary_layout="b3")
     assert f"f = 1/2: {key}; V2: {v2}; V1.58 `b3`: {b3}; STP adds Tg" in " ".join(DOC.split())
+
+
+ROOT = Path(__file__).parent.parent
+_PACKAGES = "docs|arch|golden|hdl|host|gateware|sim|synth|mixbit|benchmarks|tests"
+_PATH = re.compile(rf"\b(?:{_PACKAGES})/[\w./-]+\.(?:py|md|cpp|vlt|png)\b")
+_LINK = re.compile(r"\]\(([\w./-]+\.(?:md|png|py))(?:#[\w-]*)?\)")
+
+
+def _texts():
+    for pattern in ("*.md", "*/*.md", "*/*.py", "*.toml"):
+        for path in sorted(ROOT.glob(pattern)):
+            yield path, path.read_text()
+
+
+def test_every_file_the_repository_names_exists():
+    missing = [f"{path.relative_to(ROOT)} names {name}" for path, text in _texts()
+               for name in _PATH.findall(text) if not (ROOT / name).exists()]
+    missing += [f"{path.relative_to(ROOT)} links {link}" for path, text in _texts()
+                for link in _LINK.findall(text) if not (path.parent / link).exists()]
+    assert not missing, "\n".join(missing)
+
+
+def test_no_file_points_outside_the_repository():
+    words = ("../" + "shared", "spec/" + "bitmod.md", "spec/" + "vidkv.md", "TOOLCHAIN" + ".md")
+    outside = [f"{path.relative_to(ROOT)}: {word}" for path, text in _texts() for word in words if word in text]
+    assert not outside, "\n".join(outside)

@@ -1,4 +1,4 @@
-"""arch.bitmod and golden.formats against spec/bitmod.md section 1."""
+"""arch.bitmod and golden.formats against docs/bitmod_contract.md section 1."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 from arch import bitmod as tables  # the family tables
 from golden import formats
 
-# The POS grids as spec section 1 lists them, written out independently of tables.py.
+# The POS grids as the contract's section 1 lists them, written out independently of arch/bitmod.py.
 SPEC_GRIDS = {
     ("fp4", 0): {-12, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 10, 12},
     ("fp4", 1): {-12, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 12, 16},
