@@ -1,1 +1,2 @@
-"""Complete mixbit designs: the design registry, Verilog generation and the command-line tool."""
+"""Complete mixbit designs: the accelerator top, the design registry and its parameters, Verilog
+generation, and where the flows find their tools and keep their cache."""
