@@ -156,7 +156,7 @@ class FftCore(wiring.Component):
         order = bit_reverse(n_pts)
         spectrum = self._spectrum(self.i.payload)
         with m.FSM(name="fft"):
-            with m.State("IDLE"):
+            with m.State("Idle"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     for k in range(n_pts):
@@ -164,8 +164,8 @@ class FftCore(wiring.Component):
                         m.d.sync += [src[k].re.eq(re), src[k].im.eq(im)]
                     m.d.sync += [stage.eq(0), cycle.eq(0)]
                     m.d.comb += next_step.eq(0)
-                    m.next = "RUN"
-            with m.State("RUN"):
+                    m.next = "Run"
+            with m.State("Run"):
                 with m.If(cycle < cycles):
                     m.d.comb += issue.eq(1)
                     m.d.sync += cycle.eq(cycle + 1)
@@ -175,11 +175,11 @@ class FftCore(wiring.Component):
                     m.d.sync += [cycle.eq(0), stage.eq(stage + 1)]
                     m.d.sync += [s.eq(nd) for s, nd in zip(src, new_dst, strict=True)]
                     with m.If(stage == stages - 1):
-                        m.next = "OUT"
-            with m.State("OUT"):                        # src holds the spectrum in natural order
+                        m.next = "Out"
+            with m.State("Out"):                        # src holds the spectrum in natural order
                 with m.If(out_beats == 0):
                     m.d.sync += out_beats.eq(n_pts // self.out_lanes)
-                    m.next = "IDLE"
+                    m.next = "Idle"
                     src_final = [(s.re + (n_pts // 2)) >> stages for s in src] if self.inverse else \
                         [src[0].re, src[half].re] + [v for k in range(1, half) for v in (src[k].re, src[k].im)]
                     m.d.sync += [o.eq(v) for o, v in zip(out, src_final, strict=True)]

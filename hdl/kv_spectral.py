@@ -212,12 +212,12 @@ class SpectralStage(wiring.Component):
 
         # ---- control: a group at a time.
         with m.FSM(name="spectral"):
-            with m.State("IDLE"):
+            with m.State("Idle"):
                 with m.If(self.start):
                     m.d.sync += [slot.eq(self.slot), normal.eq(~self.mask), parity.eq(~parity),
                                  token.eq(0), out_token.eq(0)]
-                    m.next = "READ"
-            with m.State("READ"):
+                    m.next = "Read"
+            with m.State("Read"):
                 m.d.comb += self.busy.eq(1)
                 # A token's reads start once `inputs` will be free when their data lands: the
                 # previous token has gone to the core, or goes in the cycle it completes (an
@@ -234,11 +234,11 @@ class SpectralStage(wiring.Component):
                     with m.If(block == blocks - 1):
                         m.d.sync += token.eq(token + 1)
                         with m.If(token == tg - 1):
-                            m.next = "FINISH"
-            with m.State("FINISH"):                          # the last token through the core
+                            m.next = "Finish"
+            with m.State("Finish"):                          # the last token through the core
                 m.d.comb += self.busy.eq(1)
                 with m.If(held_valid & held_last):
-                    m.next = "IDLE"
+                    m.next = "Idle"
         return m
 
 
