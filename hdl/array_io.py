@@ -10,21 +10,43 @@ import functools
 import operator
 
 from amaranth import C, Cat, Elaboratable, Module, Mux, Signal, Value, signed
-from amaranth.lib import data
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS
 from arch.pe_array_config import PeArrayConfig
 
 from .replica import REPLICA_ATTR, replicas
 
-__all__ = ["JobControl", "drain_results"]
+__all__ = ["array_members", "delay_line", "JobControl", "drain_results"]
 
 #: Result bits per copy of the output buffer's `advance` and pointers (:func:`drain_results`).
 SLICE_BITS = 16
 #: Entries of the output buffer (:func:`drain_results`): with three, the decision to push
 #: in the next cycle can ignore this cycle's o.ready and still push every cycle.
 BUFFER_ENTRIES = 3
+
+
+def array_members(config: PeArrayConfig) -> dict:
+    """The members of a PE array (:class:`hdl.pe_array.PeArray`, :class:`hdl.parallel_array.ParallelArray`)."""
+    return {
+        "family": In(FAMILY_ID_BITS),
+        "groups": In(config.groups_bits),
+        "col_tiles": In(config.tile_count_bits),
+        "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
+        "w": In(stream.Signature(config.weight_beat_bits)),
+        "o": Out(stream.Signature(data.ArrayLayout(signed(config.acc_bits), config.cols))),
+    }
+
+
+def delay_line(m: Module, value: Value, stages: int, name: str, *, reset_less: bool = False) -> Value:
+    """``value`` delayed by ``stages`` plain registers (``{name}_d{stage}``); ``value`` itself for 0 stages."""
+    for stage in range(stages):
+        delayed = Signal(Value.cast(value).shape(), name=f"{name}_d{stage}", reset_less=reset_less)
+        m.d.sync += delayed.eq(value)
+        value = delayed
+    return value
 
 
 class JobControl(Elaboratable):
@@ -83,23 +105,21 @@ class JobControl(Elaboratable):
         load_addr = Signal(range(config.act_depth))
         first_beat = Signal(init=1)
         # `row_end` (`load_addr` is a row's last address) is a flag, set when the counter
-        # moves, so that no compare sits on `act.ready`'s enable. It is set from a compare
-        # with the row's second-to-last address, sampled from the input while the job's
-        # first beat is awaited (the input holds a cycle before that beat; a row has at
-        # least two steps, since the dequantization limit keeps lanes <= group_size / 2).
+        # moves, from a compare with the row's second-to-last address, sampled from the
+        # input while the job's first beat is awaited (the input holds a cycle before that
+        # beat; a row has at least two steps, since the dequantization limit keeps
+        # lanes <= group_size / 2).
         row_penult_addr = Signal(range(config.act_depth))
         with m.If(self.loading & first_beat):
             m.d.sync += row_penult_addr.eq(self._groups * config.steps_per_group - 2)
         row_end = Signal()
-        # The row being loaded, one-hot: each row's write enable is one LUT from flip-flops
-        # (a compare with a row counter put it 4 LUT levels from `loading`).
+        # The row being loaded, one-hot (each row's write enable is one LUT from flip-flops).
         row_hot = Signal(config.rows, init=1)
         last_row = row_hot[-1]
 
         # Per group of rows: the registered write (address and data) and, when late, the
-        # read address and the take enable; one register driving every row's block RAM
-        # or activation register spans the die in a tall array. The take enable is a
-        # tree: a copy per column of activation registers, then one per group of rows.
+        # read address and the take enable (a tree: a copy per column of activation
+        # registers, then one per group of rows).
         copies = config.row_copies
         write_addr = replicas(m, load_addr, copies, "write_addr", reset_less=True)
         write_data = replicas(m, act.payload, copies, "write_data", reset_less=True)
@@ -128,8 +148,7 @@ class JobControl(Elaboratable):
             m.d.sync += write.en.eq(act.valid & act.ready & row_hot[r])
             m.d.comb += read.addr.eq(read_addr[group])
             if self.prefetch:
-                # The memory reads in every cycle into a plain register (the memory's
-                # slow clock-to-output meets nothing but a flip-flop), and `activations`
+                # The memory reads in every cycle into a plain register, and `activations`
                 # takes that register one cycle after the read was asked for (two with
                 # `late`), through a registered enable, not the memories' clock enables.
                 raw = Signal.like(self.activations[r][0], name=f"raw{r}", reset_less=True)
@@ -195,9 +214,7 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     rows = len(accs)
     chain = [[Signal.like(acc, name=f"result{r}_{c}", reset_less=True) for c, acc in enumerate(row)]
              for r, row in enumerate(accs)]
-    # The rows still in the chain, as a thermometer code (held[i] = more than i rows
-    # left): its next value and the flags the shift decision reads ("any row left",
-    # "exactly one") are one LUT each, with no counter's carry before `advance_next`.
+    # The rows still in the chain, as a thermometer code (held[i] = more than i rows left).
     held = Signal(rows)
     tiles_left = Signal.like(job.col_tiles)      # counts down: a zero test instead of a compare
     # The output buffer: a ring of entries, `filled` the entries held as a thermometer
@@ -226,8 +243,7 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
 
     # A push writes the entry at the write pointer, a pop moves the read pointer; both
     # pointers are one-hot, with a copy per slice, and o.payload is the entry at the
-    # read pointer (an AND-OR of the entries). So o.ready, an input, reaches the fill
-    # and the read pointers' copies through one LUT each, and no data register's enable.
+    # read pointer (an AND-OR of the entries).
     pop = o.valid & o.ready
     up, down = Cat(C(1, 1), filled[:-1]), filled[1:]
     m.d.sync += filled.eq(Mux(push & ~pop, up, Mux(pop & ~push, down, filled)))
@@ -257,8 +273,6 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     full = held[0]
     # A push in the next cycle needs a free entry even if nothing is popped in this cycle
     # or the next: the entries held now plus this cycle's push must leave one free.
-    # Three entries keep one push per cycle going while o.ready stays high, and the
-    # decision reads flip-flops only, not o.ready.
     no_room = filled[-1] | (filled[-2] & push)
     m.d.comb += advance_next.eq(held_next[0] & ~no_room)
     m.d.sync += held.eq(held_next)

@@ -13,13 +13,13 @@ of :class:`hdl.pe_array.PeArray`, so the two differ only in how a lane multiplie
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS, WORD_BITS, pack_layout
+from arch.bitmod import ACTIVATION_BITS, WORD_BITS, pack_layout
 from arch.pe_array_config import PeArrayConfig
 
-from .array_io import JobControl, drain_results
+from .array_io import JobControl, array_members, delay_line, drain_results
 from .pe import DequantUnit, ScaleSerializer, adder_tree, lane_select_layout, lane_sum_bits
 
 __all__ = ["MULTIPLIERS", "ParallelPE", "ParallelArray", "parallel_config"]
@@ -119,14 +119,7 @@ class ParallelArray(wiring.Component):
         if multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
         self.multiplier = multiplier
-        super().__init__({
-            "family": In(FAMILY_ID_BITS),
-            "groups": In(config.max_groups.bit_length()),
-            "col_tiles": In(config.tile_count_bits),
-            "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
-            "w": In(stream.Signature(config.weight_beat_bits)),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(config.acc_bits), config.cols))),
-        })
+        super().__init__(array_members(config))
 
     def elaborate(self, platform):
         m = Module()
@@ -142,8 +135,7 @@ class ParallelArray(wiring.Component):
         tile = Signal.like(job.col_tiles)
         sq = [Signal(config.scale_bits, name=f"sq{c}") for c in range(cols)]
         sg = [Signal(name=f"sg{c}") for c in range(cols)]
-        # Registered flags instead of compares on the ready path: this step is its
-        # group's last, this group is its tile's last, this tile is its job's last.
+        # Registered flags: this step is its group's last, this group its tile's last, this tile its job's last.
         last_step, group_is_last, tile_is_last = Signal(), Signal(), Signal()
         steps_per_group = config.steps_per_group
         with m.If(job.start):
@@ -214,13 +206,9 @@ class ParallelArray(wiring.Component):
         # ---- PEs, dequantization, results ------------------------------------------------------
         pes = [[ParallelPE(lanes, config.group_sum_bits, self.multiplier) for _ in range(cols)]
                for _ in range(rows)]
-        sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
-        for stage in range(pes[0][0].latency - 1):
-            delayed = [Signal.like(s, name=f"sq{c}_d{stage}") for c, s in enumerate(sq_at_done)]
-            tile_end = Signal(name=f"tile_end_d{stage}")
-            m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
-            m.d.sync += tile_end.eq(tile_end_at_done)
-            sq_at_done, tile_end_at_done = delayed, tile_end
+        stages = pes[0][0].latency - 1
+        sq_at_done = [delay_line(m, bus_sq[c], stages, f"sq{c}") for c in range(cols)]
+        tile_end_at_done = delay_line(m, bus_tile_end, stages, "tile_end")
         clear = [[Signal(name=f"clear{r}_{c}") for c in range(cols)] for r in range(rows)]
         serializers = []
         for c in range(cols):

@@ -22,8 +22,8 @@ from arch.bitmod import ACTIVATION_BITS, signed_bits
 
 from .replica import REPLICA_ATTR
 
-__all__ = ["lane_select_layout", "lane_sum_bits", "adder_tree", "BitSerialPE", "ScaleSerializer",
-           "DequantUnit"]
+__all__ = ["lane_select_layout", "lane_sum_bits", "neg_count_bits", "adder_tree", "BitSerialPE",
+           "ScaleSerializer", "DequantUnit"]
 
 
 def lane_select_layout(max_shift: int) -> data.StructLayout:
@@ -37,6 +37,11 @@ def lane_select_layout(max_shift: int) -> data.StructLayout:
 def lane_sum_bits(lanes: int, max_shift: int) -> int:
     """Width of a lane sum: ``lanes`` digits of at most ``2**max_shift`` times an int8."""
     return signed_bits(lanes << (ACTIVATION_BITS - 1 + max_shift))
+
+
+def neg_count_bits(lanes: int) -> int:
+    """Width of a column's count of negative lanes (``neg_count``, 0..``lanes``)."""
+    return lanes.bit_length()
 
 
 def adder_tree(m: Module, values, width: int, levels_per_stage: int) -> tuple[Signal, int]:
@@ -94,7 +99,7 @@ class BitSerialPE(wiring.Component):
         super().__init__({
             "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
             "sel": In(data.ArrayLayout(lane_select_layout(max_shift), lanes)),
-            "neg_count": In(lanes.bit_length()),
+            "neg_count": In(neg_count_bits(lanes)),
             "t": In(max(1, (max_t - 1).bit_length())),
             "valid": In(1),
             "last": In(1),
@@ -125,11 +130,9 @@ class BitSerialPE(wiring.Component):
 
         # Control follows the data through the same number of registers (`t` is used
         # one stage before the accumulator). `restart` (= the accumulator stage's valid &
-        # last) is a flip-flop of its own: it restarts the accumulator and loads the group
-        # sum register; `done` follows it a cycle later and loads the dequantization unit
-        # and its serializer. The control registers are replicas (hdl.replica): PEs
-        # that see the same digit bus would otherwise share one control chain after
-        # synthesis, and its `done` would reach every one of their units.
+        # last) restarts the accumulator and loads the group sum register; `done` follows
+        # it a cycle later and loads the dequantization unit and its serializer. The
+        # control registers are replicas (hdl.replica): one control chain per PE.
         t, valid, last = self.t, self.valid, self.last
         control = {REPLICA_ATTR: 1}
         restart = Signal(name="restart", attrs=control)
@@ -147,12 +150,9 @@ class BitSerialPE(wiring.Component):
                 t = t_next
 
         # Stage 3: the lane sum weighted by 4**t, registered; stage 4: the group
-        # accumulator, restarted when a group is done; stage 5: the group sum, so that
-        # the dequantization unit loads a register, not the accumulator's adder. The
-        # group sum has an adder of its own, fed by a copy of the weighted lane sum: each
-        # carry chain then drives one register, which the placer packs beside it (with
-        # one adder for both, the accumulator's flip-flops ended up away from their
-        # carry chain, about 4 ns each way).
+        # accumulator, restarted when a group is done; stage 5: the group sum, a register
+        # for the dequantization unit to load, with an adder of its own fed by a copy of
+        # the weighted lane sum (one register per carry chain).
         accumulator = Signal(signed(self.group_sum_bits))
         # (Both copies are replicas: yosys would fold an unmarked one into the kept one.)
         shifted = Signal(signed(self.group_sum_bits), reset_less=True, attrs=control)

@@ -12,23 +12,28 @@ Data path (docs/pe_array.md has the picture and the stream formats)::
 A *job* loads the activations of R tokens (``K = groups * G`` int8 each), then runs
 ``col_tiles`` column tiles over them: each tile streams the packed weights of C output
 channels, accumulates, dequantizes group by group and returns R beats of C results.
+
+The parts: :class:`hdl.array_io.JobControl` (job inputs, activation buffer),
+:class:`hdl.weight_steps.WeightSteps` (front end), :class:`hdl.digit_bus.DigitBus` (step
+sequencer and digit bus), a :class:`PeCell` per PE and :func:`hdl.array_io.drain_results`.
 """
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth import Module, signed
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS, FAMILY_IDS, family
+from arch.bitmod import ACTIVATION_BITS
 from arch.pe_array_config import PeArrayConfig
 
-from .array_io import JobControl, drain_results
-from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout
+from .array_io import JobControl, array_members, delay_line, drain_results
+from .digit_bus import DigitBus
+from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout, neg_count_bits
 from .replica import replicas
 from .weight_steps import WeightSteps
 
-__all__ = ["PeArray"]
+__all__ = ["PeArray", "PeCell"]
 
 
 class PeArray(wiring.Component):
@@ -57,183 +62,141 @@ class PeArray(wiring.Component):
 
     def __init__(self, config: PeArrayConfig):
         self.config = config
-        self.result_layout = data.ArrayLayout(signed(config.acc_bits), config.cols)
+        super().__init__(array_members(config))
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        rows, cols = config.rows, config.cols
+        m.submodules.job = job = JobControl(config, self.act, self.family, self.groups, self.col_tiles,
+                                            prefetch=True, late=True, column_copies=cols)
+
+        # ---- weight front end -----------------------------------------------------------------
+        m.submodules.front = front = WeightSteps(config)
+        wiring.connect(m, wiring.flipped(self.w), front.words)
+        m.d.comb += front.start.eq(job.start)
+        for c, column in enumerate(job.columns):
+            m.d.comb += [front.family[c].eq(column["family_id"]), front.groups[c].eq(column["groups"]),
+                         front.tiles[c].eq(column["col_tiles"])]
+
+        # ---- step sequencer and digit bus -----------------------------------------------------
+        m.submodules.bus = bus = DigitBus(config)
+        wiring.connect(m, front.steps, bus.steps)
+        m.d.comb += [bus.family.eq(job.family_id), bus.loading.eq(job.loading),
+                     job.read_enable.eq(bus.read_enable), job.read_addr.eq(bus.read_addr)]
+
+        # ---- fan-out: a registered copy of the digit bus for every ROWS_PER_COPY rows --------
+        # (the activations are taken a cycle later to meet it: JobControl(late=True))
+        copies = config.row_copies
+        sel_copies = [replicas(m, bus.sel[c], copies, f"sel{c}", reset_less=True) for c in range(cols)]
+        neg_copies = [replicas(m, bus.neg_count[c], copies, f"neg_count{c}", reset_less=True) for c in range(cols)]
+        # t, valid and last per cell (row group, column).
+        t_copies = [replicas(m, bus.t[c], copies, f"t{c}", reset_less=True) for c in range(cols)]
+        valid_copies = [replicas(m, bus.valid[c], copies, f"valid{c}") for c in range(cols)]
+        last_copies = [replicas(m, bus.last[c], copies, f"last{c}") for c in range(cols)]
+
+        # ---- the PEs and their dequantization units -------------------------------------------
+        cells = [[PeCell(config) for _ in range(cols)] for _ in range(rows)]
+        # The group's scale and tile end must reach a cell with its `done`, `latency` cycles
+        # after the bus: a delay line per column, whose last stage has a copy per cell.
+        stages = cells[0][0].latency - 1
+        sq_at_done = [replicas(m, delay_line(m, bus.sq[c], stages, f"sq{c}", reset_less=True), copies,
+                               f"sq{c}_done", reset_less=True) for c in range(cols)]
+        tile_end_at_done = [replicas(m, delay_line(m, bus.tile_end[c], stages, f"tile_end{c}"), copies,
+                                     f"tile_end{c}_done") for c in range(cols)]
+        for r, row in enumerate(cells):
+            g = config.row_group(r)
+            for c, cell in enumerate(row):
+                m.submodules[f"cell{r}_{c}"] = cell
+                m.d.comb += [
+                    cell.a.eq(job.activations[r][c]),
+                    cell.sel.eq(sel_copies[c][g]),
+                    cell.neg_count.eq(neg_copies[c][g]),
+                    cell.t.eq(t_copies[c][g]),
+                    cell.valid.eq(valid_copies[c][g]),
+                    cell.last.eq(last_copies[c][g]),
+                    cell.sq.eq(sq_at_done[c][g]),
+                    cell.tile_end.eq(tile_end_at_done[c][g]),
+                ]
+
+        # ---- results: after the tile's last dequantization, R beats of C results -------------
+        full, copy = drain_results(m, self.o, [[cell.acc for cell in row] for row in cells],
+                                   group_of=[config.row_group(r) for r in range(rows)],
+                                   tile_done=[[cell.tile_done for cell in row] for row in cells],
+                                   dequantizing_next=[[cell.dequantizing_next for cell in row] for row in cells],
+                                   job=job, clear=[[cell.clear for cell in row] for row in cells])
+        m.d.comb += [bus.results_full.eq(full), bus.tile_copied.eq(copy)]
+        return m
+
+
+class PeCell(wiring.Component):
+    """One PE of the array with a scale serializer and a dequantization unit of its own.
+
+    A :class:`hdl.pe.BitSerialPE` whose group sums a :class:`hdl.pe.DequantUnit`, fed by
+    its own :class:`hdl.pe.ScaleSerializer`, multiplies by the group's scale and adds to
+    ``acc``; both are loaded by the PE's own ``done``, so no control net of the unit
+    reaches beyond the cell.
+
+    Members
+    -------
+    a, sel, neg_count, t, valid, last : In
+        The PE's inputs (:class:`hdl.pe.BitSerialPE`), one digit per cycle.
+    sq : In(scale_bits)
+        The group's scale: sampled ``latency`` cycles after the group's last digit
+        (``valid & last``), in the cycle the group sum is done.
+    tile_end : In(1)
+        Sampled with ``sq``: the group is its tile's last.
+    clear : In(1)
+        Zeroes ``acc`` in the next cycle; it must not come while the unit dequantizes.
+    acc : Out(signed(acc_bits))
+        The tile's sum of dequantized group sums (a register).
+    tile_done : Out(1)
+        The tile's last group sum is done (``latency`` cycles after its last digit, one
+        cycle, combinational from the PE's ``done`` and ``tile_end``): ``acc`` holds the
+        tile's result in the first following cycle in which the unit does not dequantize.
+    dequantizing_next : Out(1)
+        The unit dequantizes in the next cycle (``scale_bits`` cycles after each ``done``).
+    """
+
+    def __init__(self, config: PeArrayConfig):
+        self.config = config
+        self._pe = BitSerialPE(config.lanes, config.max_shift, config.terms, config.group_sum_bits)
+        #: Cycles from a group's last digit to its ``done`` (the PE's).
+        self.latency = self._pe.latency
         super().__init__({
-            "family": In(FAMILY_ID_BITS),
-            "groups": In(config.max_groups.bit_length()),
-            "col_tiles": In(config.tile_count_bits),
-            "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
-            "w": In(stream.Signature(config.weight_beat_bits)),
-            "o": Out(stream.Signature(self.result_layout)),
+            "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes)),
+            "sel": In(data.ArrayLayout(lane_select_layout(config.max_shift), config.lanes)),
+            "neg_count": In(neg_count_bits(config.lanes)),
+            "t": In(self._pe.t.shape()),
+            "valid": In(1),
+            "last": In(1),
+            "sq": In(config.scale_bits),
+            "tile_end": In(1),
+            "clear": In(1),
+            "acc": Out(signed(config.acc_bits)),
+            "tile_done": Out(1),
+            "dequantizing_next": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        rows, cols, lanes = config.rows, config.cols, config.lanes
-
-        job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, prefetch=True, late=True,
-                         column_copies=cols)
-        m.submodules.job = job
-        family_id = job.family_id
-        loading, start, activations = job.loading, job.start, job.activations
-        read_addr, read_enable = job.read_addr, job.read_enable
-        last_term = Signal(range(config.terms))     # terms - 1 of the job's family, registered
-        with m.Switch(family_id):
-            for name in config.families:
-                with m.Case(FAMILY_IDS[name]):
-                    m.d.sync += last_term.eq(family(name).terms - 1)
-            with m.Default():
-                m.d.sync += last_term.eq(family(config.families[0]).terms - 1)
-
-        # ---- weight front end -----------------------------------------------------------------
-        m.submodules.front = front = WeightSteps(config)
-        wiring.connect(m, wiring.flipped(self.w), front.words)
-        m.d.comb += front.start.eq(start)
-        for c, column in enumerate(job.columns):
-            m.d.comb += [front.family[c].eq(column["family_id"]), front.groups[c].eq(column["groups"]),
-                         front.tiles[c].eq(column["col_tiles"])]
-
-        # ---- step sequencer: T cycles per step, one digit index per cycle ----------------------
-        step = Signal(front.layout, reset_less=True)        # data: `holding` says when it counts
-        holding = Signal()
-        digit = Signal(range(config.terms))
-        closing = Signal()                       # a tile's last step is in, its results not yet copied
-        results_full = Signal()                  # the drain's row chain still holds a tile
-        last_digit = digit == last_term
-        free = Signal(init=1)                    # registered ~holding | last_digit: a step may come
-        accept = Signal()
-        # A tile may end only when the previous tile has left the accumulators and the
-        # result registers; its other steps overlap the previous tile's dequantization
-        # and result beats.
+        m.submodules.pe = pe = self._pe
+        m.submodules.dequant = unit = DequantUnit(config.group_sum_bits, config.scaled_group_bits, config.acc_bits)
+        m.submodules.scale = serializer = ScaleSerializer(config.scale_bits)
         m.d.comb += [
-            accept.eq(front.steps.valid & ~loading & free
-                      & ~(front.steps.payload.last_tile & (closing | results_full))),
-            front.steps.ready.eq(accept),
-            read_enable.eq(accept),
+            pe.a.eq(self.a), pe.sel.eq(self.sel), pe.neg_count.eq(self.neg_count), pe.t.eq(self.t),
+            pe.valid.eq(self.valid), pe.last.eq(self.last),
+            serializer.sq.eq(self.sq),
+            serializer.load.eq(pe.done),
+            serializer.load_next.eq(pe.done_next),
+            unit.group_sum.eq(pe.group_sum),
+            unit.load.eq(pe.done),
+            unit.add.eq(serializer.add),
+            unit.busy.eq(serializer.busy),
+            unit.clear.eq(self.clear),
+            self.acc.eq(unit.acc),
+            self.tile_done.eq(pe.done & self.tile_end),
+            self.dequantizing_next.eq(serializer.active_next),
         ]
-        # Every family has at least two digits, so a step is never free right after it came.
-        # `step` takes the front end's payload whenever a step may come, accepted or not
-        # (`holding` says whether it counts): its clock enable is then a flip-flop,
-        # `free`, copied per column, and not `accept`, which depends on the stream.
-        free_next = Signal(init=1)
-        m.d.comb += free_next.eq(Mux(accept, 0, Mux(holding, Mux(last_digit, 1, digit + 1 == last_term), free)))
-        m.d.sync += free.eq(free_next)
-        free_copies = replicas(m, free_next, cols, "free")
-        payload = front.steps.payload
-        # The step's counts of negative lanes, per column and digit (the front end gives them per half).
-        step_neg = [[Signal(lanes.bit_length(), name=f"step_neg{c}_{t}", reset_less=True)
-                     for t in range(config.terms)] for c in range(cols)]
-        for c in range(cols):
-            with m.If(free_copies[c]):
-                m.d.sync += [step.sel[c].eq(payload.sel[c]), step.sq[c].eq(payload.sq[c])]
-                m.d.sync += [step_neg[c][t].eq(halves[0] + halves[1])
-                             for t, halves in enumerate(payload.neg_halves[c])]
-        with m.If(free):
-            m.d.sync += [step.last_group.eq(payload.last_group), step.last_tile.eq(payload.last_tile)]
-        with m.If(accept):
-            m.d.sync += [holding.eq(1), read_addr.eq(read_addr + 1)]
-            with m.If(payload.last_tile):
-                m.d.sync += [closing.eq(1), read_addr.eq(0)]
-        with m.Elif(holding & last_digit):
-            m.d.sync += holding.eq(0)
-        # The digit index, and a copy of it per column for the column's digit multiplexers.
-        digit_next = Signal.like(digit)
-        m.d.comb += digit_next.eq(Mux(accept, 0, Mux(holding & ~last_digit, digit + 1, digit)))
-        m.d.sync += digit.eq(digit_next)
-        digit_copies = replicas(m, digit_next, cols, "digit")
-
-        # The digit bus: what the PEs see a cycle later through their group's copy (below).
-        # Data registers without reset (so are the PEs' data paths): `bus_valid` says when
-        # they count, and the reset net reaches only the control.
-        bus_sel = [Signal(data.ArrayLayout(lane_select_layout(config.max_shift), lanes), name=f"sel{c}",
-                          reset_less=True) for c in range(cols)]
-        bus_neg = [Signal(lanes.bit_length(), name=f"neg_count{c}", reset_less=True) for c in range(cols)]
-        bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}", reset_less=True) for c in range(cols)]
-        for c in range(cols):
-            m.d.sync += [
-                bus_sel[c].eq(Array(step.sel[c][t] for t in range(config.terms))[digit_copies[c]]),
-                bus_neg[c].eq(Array(step_neg[c])[digit_copies[c]]),
-                bus_sq[c].eq(step.sq[c]),
-            ]
-        # The bus's control has a copy per column: each column's copies per row group
-        # (below) then stay inside the column.
-        bus_t = replicas(m, digit, cols, "bus_t", reset_less=True)
-        bus_valid = replicas(m, holding, cols, "bus_valid")
-        bus_last = replicas(m, holding & last_digit & step.last_group, cols, "bus_last")
-        bus_tile_end = replicas(m, holding & last_digit & step.last_tile, cols, "bus_tile_end")
-
-        # ---- fan-out: a registered copy of the digit bus for every ROWS_PER_COPY rows --------
-        # (the activations are taken a cycle later to meet it: JobControl(late=True))
-        copies = config.row_copies
-        group_of = [config.row_group(r) for r in range(rows)]
-        sel_copies = [replicas(m, bus_sel[c], copies, f"sel{c}", reset_less=True) for c in range(cols)]
-        neg_copies = [replicas(m, bus_neg[c], copies, f"neg_count{c}", reset_less=True) for c in range(cols)]
-        # t, valid and last per cell (row group, column).
-        t_copies = [replicas(m, bus_t[c], copies, f"t{c}", reset_less=True) for c in range(cols)]
-        valid_copies = [replicas(m, bus_valid[c], copies, f"valid{c}") for c in range(cols)]
-        last_copies = [replicas(m, bus_last[c], copies, f"last{c}") for c in range(cols)]
-
-        # ---- the PEs and their dequantization units -------------------------------------------
-        pes = [[BitSerialPE(lanes, config.max_shift, config.terms, config.group_sum_bits) for _ in range(cols)]
-               for _ in range(rows)]
-        latency = pes[0][0].latency
-        # Metadata that must arrive with the group sum: a PE's `done` comes `latency - 1`
-        # cycles after it sees a group's last digit, which its group's copy shows a cycle
-        # after the bus: `latency` registers after the bus.
-        # A delay line per column (from the column's bus copies); the last stage has a copy per cell.
-        sq_at_done, tile_end_at_done = bus_sq, bus_tile_end
-        for stage in range(latency - 1):
-            delayed = [Signal.like(s, name=f"sq{c}_d{stage}", reset_less=True) for c, s in enumerate(sq_at_done)]
-            tile_end = [Signal(name=f"tile_end{c}_d{stage}") for c in range(cols)]
-            m.d.sync += [d.eq(s) for d, s in zip(delayed, sq_at_done, strict=True)]
-            m.d.sync += [d.eq(s) for d, s in zip(tile_end, tile_end_at_done, strict=True)]
-            sq_at_done, tile_end_at_done = delayed, tile_end
-        sq_at_done = [replicas(m, sq_at_done[c], copies, f"sq{c}_done", reset_less=True) for c in range(cols)]
-        tile_end_at_done = [replicas(m, tile_end_at_done[c], copies, f"tile_end{c}_done") for c in range(cols)]
-
-        # Every PE has its own dequantization unit and scale serializer, loaded by the
-        # PE's own `done`: no control net of a unit reaches beyond its PE.
-        serializers, units = [], []
-        for r in range(rows):
-            g = group_of[r]
-            row_serializers, row_units = [], []
-            for c in range(cols):
-                pe = pes[r][c]
-                unit = DequantUnit(config.group_sum_bits, config.scaled_group_bits, config.acc_bits)
-                serializer = ScaleSerializer(config.scale_bits)
-                m.submodules[f"pe{r}_{c}"] = pe
-                m.submodules[f"dequant{r}_{c}"] = unit
-                m.submodules[f"scale{r}_{c}"] = serializer
-                m.d.comb += [
-                    pe.a.eq(activations[r][c]),
-                    pe.sel.eq(sel_copies[c][g]),
-                    pe.neg_count.eq(neg_copies[c][g]),
-                    pe.t.eq(t_copies[c][g]),
-                    pe.valid.eq(valid_copies[c][g]),
-                    pe.last.eq(last_copies[c][g]),
-                    serializer.sq.eq(sq_at_done[c][g]),
-                    serializer.load.eq(pe.done),
-                    serializer.load_next.eq(pe.done_next),
-                    unit.group_sum.eq(pe.group_sum),
-                    unit.load.eq(pe.done),
-                    unit.add.eq(serializer.add),
-                    unit.busy.eq(serializer.busy),
-                ]
-                row_serializers.append(serializer)
-                row_units.append(unit)
-            serializers.append(row_serializers)
-            units.append(row_units)
-        clear = [[unit.clear for unit in row_units] for row_units in units]
-
-        # ---- results: after the tile's last dequantization, R beats of C results -------------
-        tile_done = [[pe.done & tile_end_at_done[c][group_of[r]] for c, pe in enumerate(row)]
-                     for r, row in enumerate(pes)]
-        full, copy = drain_results(m, self.o, [[unit.acc for unit in row_units] for row_units in units],
-                                   group_of=group_of, tile_done=tile_done,
-                                   dequantizing_next=[[s.active_next for s in row] for row in serializers],
-                                   job=job, clear=clear)
-        m.d.comb += results_full.eq(full)
-        with m.If(copy):
-            m.d.sync += closing.eq(0)
         return m
