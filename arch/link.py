@@ -13,10 +13,12 @@ XOR) over every byte after the sync byte and before the CRC.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = ["REQUEST_SYNC", "REPLY_SYNC", "CRC_POLY", "CRC_INIT", "crc16", "Command", "Status", "STATUS_TEXT",
            "encode_request", "encode_reply", "decode_reply", "FrameError", "INFO_FIELDS", "COUNTER_FIELDS",
-           "LOAD_ACT_HEADER", "LOAD_WEIGHTS_HEADER", "KV_MODE_BYTES", "word_bytes", "pack_words",
-           "unpack_words"]
+           "HeaderLayout", "LOAD_WEIGHTS_LAYOUT", "LOAD_ACT_LAYOUT", "KV_MODE_LAYOUT", "word_bytes",
+           "pack_words", "unpack_words"]
 
 REQUEST_SYNC = 0xA5
 REPLY_SYNC = 0x5A
@@ -90,12 +92,57 @@ INFO_FIELDS = ("version", "engines", "clk_hz", "baud", "max_payload",
 #: COUNTERS' reply: u32 little-endian each.
 COUNTER_FIELDS = ("frames_ok", "frames_rejected", "run_cycles", "kv_quant_beats_in", "kv_quant_beats_out",
                   "kv_dequant_beats_in", "kv_dequant_beats_out", "cycles")
+
+
+@dataclass(frozen=True)
+class HeaderLayout:
+    """The fixed-size header at the start of a request's payload: the one table of its fields.
+
+    ``fields`` are ``(name, bit offset, bit width)``, unsigned, little-endian (bit ``8 * k``
+    is bit 0 of the header's byte ``k``); the bits no field covers are sent as zero and
+    ignored. The host packs headers with :meth:`pack`; ``gateware.link_layouts`` builds
+    the RTL's ``data`` layout from ``fields``.
+    """
+
+    size: int                                   # bytes on the link
+    fields: tuple[tuple[str, int, int], ...]
+
+    def __post_init__(self):
+        taken = 0
+        for name, offset, width in self.fields:
+            bits = ((1 << width) - 1) << offset
+            if width < 1 or offset < 0 or offset + width > 8 * self.size or taken & bits:
+                raise ValueError(f"field {name!r} at bits {offset}..{offset + width - 1} overlaps another "
+                                 f"or leaves the {self.size}-byte header")
+            taken |= bits
+
+    def pack(self, **values: int) -> bytes:
+        """The header's bytes with these field values (each field given once, in range)."""
+        names = {name for name, _, _ in self.fields}
+        if set(values) != names:
+            raise ValueError(f"a header needs the fields {sorted(names)}, not {sorted(values)}")
+        word = 0
+        for name, offset, width in self.fields:
+            value = int(values[name])
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"header field {name!r} holds 0..{(1 << width) - 1}, not {value}")
+            word |= value << offset
+        return word.to_bytes(self.size, "little")
+
+    def unpack(self, header: bytes) -> dict[str, int]:
+        """The inverse of :meth:`pack`: the field values of ``header`` (``size`` bytes)."""
+        if len(header) != self.size:
+            raise ValueError(f"a header is {self.size} bytes, not {len(header)}")
+        word = int.from_bytes(header, "little")
+        return {name: word >> offset & ((1 << width) - 1) for name, offset, width in self.fields}
+
+
 #: LOAD_WEIGHTS: u32 index of the first beat written.
-LOAD_WEIGHTS_HEADER = 4
+LOAD_WEIGHTS_LAYOUT = HeaderLayout(4, (("first", 0, 32),))
 #: LOAD_ACT: u8 family id, u8 0, u16 groups (K / G), u16 column tiles, u16 0.
-LOAD_ACT_HEADER = 8
-#: KV_MODE: u8 kind (0 keys, 1 values), u8 value_2bit, u8 stp.
-KV_MODE_BYTES = 3
+LOAD_ACT_LAYOUT = HeaderLayout(8, (("family", 0, 8), ("groups", 16, 16), ("col_tiles", 32, 16)))
+#: KV_MODE: one byte each, bit 0 used: kind (0 keys, 1 values), value_2bit, stp.
+KV_MODE_LAYOUT = HeaderLayout(3, (("kind", 0, 1), ("value_2bit", 8, 1), ("stp", 16, 1)))
 
 
 class FrameError(ValueError):

@@ -26,7 +26,9 @@ from arch.kv_config import KvConfig
 from arch.link import (
     COUNTER_FIELDS,
     INFO_FIELDS,
-    LOAD_ACT_HEADER,
+    KV_MODE_LAYOUT,
+    LOAD_ACT_LAYOUT,
+    LOAD_WEIGHTS_LAYOUT,
     REPLY_SYNC,
     STATUS_TEXT,
     Command,
@@ -169,10 +171,10 @@ class Accelerator:
             raise ValueError(f"bw needs {len(beats)} weight beats; this build's weight memory holds "
                              f"{self.info['weight_beats']} (weight_beats)")
         bits = config.cols * 32
-        per_frame = (self.info["max_payload"] - 4) // word_bytes(bits)
+        per_frame = (self.info["max_payload"] - LOAD_WEIGHTS_LAYOUT.size) // word_bytes(bits)
         for first in range(0, len(beats), per_frame):
             chunk = beats[first:first + per_frame]
-            self.request(Command.LOAD_WEIGHTS, first.to_bytes(4, "little") + pack_words(chunk, bits))
+            self.request(Command.LOAD_WEIGHTS, LOAD_WEIGHTS_LAYOUT.pack(first=first) + pack_words(chunk, bits))
         self._weights = bw
 
     def gemm(self, a_q: torch.Tensor) -> torch.Tensor:
@@ -182,7 +184,7 @@ class Accelerator:
         bw = self._weights
         config = self.pe_config
         jobs = plan_jobs(config, a_q, bw)
-        act_bytes = LOAD_ACT_HEADER + len(jobs[0].act) * config.lanes
+        act_bytes = LOAD_ACT_LAYOUT.size + len(jobs[0].act) * config.lanes
         if act_bytes > self.info["max_payload"]:
             raise ValueError(f"a job's activations ({config.rows} tokens x K = {bw.shape[1]}) take {act_bytes} "
                              f"bytes; this build's max_payload is {self.info['max_payload']}")
@@ -193,8 +195,7 @@ class Accelerator:
         beats = []
         self.run_cycles = 0
         for job in jobs:
-            header = bytes([job.family, 0]) + job.groups.to_bytes(2, "little") + \
-                job.col_tiles.to_bytes(2, "little") + bytes(2)
+            header = LOAD_ACT_LAYOUT.pack(family=job.family, groups=job.groups, col_tiles=job.col_tiles)
             self.request(Command.LOAD_ACT, header + pack_words(job.act, config.lanes * 8))
             self.run_cycles += int.from_bytes(self.request(Command.RUN), "little")
             beats.append(unpack_words(self.request(Command.READ_RESULTS), result_bits))
@@ -208,7 +209,7 @@ class Accelerator:
 
     # ---- VidKV
     def _kv_mode(self, kind: bool, value_2bit: bool, stp: bool) -> None:
-        self.request(Command.KV_MODE, bytes([int(kind), int(value_2bit), int(stp)]))
+        self.request(Command.KV_MODE, KV_MODE_LAYOUT.pack(kind=kind, value_2bit=value_2bit, stp=stp))
 
     def _drain(self, command: int, bits: int, want: int) -> list[int]:
         words: list[int] = []

@@ -254,3 +254,40 @@ def test_host_link_doc_matches_the_protocol():
     commands = {name: code for name, code in vars(Command).items() if name.isupper() and name != "ALL"}
     assert {row[1]: int(row[0], 16) for row in rows("| code | command |")} == commands
     assert "0x29B1" in doc and "0xA5" in doc and "0x5A" in doc
+
+
+@pytest.mark.parametrize("name", ["LOAD_WEIGHTS_LAYOUT", "LOAD_ACT_LAYOUT", "KV_MODE_LAYOUT"])
+def test_header_table_host_packer_and_rtl_layout_agree(name):
+    """One table per request header: the host packer round-trips it, and the RTL's layout
+    (gateware.link_layouts) puts every field at the table's bit offset and width."""
+    import arch.link
+    from gateware.link_layouts import header_layout
+
+    table = getattr(arch.link, name)
+    rng = random.Random(name)
+    for _ in range(20):
+        values = {field: rng.randrange(1 << width) for field, _, width in table.fields}
+        packed = table.pack(**values)
+        assert len(packed) == table.size and table.unpack(packed) == values
+    ones = table.pack(**{field: (1 << width) - 1 for field, _, width in table.fields})
+    assert int.from_bytes(ones, "little") == sum(((1 << w) - 1) << o for _, o, w in table.fields)
+
+    layout = header_layout(table)
+    assert layout.size == 8 * table.size
+    members = {field: (at.offset, at.width) for field, at in layout}
+    assert {field: (offset, width) for field, offset, width in table.fields} == \
+        {field: at for field, at in members.items() if not field.startswith("reserved_")}
+    first = table.fields[0][0]
+    with pytest.raises(ValueError, match="holds"):
+        table.pack(**{field: 1 << width if field == first else 0 for field, _, width in table.fields})
+    with pytest.raises(ValueError, match="needs the fields"):
+        table.pack()
+
+
+def test_load_act_and_kv_mode_headers_keep_their_bytes():
+    """The tables give the bytes docs/host_link.md states."""
+    from arch.link import KV_MODE_LAYOUT, LOAD_ACT_LAYOUT, LOAD_WEIGHTS_LAYOUT
+
+    assert LOAD_ACT_LAYOUT.pack(family=3, groups=0x0102, col_tiles=0x0304) == bytes([3, 0, 2, 1, 4, 3, 0, 0])
+    assert KV_MODE_LAYOUT.pack(kind=True, value_2bit=False, stp=True) == bytes([1, 0, 1])
+    assert LOAD_WEIGHTS_LAYOUT.pack(first=7) == (7).to_bytes(4, "little")
