@@ -1,6 +1,6 @@
 """Building blocks of the KV quantize engine: element encoders, channel ranking, the b3 packer.
 
-The encoders are the division-free forms of spec/vidkv.md section 2 (golden/vidkv.py):
+The encoders are the division-free forms of docs/vidkv_contract.md section 2 (golden/vidkv.py):
 
 * 2-bit: ``q = floor((6 d + r) / (2 r))`` clamped to 3, with ``d = x - mn``, is the
   number of ``k`` in 1..3 with ``6 d >= (2 k - 1) r``; 0 when ``r = 0``.
