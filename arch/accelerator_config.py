@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
 from arch.bitmod import FAMILY_IDS, WORD_BITS, pack_layout
+from arch.checks import check_int
 from arch.kv_config import KvConfig
 from arch.link import COUNTER_FIELDS, INFO_FIELDS, MIN_DIVISOR, word_bytes
 from arch.pe_array_config import PeArrayConfig
@@ -36,12 +37,6 @@ LINK_RANGES = {
     "kv_dequant_fifo": (16, 1 << 16),
     "byte_timeout_us": (1, 10_000_000),
 }
-
-
-def _int(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -118,7 +113,7 @@ class AcceleratorConfig:
                 high = min(high, self.clk_hz // MIN_DIVISOR)
             elif name == "result_beats":
                 low = max(low, self.pe.rows)
-            _int(name, getattr(self, name), low, high)
+            check_int(name, getattr(self, name), low, high)
         divisor = round(Fraction(self.clk_hz, self.baud))
         error = abs(Fraction(self.clk_hz, divisor) - self.baud) / self.baud
         if error > BAUD_TOLERANCE:

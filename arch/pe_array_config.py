@@ -17,6 +17,7 @@ from arch.bitmod import (
     max_terms,
     pack_layout,
 )
+from arch.checks import check_int
 
 __all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS", "ROWS_PER_COPY"]
 
@@ -29,12 +30,6 @@ TILE_COUNT_BITS = 16
 #: Rows that share one registered copy of a column's digit bus and of the drain's
 #: control (hdl.replica): a copy's load stays local however tall the array.
 ROWS_PER_COPY = 2
-
-
-def _positive(name: str, value, upper: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= upper:
-        raise ValueError(f"{name} must be an integer in 1..{upper}, not {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -85,8 +80,8 @@ class PeArrayConfig:
     row_copies: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self):
-        _positive("rows", self.rows, MAX_ROWS)
-        _positive("cols", self.cols, MAX_COLS)
+        check_int("rows", self.rows, 1, MAX_ROWS)
+        check_int("cols", self.cols, 1, MAX_COLS)
         check_group_size(self.group_size)
         check_scale_bits(self.scale_bits)
         object.__setattr__(self, "families", check_families(self.families))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from functools import cache
 
+from arch.checks import check_int
+
 __all__ = [
     "HEAD_DIMS", "GROUP_TOKENS", "KEY_FRACTIONS", "DEFAULT_IN_BITS", "DEFAULT_FRAC_BITS",
     "IN_BITS_RANGE", "FRAC_BITS_RANGE", "check_in_bits", "check_frac_bits", "n_high",
@@ -36,20 +38,14 @@ FRAC_BITS_RANGE = range(0, 9)
 DEFAULT_FRAC_BITS = 4
 
 
-def _check_int_in(name: str, value, allowed: range) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
-        raise ValueError(f"{name} must be an integer in {allowed.start}..{allowed.stop - 1}, not {value!r}")
-    return value
-
-
 def check_in_bits(in_bits) -> int:
     """``in_bits``; ValueError unless it is an integer in :data:`IN_BITS_RANGE`."""
-    return _check_int_in("in_bits", in_bits, IN_BITS_RANGE)
+    return check_int("in_bits", in_bits, IN_BITS_RANGE.start, IN_BITS_RANGE.stop - 1)
 
 
 def check_frac_bits(frac_bits) -> int:
     """``frac_bits``; ValueError unless it is an integer in :data:`FRAC_BITS_RANGE`."""
-    return _check_int_in("frac_bits", frac_bits, FRAC_BITS_RANGE)
+    return check_int("frac_bits", frac_bits, FRAC_BITS_RANGE.start, FRAC_BITS_RANGE.stop - 1)
 
 
 def n_high(d: int, f: float) -> int:
