@@ -255,13 +255,13 @@ class LaneSelects(wiring.Component):
                     m.d.sync += decoded.digits[c].terms[lane].eq(self.digits[c].terms[lane])
             with m.If(self.take_split):
                 m.d.sync += decoded.sq[c].eq(split.sq[c])
-        selects = Signal(step_layout(config))
+        step = Signal(step_layout(config))  # not "selects", the instance's own name (Verilator: VARHIDDEN)
         for c in range(config.cols):
             for t in range(config.terms):
                 negatives = []
                 for lane in range(config.lanes):
-                    term, sel = decoded.digits[c].terms[lane][t], selects.sel[c][t][lane]
-                    # Separate signals: summing fields of `selects` into `selects` is a false
+                    term, sel = decoded.digits[c].terms[lane][t], step.sel[c][t][lane]
+                    # Separate signals: summing fields of `step` into `step` is a false
                     # combinational loop for Verilator.
                     neg = Signal(name=f"neg{c}_{t}_{lane}")
                     m.d.comb += neg.eq(term.nonzero & (term.negative ^ decoded.sg[c]))
@@ -270,12 +270,12 @@ class LaneSelects(wiring.Component):
                     m.d.comb += sel.neg.eq(neg)
                     negatives.append(neg)
                 for half, lanes_of_half in enumerate(neg_halves(config.lanes)):
-                    m.d.comb += selects.neg_halves[c][t][half].eq(sum(negatives[lane] for lane in lanes_of_half))
-            m.d.comb += selects.sq[c].eq(decoded.sq[c])
+                    m.d.comb += step.neg_halves[c][t][half].eq(sum(negatives[lane] for lane in lanes_of_half))
+            m.d.comb += step.sq[c].eq(decoded.sq[c])
         m.d.comb += [
-            selects.last_group.eq(decoded.last_group),
-            selects.last_tile.eq(decoded.last_tile),
+            step.last_group.eq(decoded.last_group),
+            step.last_tile.eq(decoded.last_tile),
         ]
         with m.If(self.take_decoded):
-            m.d.sync += self.payload.eq(selects)
+            m.d.sync += self.payload.eq(step)
         return m
