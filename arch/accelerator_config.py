@@ -12,6 +12,7 @@ from fractions import Fraction
 
 from arch.bitmod import FAMILY_IDS, WORD_BITS, pack_layout
 from arch.checks import check_int
+from arch.derived import DerivedFields
 from arch.kv_config import KvConfig
 from arch.link import COUNTER_FIELDS, INFO_FIELDS, MIN_DIVISOR, word_bytes
 from arch.pe_array_config import PeArrayConfig
@@ -40,7 +41,7 @@ LINK_RANGES = {
 
 
 @dataclass(frozen=True)
-class AcceleratorConfig:
+class AcceleratorConfig(DerivedFields):
     """A validated accelerator configuration.
 
     Parameters
@@ -168,12 +169,8 @@ class AcceleratorConfig:
                            ("kv_beat", widths["kv_beat_bytes"])):
             if unit + 8 > self.max_payload:
                 raise ValueError(f"max_payload {self.max_payload} cannot hold one {name} beat ({unit} bytes)")
-        for name, value in widths.items():
-            object.__setattr__(self, name, value)
+        self._set_derived(widths)
 
-    def derived(self) -> dict:
-        """Every derived value by name (for reports and the generated JSON)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.init}
 
     @property
     def has_pe(self) -> bool:

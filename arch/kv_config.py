@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from arch.derived import DerivedFields
 from arch.vidkv import (
     DEFAULT_FRAC_BITS,
     GROUP_TOKENS,
@@ -29,7 +30,7 @@ MAX_LANES = max(HEAD_DIMS)
 
 
 @dataclass(frozen=True)
-class KvConfig:
+class KvConfig(DerivedFields):
     """A validated KV quantize-engine configuration and its derived widths.
 
     Parameters (the names of ``mixbit generate kv_quant -p``): ``d`` (head dimension),
@@ -121,7 +122,7 @@ class KvConfig:
         # slot lets the ranker work on a complete group in between, with the FFT a fourth.
         slots_per_path = (3 if 0 < n_hi < self.d else 2) + (1 if points else 0)
         slots = slots_per_path * (2 if self.stp else 1)
-        self._set(
+        self._set_derived(dict(
             n_hi=n_hi,
             blocks=blocks,
             slots_per_path=slots_per_path,
@@ -145,15 +146,7 @@ class KvConfig:
             # reaches 2**(in_bits + log2 N - 1 + frac_bits) (the lanes' bound, docs/formats.md) and
             # the inverse FFT of such lanes one bit more than a lane (hdl/kv_fft.fft_widths).
             out_bits=self.in_bits + self.frac_bits + 1 + (fft_growth(points) if points else 0),
-        )
-
-    def _set(self, **derived) -> None:
-        for name, value in derived.items():
-            object.__setattr__(self, name, value)
-
-    def derived(self) -> dict[str, int]:
-        """Every derived width and count by name (for reports and the generated JSON)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.init}
+        ))
 
     @classmethod
     def from_params(cls, params: dict) -> KvConfig:

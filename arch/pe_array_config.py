@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from arch.bitmod import (
     ACTIVATION_BITS,
@@ -18,6 +18,7 @@ from arch.bitmod import (
     pack_layout,
 )
 from arch.checks import check_int
+from arch.derived import DerivedFields
 
 __all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS", "ROWS_PER_COPY"]
 
@@ -33,7 +34,7 @@ ROWS_PER_COPY = 2
 
 
 @dataclass(frozen=True)
-class PeArrayConfig:
+class PeArrayConfig(DerivedFields):
     """A validated PE-array configuration and its derived widths.
 
     Parameters (the names of ``mixbit generate pe_array -p``): ``rows`` (tokens per
@@ -100,8 +101,7 @@ class PeArrayConfig:
                 (self.group_size <= self.max_k <= MAX_K and self.max_k % self.group_size == 0):
             raise ValueError(f"max_k must be a multiple of group_size {self.group_size} in "
                              f"{self.group_size}..{MAX_K}, not {self.max_k!r}")
-        for name, value in self._derive().items():
-            object.__setattr__(self, name, value)
+        self._set_derived(self._derive())
 
     @classmethod
     def from_params(cls, params: dict) -> PeArrayConfig:
@@ -133,9 +133,6 @@ class PeArrayConfig:
             "row_copies": -(-self.rows // ROWS_PER_COPY),
         }
 
-    def derived(self) -> dict[str, int]:
-        """Every derived width and count by name (for reports and the generated JSON)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.init}
 
     def row_group(self, row: int) -> int:
         """The group of ``ROWS_PER_COPY`` rows whose copies of the broadcast signals ``row`` uses."""
