@@ -49,8 +49,14 @@ CONFIGS = {
     "K1.5 / V1.66 STP (paper)": (lambda k: paper.keys(k, 0.5), lambda v, s: paper.values(v, salient=s)),
     "K1 / V1.58 (paper)": (lambda k: paper.keys(k, 0.0), lambda v, s: paper.values(v)),
     "K1-FFT / V1.58 (paper)": (lambda k: paper.keys(k, 0.0, fft=True), lambda v, s: paper.values(v)),
+    "K1.5 / V1.58 (released code)": (lambda k: paper.keys(k, 0.5, released=True),
+                                     lambda v, s: paper.values(v, released=True)),
     "K1.5-FFT / V1.58 (released code)": (lambda k: paper.keys(k, 0.5, fft=True, released=True),
                                          lambda v, s: paper.values(v, released=True)),
+    "K1 / V1.58 (released code)": (lambda k: paper.keys(k, 0.0, released=True),
+                                   lambda v, s: paper.values(v, released=True)),
+    "K1-FFT / V1.58 (released code)": (lambda k: paper.keys(k, 0.0, fft=True, released=True),
+                                       lambda v, s: paper.values(v, released=True)),
 }
 
 

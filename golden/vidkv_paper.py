@@ -8,8 +8,10 @@ range, as in the integer model.
 
 ``released=True`` reproduces three defects of the authors' released code, for
 comparison only (see docs/formats.md): 1-bit decodes to ``{0, s}`` instead of
-``{-s, +s}``; ternary values are never multiplied by their scale; the FFT option stores
-all Re and Im lanes of the ``N/2 + 1`` bins, 2 bits per "1-bit" channel.
+``{-s, +s}``; ternary values are never multiplied by their scale; the FFT option takes
+the full complex FFT over the N channels and quantizes Re and Im of all N bins (2N
+one-bit lanes, 2 bits per "1-bit" channel, each lane decoded as ``{0, s}``) and keeps
+the real part of the inverse FFT.
 """
 
 from __future__ import annotations
@@ -60,15 +62,13 @@ def kivi(k: torch.Tensor, v: torch.Tensor, group_tokens: int = 32, value_group: 
     return k_hat, _grouped(v, group_tokens, per_token)
 
 
-def _fft_1bit(x: torch.Tensor, released: bool) -> torch.Tensor:
-    """1-bit quantization of normal channels in the frequency domain; x [G, Tg, N]."""
+def _fft_1bit(x: torch.Tensor) -> torch.Tensor:
+    """1-bit quantization of normal channels in the frequency domain; x [G, Tg, N].
+
+    The real FFT's N independent lanes: Re of bins 0 and N/2, Re and Im of bins 1..N/2-1.
+    """
     n = x.shape[-1]
     spectrum = torch.fft.rfft(x, dim=-1)
-    if released:
-        lanes = torch.cat([spectrum.real, spectrum.imag], dim=-1)              # 2 (N/2 + 1) lanes
-        q = quant_1bit(lanes, dim=1, released=True)
-        half = n // 2 + 1
-        return torch.fft.irfft(torch.complex(q[..., :half], q[..., half:]), n=n, dim=-1)
     lanes = torch.cat([spectrum.real[..., :1], spectrum.real[..., -1:],
                        torch.stack([spectrum.real[..., 1:-1], spectrum.imag[..., 1:-1]], dim=-1).flatten(-2)],
                       dim=-1)                                                 # exactly N lanes
@@ -76,6 +76,17 @@ def _fft_1bit(x: torch.Tensor, released: bool) -> torch.Tensor:
     re = torch.cat([q[..., :1], q[..., 2::2], q[..., 1:2]], dim=-1)
     im = torch.cat([torch.zeros_like(q[..., :1]), q[..., 3::2], torch.zeros_like(q[..., :1])], dim=-1)
     return torch.fft.irfft(torch.complex(re, im), n=n, dim=-1)
+
+
+def _fft_1bit_released(x: torch.Tensor) -> torch.Tensor:
+    """The released code's FFT path on x [G, Tg, N]: full complex FFT, 2N lanes ``{0, s}``, Re of the IFFT.
+
+    Lanes are ``view_as_real`` order (Re 0, Im 0, Re 1, Im 1, ...); bins N/2+1..N-1 are the
+    conjugates of bins N/2-1..1, so every Re and Im of bins 1..N/2-1 is quantized twice.
+    """
+    lanes = torch.view_as_real(torch.fft.fft(x, dim=-1)).flatten(-2)          # 2N lanes
+    q = quant_1bit(lanes, dim=1, released=True)
+    return torch.fft.ifft(torch.view_as_complex(q.unflatten(-1, (-1, 2)).contiguous()), dim=-1).real
 
 
 def keys(k: torch.Tensor, f: float = 0.5, fft: bool = False, released: bool = False,
@@ -95,7 +106,10 @@ def keys(k: torch.Tensor, f: float = 0.5, fft: bool = False, released: bool = Fa
         if d - n_hi:
             idx = lo[:, None, :].expand(-1, g.shape[1], -1)
             normal = torch.gather(g, 2, idx)
-            normal = _fft_1bit(normal, released) if fft else quant_1bit(normal, dim=1, released=released)
+            if not fft:
+                normal = quant_1bit(normal, dim=1, released=released)
+            else:
+                normal = _fft_1bit_released(normal) if released else _fft_1bit(normal)
             out.scatter_(2, idx, normal)
         return out
 

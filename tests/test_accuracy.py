@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from golden import bitmod, minilm
+from golden import vidkv_paper as paper
 
 # The reports need the accuracy extra (pip install -e '.[accuracy]'); skip, not fail, without it.
 pytest.importorskip("tqdm", reason="the accuracy extra is not installed (pip install -e '.[accuracy]')")
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 import bitmod_accuracy  # noqa: E402
+from test_vidkv_paper import numpy_released_fft_keys  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,14 @@ def test_kv_report_pieces():
     assert all(r["round_trip_max_abs"] <= 8 for r in rows)
     text = vidkv_accuracy.markdown(result, None, None, rows)
     assert "| K1.5-FFT / V1.58 (int) |" in text and "| 128 |" in text
+
+
+def test_released_fft_keys_on_minilm_match_numpy_full_fft(model):
+    """The released FFT key path against the full FFT written in numpy, on real keys."""
+    net, tokenizer = model
+    _, k, _ = minilm.attention_inputs(net, tokenizer)[0]
+    for head in (0, 5, 11):
+        keys = k[head].double()
+        for f in (0.0, 0.5):
+            got = paper.keys(keys, f=f, fft=True, released=True, group_tokens=32).numpy()
+            assert abs(got - numpy_released_fft_keys(keys.numpy(), f)).max() < 1e-9
