@@ -1,9 +1,11 @@
 """Speed and peak memory of golden.bitmod.quantize against the authors' method.
 
-The baseline below is a direct implementation of the BitMoD authors' published
-quantizer: for every candidate grid, one boolean mask per grid midpoint over the
-whole tensor at once. It follows docs/bitmod_contract.md section 3 with the same tie rule, so it must
-give the same codes, which this script checks. Both run in this process on the
+The baseline below is a re-implementation of the BitMoD authors' method in the style of
+their quantizer (for every candidate grid, one boolean mask per grid midpoint over the
+whole tensor at once), not their released code: it follows docs/bitmod_contract.md
+section 3 (float64, two-level scale, same tie rule), so it must give the same codes,
+which this script checks. How the golden differs from the released code (fp16, one fp16
+scale per group) is measured by benchmarks/bitmod_released.py. Both run in this process on the
 same inputs; peak memory is the resident set size sampled every millisecond, minus
 what the process held before the call. Prints a Markdown table, writes JSON.
 
@@ -57,7 +59,7 @@ def measure(fn, *args):
 
 
 def masked_round(x: torch.Tensor, grid: list[int]) -> torch.Tensor:
-    """The authors' rounding: start at the lowest value, step up past every midpoint exceeded."""
+    """Mask-per-midpoint rounding: start at the lowest value, step up past every midpoint exceeded."""
     q = torch.full_like(x, float(grid[0]))
     for low, high in zip(grid[:-1], grid[1:], strict=True):
         q = torch.where(x > (low + high) / 2, torch.full_like(x, float(high)), q)

@@ -13,6 +13,7 @@ from golden import vidkv_paper as paper
 pytest.importorskip("tqdm", reason="the accuracy extra is not installed (pip install -e '.[accuracy]')")
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 import bitmod_accuracy  # noqa: E402
+import bitmod_released  # noqa: E402
 from test_vidkv_paper import numpy_released_fft_keys  # noqa: E402
 
 
@@ -80,3 +81,17 @@ def test_released_fft_keys_on_minilm_match_numpy_full_fft(model):
         for f in (0.0, 0.5):
             got = paper.keys(keys, f=f, fft=True, released=True, group_tokens=32).numpy()
             assert abs(got - numpy_released_fft_keys(keys.numpy(), f)).max() < 1e-9
+
+
+def test_released_bitmod_search_measurement(seed):
+    """The released-search comparison: same variants as the exact search always; on weights
+    that are fp16-exact grid points the fp16 released search agrees code for code."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(8, 256, generator=gen)
+    result = bitmod_released.compare(w, "fp4")
+    assert result["variant_agree_exact"] == 1.0 and result["variant_agree_released"] > 0.8
+    grid = torch.tensor(bitmod.candidates("fp4")[0][2], dtype=torch.float32)
+    exact = grid[torch.randint(len(grid), (8, 256), generator=gen)] / 4
+    exact[:, ::128] = 3.0                                         # every group's absmax = 12 / 4
+    result = bitmod_released.compare(exact, "fp4")
+    assert result["code_agree_released"] == 1.0 and result["golden_db"] > 100
