@@ -9,7 +9,8 @@
 The bridge (sim/uart_bridge.cpp) turns bytes written to the terminal into 8N1 frames on
 the top's ``rx`` pin and frames on ``tx`` back into bytes, so the whole path host ->
 UART -> command decoder -> engines -> UART -> host runs as on the board, bit by bit.
-Builds are cached per parameter set (like :func:`sim.runner.build_design`).
+Builds are cached per parameter set (like :func:`sim.runner.build_design`); a board holds
+its build's lease (:mod:`sim.build_cache`) for as long as the object exists.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import json
 import subprocess
 from pathlib import Path
 
-from filelock import FileLock
-
 from arch.accelerator_config import AcceleratorConfig
 from gateware.designs import get_design
 from gateware.generate import generate
 from gateware.toolchain import cache_dir
 
+from . import build_cache
 from .runner import SimulationFailed, _make_variables, generator_digest
 from .tools import prepare_simulator
 
@@ -45,9 +45,10 @@ _BRIDGE = Path(__file__).with_name("uart_bridge.cpp")
 _LINT_WAIVERS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE")
 
 
-def build_board(params: dict) -> tuple[Path, dict]:
-    """The bridge binary for the accelerator with ``params`` (built once per parameter set)
-    and the resolved parameters."""
+def build_board(params: dict) -> tuple[Path, dict, build_cache.Lease]:
+    """The bridge binary for the accelerator with ``params`` (built once per parameter set),
+    the resolved parameters, and the lease that keeps the binary in the cache: hold it for as
+    long as the binary runs."""
 
     design = get_design("accelerator")
     params = design.resolve(dict(params))
@@ -56,7 +57,7 @@ def build_board(params: dict) -> tuple[Path, dict]:
                                      _BRIDGE.read_text()]).encode()).hexdigest()[:16]
     directory = cache_dir() / "board" / key
     binary = directory / "obj" / "bridge"
-    with FileLock(str(directory) + ".lock"):
+    with build_cache.claim(directory) as claim:
         if not binary.exists():
             manifest = generate("accelerator", params, directory)
             obj = directory / "obj"
@@ -72,14 +73,15 @@ def build_board(params: dict) -> tuple[Path, dict]:
                 tail = log.read_text().splitlines()[-5:]
                 raise SimulationFailed(f"verilator could not build the simulated board (log {log}): "
                                        + " | ".join(tail))
-    return binary, params
+            claim.made()
+    return binary, params, claim.lease
 
 
 class SimulatedBoard:
     """A running simulated board; ``path`` is its serial port (a pseudo-terminal)."""
 
     def __init__(self, params: dict):
-        self.binary, self.params = build_board(params)
+        self.binary, self.params, self._lease = build_board(params)
 
         self.config = AcceleratorConfig.from_params(self.params)
         self.process: subprocess.Popen | None = None

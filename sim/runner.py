@@ -2,7 +2,9 @@
 
 A design is built once per parameter set, simulator and generator source: the build
 directory's name is a hash of all three (plus the tool versions), so the suite and
-the CLI reuse Verilator models instead of rebuilding them.
+the CLI reuse Verilator models instead of rebuilding them. The cache is bounded
+(:mod:`sim.build_cache`): a :class:`Build` holds leases that keep its directories from
+eviction for as long as the object exists.
 """
 
 from __future__ import annotations
@@ -15,17 +17,16 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-
-from filelock import FileLock
 
 from gateware.designs import get_design
 from gateware.generate import generate, tool_versions
 from gateware.toolchain import cache_dir
 
+from . import build_cache
 from .tools import prepare_simulator
 
 __all__ = [
@@ -50,12 +51,16 @@ class SimulationFailed(AssertionError):
 
 @dataclass(frozen=True)
 class Build:
-    """A simulator model of some Verilog, ready for :func:`run_regression`."""
+    """A simulator model of some Verilog, ready for :func:`run_regression`.
+
+    Keep the object while its directory is used: its leases protect the cache entries.
+    """
 
     simulator: str
     top: str
     directory: Path
     sources: tuple[Path, ...]
+    leases: tuple[build_cache.Lease, ...] = field(default=(), compare=False, repr=False)
 
 
 @cache
@@ -123,10 +128,10 @@ def build_sources(sources, top: str, simulator: str, *, name: str, build_args=()
     contents = [hashlib.sha256(source.read_bytes()).hexdigest() for source in sources]
     key = _key(name, top, simulator, contents, list(build_args), _versions(simulator))
     directory = cache_dir() / "sim" / f"{name}-{simulator}-{key}"
-    directory.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(directory) + ".lock"):
+    with build_cache.claim(directory) as claim:
         done = directory / "built.json"
         if not done.exists():
+            directory.mkdir(parents=True, exist_ok=True)
             runner = get_runner(simulator)
             log = directory / "build.log"
             try:
@@ -144,7 +149,8 @@ def build_sources(sources, top: str, simulator: str, *, name: str, build_args=()
                     f"{simulator} could not build {top} (log {log}): {_log_tail(log)}"
                 ) from None
             done.write_text(json.dumps({"top": top, "sources": [str(s) for s in sources]}))
-    return Build(simulator, top, directory, sources)
+            claim.made()
+    return Build(simulator, top, directory, sources, (claim.lease,))
 
 
 # Yosys's Verilog makes combinational always blocks run at time 0 by reading a dummy
@@ -164,13 +170,15 @@ def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build,
     params = design.resolve(params)
     key = _key(design.name, params, generator_digest(), tool_versions())
     source_dir = cache_dir() / "verilog" / f"{design.name}-{key}"
-    with FileLock(str(source_dir) + ".lock"):
+    with build_cache.claim(source_dir) as claim:
         verilog = source_dir / f"{design.top}.v"
         # generate() writes the manifest after the Verilog: no manifest, no complete Verilog.
         if not (source_dir / f"{design.top}.json").exists():
             generate(design.name, params, source_dir)
+            claim.made()
     build_args = _ICARUS_ARGS if simulator == "icarus" else ()
-    return build_sources([verilog], design.top, simulator, name=design.name, build_args=build_args), params
+    build = build_sources([verilog], design.top, simulator, name=design.name, build_args=build_args)
+    return replace(build, leases=(*build.leases, claim.lease)), params
 
 
 @contextmanager
