@@ -1,15 +1,17 @@
-"""The ``mixbit`` command: list designs, generate Verilog, synthesize, simulate."""
+"""The ``mixbit`` command: list designs, generate Verilog, synthesize, simulate; show the build cache."""
 
 from __future__ import annotations
 
 import argparse
 import random
 import sys
+import time
 from pathlib import Path
 
 from gateware.designs import DESIGNS, get_design
 from gateware.generate import generate
-from gateware.toolchain import ToolNotFoundError
+from gateware.toolchain import ToolNotFoundError, cache_dir
+from sim import build_cache
 from sim.runner import SimulationFailed, build_design, run_regression
 from synth.flow import SynthesisError, synthesize
 
@@ -86,6 +88,41 @@ def _cmd_sim(args) -> None:
     print(f"{design.name}: {passed} cocotb tests passed on {args.simulator} (seed {seed})")
 
 
+def _cache_show() -> None:
+    limit = build_cache.max_bytes()
+    found = build_cache.entries()
+    total = sum(e.size for e in found)
+    print(f"cache {cache_dir()}: {build_cache.format_size(total)} in {len(found)} builds, "
+          f"limit {build_cache.format_size(limit)} (${build_cache.LIMIT_VARIABLE})")
+    if not found:
+        return
+    print(f"  {'last used':<16}  {'size':>9}  {'kind':<7}  name (least recently used first)")
+    for entry in found:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        state = build_cache.entry_state(entry)
+        print(f"  {used:<16}  {build_cache.format_size(entry.size):>9}  {entry.kind:<7}  {entry.name}"
+              + (f"  ({state})" if state else ""))
+
+
+def _cache_summary(verb: str, done: build_cache.Pruned) -> str:
+    text = f"{verb} {len(done.removed)} builds ({build_cache.format_size(done.freed)} freed)"
+    if done.skipped:
+        text += f", kept {len(done.skipped)} in use or being built"
+    return text
+
+
+def _cmd_cache(args) -> None:
+
+    if args.action == "show":
+        _cache_show()
+    elif args.action == "clear":
+        print(_cache_summary("cleared", build_cache.clear()))
+    else:
+        done = build_cache.prune()
+        print(_cache_summary("pruned", done) + f"; cache now {build_cache.format_size(done.total)}, "
+              f"limit {build_cache.format_size(done.limit)}")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block), status 2."""
 
@@ -141,6 +178,15 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
                      help="simulator (default verilator)")
     sim.add_argument("--seed", type=int, help="random seed (default: random, printed)")
+
+    cache = commands.add_parser(
+        "cache", help="show, clear or prune the build cache of simulator builds",
+        description=f"The build cache ($MIXBIT_CACHE_DIR or ~/.cache/mixbit): 'show' lists its builds, least "
+                    f"recently used first; 'clear' removes every build not in use; 'prune' removes least "
+                    f"recently used builds until the cache fits its limit (${build_cache.LIMIT_VARIABLE} GB, "
+                    f"default {build_cache.DEFAULT_MAX_GB:g}; 'none' for no limit). Builds in use are kept.")
+    cache.add_argument("action", nargs="?", default="show", choices=["show", "clear", "prune"],
+                       help="what to do (default show)")
     return parser
 
 
@@ -150,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim,
-               "build": _cmd_build}
+               "build": _cmd_build, "cache": _cmd_cache}
     try:
         handler[args.command](args)
     except (ValueError, TypeError, ToolNotFoundError, OSError) as error:
