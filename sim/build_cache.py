@@ -13,7 +13,7 @@ under ``sim/`` (simulator models), ``verilog/`` (generated Verilog) and ``board/
 
 The evictor removes an entry only when it gets both locks without waiting, so a build
 in progress and a build in use are never removed. Limit: ``$MIXBIT_CACHE_MAX_GB``
-(decimal GB, default 4; ``none`` for no limit), applied after every new build.
+(decimal GB, default 6; ``none`` for no limit), applied after every new build.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = ["KINDS", "LIMIT_VARIABLE", "DEFAULT_MAX_GB", "Entry", "Lease", "Claim
 #: The cache's subdirectories that hold entries.
 KINDS = ("sim", "verilog", "board")
 LIMIT_VARIABLE = "MIXBIT_CACHE_MAX_GB"
-DEFAULT_MAX_GB = 4.0
+DEFAULT_MAX_GB = 6.0
 _GB = 1_000_000_000
 _NO_LIMIT = ("none", "inf", "infinity", "off", "unlimited")
 _TRASH = ".trash-"

@@ -74,9 +74,9 @@ def holder():
 
 # The limit ------------------------------------------------------------------------------------
 
-def test_limit_defaults_to_4_gb_and_reads_the_variable(monkeypatch):
+def test_limit_defaults_to_6_gb_and_reads_the_variable(monkeypatch):
     monkeypatch.delenv("MIXBIT_CACHE_MAX_GB", raising=False)
-    assert max_bytes() == 4_000_000_000
+    assert max_bytes() == 6_000_000_000
     monkeypatch.setenv("MIXBIT_CACHE_MAX_GB", " 2.5 ")
     assert max_bytes() == 2_500_000_000
     for off in ("none", "None", "inf"):
@@ -227,7 +227,7 @@ def test_cache_show_lists_builds_least_recently_used_first(cache, capsys):
     os.utime(board.with_name("89ab.use"), (time.time() - 2 * DAY,) * 2)  # the claim made it the newest
     assert main(["cache"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"cache {cache}: 1.00 GB in 3 builds, limit 4.00 GB ($MIXBIT_CACHE_MAX_GB)"
+    assert out[0] == f"cache {cache}: 1.00 GB in 3 builds, limit 6.00 GB ($MIXBIT_CACHE_MAX_GB)"
     assert out[1].split() == ["last", "used", "size", "kind", "name", "(least", "recently", "used", "first)"]
     rows = [line.split() for line in out[2:]]
     assert [row[4:] for row in rows] == [["verilog", "pe_array-4567"], ["board", "89ab", "(in", "use)"],
@@ -240,7 +240,7 @@ def test_cache_show_lists_builds_least_recently_used_first(cache, capsys):
 
 def test_cache_show_of_an_empty_cache(cache, capsys):
     assert main(["cache"]) == 0
-    assert capsys.readouterr().out == f"cache {cache}: 0 B in 0 builds, limit 4.00 GB ($MIXBIT_CACHE_MAX_GB)\n"
+    assert capsys.readouterr().out == f"cache {cache}: 0 B in 0 builds, limit 6.00 GB ($MIXBIT_CACHE_MAX_GB)\n"
 
 
 def test_cache_clear_removes_every_build_not_in_use(cache, capsys, holder):
