@@ -1,8 +1,9 @@
 """The suite's tiers and seeds.
 
 Tiers: every test that runs a simulator on generated Verilog, a synthesis or place and
-route, the simulated board, or a real transformer is marked here, by file (and, in
-test_cli.py, by test), so that no test file carries these markers by hand:
+route, the simulated board, or a real transformer is marked here: by file, in
+test_cli.py by test, in test_readme.py by what each README command or example runs
+(tests/readme.py), so that no test file carries these markers by hand:
 
 ==============  ==================================================================
 ``cocotb``      generated Verilog under Verilator or Icarus
@@ -27,6 +28,7 @@ import random
 import zlib
 
 import pytest
+import readme
 
 #: The tier of each test file that belongs to one whole.
 FILE_TIERS = {
@@ -49,6 +51,7 @@ CLI_TIERS = {
     "test_sim_runs_the_regression": "cocotb",
     "test_sim_runs_the_pe_array_self_check": "cocotb",
     "test_synth_prints_area_and_fmax": "synthesis",
+    "test_synth_fails_on_unmet_timing_like_build": "synthesis",
 }
 TIERS = ("cocotb", "synthesis", "board", "accuracy")
 
@@ -68,6 +71,10 @@ def pytest_collection_modifyitems(config, items):
         tier = FILE_TIERS.get(item.path.name)
         if item.path.name == "test_cli.py":
             tier = CLI_TIERS.get(item.originalname)
+        if item.path.name == "test_readme.py":
+            params = getattr(item, "callspec", None)
+            tier = next((readme.tier(v) for v in (params.params.values() if params else ())
+                         if isinstance(v, (readme.Command, readme.Block))), None)
         if tier:
             item.add_marker(tier)
             item.add_marker("slow")

@@ -138,6 +138,16 @@ def test_synth_prints_area_and_fmax(tmp_path):
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.json").exists()
 
 
+def test_synth_fails_on_unmet_timing_like_build(tmp_path):
+    slow = mixbit("synth", "decoder", "--target", "ice40-up5k", "--freq", "900", "-o", str(tmp_path))
+    assert slow.returncode == 1 and "NOT met" in slow.stdout, slow.stderr
+    assert slow.stderr.startswith("mixbit: synth failed: timing not met: Fmax ")
+    assert len(slow.stderr.strip().splitlines()) == 1 and (tmp_path / "report.md").exists()
+    kept = mixbit("synth", "decoder", "--target", "ice40-up5k", "--freq", "900", "--no-fail-on-timing",
+                  "-o", str(tmp_path))
+    assert kept.returncode == 0 and "NOT met" in kept.stdout, kept.stderr
+
+
 @pytest.mark.parametrize("design,params", [
     ("pe_array", ["-p", "rows=1", "-p", "cols=2", "-p", "lanes=4", "-p", "group_size=32", "-p", "scale_bits=4",
                   "-p", "max_k=64"]),

@@ -29,7 +29,7 @@ def check(params, x, kind, value_format="ternary", salient=None, *, simulator, s
 @pytest.mark.parametrize("f", KEY_FRACTIONS)
 def test_every_mode_at_each_key_fraction(simulator, f):
     """K2 (f = 1), K1 (f = 0), K1.5 and the other fractions; V2, V1.58 (i2 or b3), V1.66 STP."""
-    params = {**SMALL, "f": f, "ternary_layout": "b3" if KEY_FRACTIONS.index(f) % 2 else "i2"}
+    params = {**SMALL, "f": f, "ternary_layout": "i2" if KEY_FRACTIONS.index(f) % 2 else "b3"}
     config = KvConfig.from_params(params)
     gen = torch.Generator().manual_seed(int(f * 4))
     for kind, value_format, stp in MODES:

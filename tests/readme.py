@@ -1,0 +1,123 @@
+"""The commands and examples of README.md, read from the README itself (standard library only).
+
+tests/test_readme.py runs them; .ci/run takes its set-up commands from here, so the
+README cannot drift from what is executed:
+
+    python3 tests/readme.py main-job        # the README's main-job line
+    python3 tests/readme.py test-command    # the README's test command
+    python3 tests/readme.py board-builds    # its `mixbit build` lines
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fenced code block: its language, text and the README line it starts on."""
+
+    language: str
+    text: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Command:
+    """One line of a ``sh`` block, exactly as written (comments included), and its line."""
+
+    text: str
+    line: int
+
+    @property
+    def words(self) -> list[str]:
+        return self.text.split("#", 1)[0].split()
+
+
+def blocks(text: str | None = None) -> list[Block]:
+    """Every fenced code block of the README, in order."""
+    text = README.read_text() if text is None else text
+    return [Block(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 2) for m in _FENCE.finditer(text)]
+
+
+def commands(text: str | None = None) -> list[Command]:
+    """Every non-empty line of the README's ``sh`` blocks."""
+    return [Command(line, block.line + i) for block in blocks(text) if block.language == "sh"
+            for i, line in enumerate(block.text.splitlines()) if line.strip()]
+
+
+def python_examples(text: str | None = None) -> list[Block]:
+    """The README's ``python`` blocks."""
+    return [block for block in blocks(text) if block.language == "python"]
+
+
+def _one(predicate, what: str) -> str:
+    found = [c.text for c in commands() if predicate(c)]
+    if len(found) != 1:
+        raise SystemExit(f"README.md must have exactly one {what}; found {len(found)}")
+    return found[0]
+
+
+def main_job() -> str:
+    """The set-up line that installs and runs the main job (``pip install ... && mixbit synth ...``)."""
+    return _one(lambda c: c.words[:2] == ["pip", "install"] and "mixbit" in c.words, "main-job line")
+
+
+def test_command() -> str:
+    """The set-up line that installs the test extras and runs the suite (ends in ``pytest ...``)."""
+    return _one(lambda c: "pytest" in c.words and c.words[0] != "pytest", "test command")
+
+
+def board_builds() -> list[str]:
+    """The README's ``mixbit build`` lines."""
+    return [c.text for c in commands() if c.words[:2] == ["mixbit", "build"]]
+
+
+def who_runs(command: Command) -> str | None:
+    """``"ci"`` (.ci/run: the set-up lines and board builds), ``"here"`` (tests/test_readme.py),
+    ``"board"`` (needs a real board; its file is checked) or None (nobody: a new command)."""
+    words = command.words
+    if command.text in (main_job(), test_command()) or words[:2] == ["mixbit", "build"]:
+        return "ci"
+    if words[0] in ("mixbit", "pytest"):
+        return "here"
+    if words[0] in ("openFPGALoader", "iceprog"):
+        return "board"
+    return None
+
+
+def runs_here(command: Command) -> bool:
+    """Whether tests/test_readme.py runs the line's ``mixbit`` part (the main job's included)."""
+    return (who_runs(command) == "here" and command.words[0] == "mixbit") or command.text == main_job()
+
+
+def tier(item: Command | Block) -> str | None:
+    """The slow tier an example or command belongs to (tests/conftest.py), None for the fast tier."""
+    if isinstance(item, Block):
+        for module, name in (("host.driver", "board"), ("synth.flow", "synthesis"), ("from sim.", "cocotb")):
+            if module in item.text:
+                return name
+        return None
+    mixbit = item.text.split("&&")[-1].split()
+    if mixbit[:1] != ["mixbit"]:
+        return None
+    return {"synth": "synthesis", "sim": "cocotb", "build": "board"}.get(mixbit[1])
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) == 2 else ""
+    if what == "main-job":
+        print(main_job())
+    elif what == "test-command":
+        print(test_command())
+    elif what == "board-builds":
+        print("\n".join(board_builds()))
+    else:
+        raise SystemExit("usage: python3 tests/readme.py main-job|test-command|board-builds")
