@@ -13,7 +13,9 @@ from gateware.generate import generate
 from gateware.toolchain import ToolNotFoundError, cache_dir
 from sim import build_cache
 from sim.runner import SimulationFailed, build_design, run_regression
+from synth import sweep as sweeps
 from synth.flow import SynthesisError, synthesize
+from synth.sweep_report import write_all
 
 from .boards import BOARDS, TimingNotMet, build_board
 
@@ -126,6 +128,30 @@ def _cmd_cache(args) -> None:
               f"limit {build_cache.format_size(done.limit)}")
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds expects comma-separated integers, not {text!r}") from None
+
+
+def _cmd_sweep(args) -> None:
+
+    design = get_design(args.design)
+    out_dir = Path(args.output or Path("build") / f"sweep-{design.name}-{args.target}")
+    points = sweeps.grid(design.name, args.target, _parse_params(args.param), seeds=_int_list(args.seeds),
+                         yosys_opts=args.yosys_opt or [""], nextpnr_opts=args.nextpnr_opt or [""], mhz=args.freq)
+    cached = len(sweeps.results(out_dir, points))
+    print(f"sweep: {len(points)} points of {design.name} on {args.target} ({cached} already done) into {out_dir}",
+          flush=True)
+    results = sweeps.run(points, out_dir, workers=args.workers, scheduler=args.scheduler, timeout_s=args.timeout,
+                         retry_failed=args.retry_failed)
+    write_all(results, out_dir, title=f"Sweep of {design.name} on {args.target}")
+    status = [r["status"] for r in results.values()]
+    print(f"sweep: {status.count('met')} met, {status.count('unmet')} timing not met, {status.count('failed')} "
+          f"failed; {out_dir / 'sweep.csv'}, {out_dir / 'sweep.md'}, pareto.png, fmax.png, seeds.png")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block), status 2."""
 
@@ -185,6 +211,33 @@ def _parser() -> argparse.ArgumentParser:
                      help="simulator (default verilator)")
     sim.add_argument("--seed", type=int, help="random seed (default: random, printed)")
 
+    sweep = with_design(commands.add_parser(
+        "sweep", help="synthesize a grid of parameters, seeds and tool options on dask; CSV, Markdown, plots",
+        description="Synthesize, place and route every point of a grid (the cross product of -p name=v1,v2,..., "
+                    "--seeds, --yosys-opt and --nextpnr-opt values) as one dask.distributed task each, on a "
+                    "local cluster of --workers processes or on a running scheduler. Results are kept per point "
+                    "under DIR/points/, so a rerun skips finished points; DIR/sweep.csv, sweep.md, pareto.png, "
+                    "fmax.png and seeds.png summarize them. A list-valued parameter separates its values with "
+                    "';' (-p 'families=fp4,int4;fp4,fp3').",
+        epilog="-p takes comma-separated values here (a grid axis each)."))
+    sweep.add_argument("--target", default="ecp5-85f", choices=["ice40-up5k", "ecp5-85f"],
+                       help="FPGA target (default ecp5-85f)")
+    sweep.add_argument("--seeds", default="1", metavar="S1,S2,...", help="nextpnr placement seeds (default 1)")
+    sweep.add_argument("--yosys-opt", action="append", metavar="OPTS",
+                       help="extra options of synth_ice40/synth_ecp5 as one grid value (repeatable; write "
+                            "--yosys-opt=-X; '' is the default flow), e.g. -nowidelut; -noabc9 maps without ABC9")
+    sweep.add_argument("--nextpnr-opt", action="append", metavar="OPTS",
+                       help="extra nextpnr options as one grid value (repeatable; write --nextpnr-opt='--router "
+                            "router2'), e.g. '--router router2 --tmg-ripup' or '--placer-heap-timingweight 20'")
+    sweep.add_argument("--freq", type=float, metavar="MHZ", help="clock constraint (default per target)")
+    sweep.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://HOST:8786) "
+                                                              "instead of a local cluster")
+    sweep.add_argument("--timeout", type=float, default=sweeps.DEFAULT_TIMEOUT_S, metavar="S",
+                       help="seconds a point may take (default 3 hours)")
+    sweep.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    sweep.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/sweep-DESIGN-TARGET)")
+
     cache = commands.add_parser(
         "cache", help="show, clear or prune the build cache of simulator builds",
         description=f"The build cache ($MIXBIT_CACHE_DIR or ~/.cache/mixbit): 'show' lists its builds, least "
@@ -202,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim,
-               "build": _cmd_build, "cache": _cmd_cache}
+               "build": _cmd_build, "cache": _cmd_cache, "sweep": _cmd_sweep}
     try:
         handler[args.command](args)
-    except (ValueError, TypeError, ToolNotFoundError, OSError) as error:
+    except (ValueError, TypeError, ToolNotFoundError, OSError, sweeps.SweepError) as error:
         print(f"mixbit: error: {error}", file=sys.stderr)
         return _USAGE_ERROR
     except (SimulationFailed, SynthesisError, TimingNotMet) as error:

@@ -2,8 +2,8 @@
 
 Tiers: every test that runs a simulator on generated Verilog, a synthesis or place and
 route, the simulated board, or a real transformer is marked here: by file, in
-test_cli.py by test, in test_readme.py by what each README command or example runs
-(tests/readme.py), so that no test file carries these markers by hand:
+test_cli.py and test_sweep.py by test, in test_readme.py by what each README command or
+example runs (tests/readme.py), so that no test file carries these markers by hand:
 
 ==============  ==================================================================
 ``cocotb``      generated Verilog under Verilator or Icarus
@@ -53,6 +53,11 @@ CLI_TIERS = {
     "test_synth_prints_area_and_fmax": "synthesis",
     "test_synth_fails_on_unmet_timing_like_build": "synthesis",
 }
+#: test_sweep.py: quick grid and argument checks, and two tests that synthesize.
+SWEEP_TIERS = {
+    "test_decoder_sweep_equals_mixbit_synth_survives_a_killed_worker_and_resumes": "synthesis",
+    "test_a_point_that_does_not_fit_is_recorded_with_its_reason": "synthesis",
+}
 TIERS = ("cocotb", "synthesis", "board", "accuracy")
 
 
@@ -71,6 +76,8 @@ def pytest_collection_modifyitems(config, items):
         tier = FILE_TIERS.get(item.path.name)
         if item.path.name == "test_cli.py":
             tier = CLI_TIERS.get(item.originalname)
+        if item.path.name == "test_sweep.py":
+            tier = SWEEP_TIERS.get(item.originalname)
         if item.path.name == "test_readme.py":
             params = getattr(item, "callspec", None)
             tier = next((readme.tier(v) for v in (params.params.values() if params else ())
