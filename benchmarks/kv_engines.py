@@ -4,10 +4,11 @@ Throughput: unstalled streams, every mode; the steady-state cycles per token are
 difference of two runs (``GROUPS_SHORT`` and ``GROUPS_LONG`` groups per path), so the
 pipelines' fill and drain do not count; the ideal is D / lanes cycles per token (lanes
 elements a cycle). The dequantize engine decodes what golden packed for the same
-tokens. Every run is checked against golden. Prints Markdown tables and
-writes build/bench/kv_engines.json. Usage:
+tokens. Every run is checked against golden. The syntheses run through `mixbit sweep`'s
+engine (synth.sweep: dask workers, cached under <out>/kv_engines). Prints Markdown tables
+and writes <out>/kv_engines.json. Usage:
 
-    python benchmarks/kv_engines.py [--out build/bench] [--skip-synth] [--skip-throughput]
+    python benchmarks/kv_engines.py [--out build/bench] [--skip-synth] [--skip-throughput] [--workers 2]
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from arch.kv_config import KvConfig
 from golden.vidkv_stream import pack_tokens
 from sim.kv_dequant import check_tokens_against_golden, run_kv_dequantizer_detailed
 from sim.kv_quant import first_difference, run_kv_quantizer_detailed
-from synth.flow import lut4_equivalent, synthesize
+from synth import sweep
+from synth.flow import lut4_equivalent
 
 THROUGHPUT = [
     {"d": 128, "group_tokens": 32, "lanes": 8, "f": 0.5, "ternary_layout": "i2"},
@@ -100,9 +102,8 @@ def throughput(engine: str, params: dict, modes=MODES) -> list[dict]:
     return rows
 
 
-def synthesis(design: str, label: str, params: dict, target: str, out: Path) -> dict:
-    folder = out / "kv_engines" / f"{target}-{design}-{'-'.join(f'{k}{v}' for k, v in params.items())}"
-    report = synthesize(design, params, target, folder, seed=SEEDS.get((design, target, label), 1))
+def synthesis(design: str, label: str, target: str, report: dict) -> dict:
+    """A table row from a synthesis report."""
     core = report["core"]
     luts = lut4_equivalent(report)
     return {"label": label, "design": design, "target": target, "params": report["parameters"], "lut4": luts,
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true", help="only the syntheses")
     parser.add_argument("--only", default="",
                         help="only the rows whose engine, configuration or target contains this (e.g. FFT)")
+    parser.add_argument("--workers", type=int, default=2, help="local dask workers for the syntheses (default 2)")
     args = parser.parse_args()
     result = {"throughput": [], "synthesis": []}
     if not args.skip_throughput:
@@ -138,10 +140,12 @@ def main() -> None:
     if not args.skip_synth:
         print("\n| engine | configuration | target | LUT4 | FF | BRAM | DSP | logic | Fmax MHz |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-        for design, label, params, target in SYNTH:
-            if args.only not in f"{design} {label} {target}":
-                continue
-            row = synthesis(design, label, params, target, args.out)
+        chosen = [row for row in SYNTH if args.only in f"{row[0]} {row[1]} {row[3]}"]
+        points = [sweep.point(design, params, target, seed=SEEDS.get((design, target, label), 1))
+                  for design, label, params, target in chosen]
+        for (design, label, _, target), report in zip(chosen, sweep.reports(points, args.out / "kv_engines",
+                                                                              workers=args.workers), strict=True):
+            row = synthesis(design, label, target, report)
             result["synthesis"].append(row)
             print(f"| {design} | {label} | {target} | {row['lut4']} | {row['ff']} | {row['bram']} | {row['dsp']} "
                   f"| {row['logic_percent']}% | {row['fmax_mhz']} |", flush=True)

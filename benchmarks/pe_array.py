@@ -1,8 +1,9 @@
 """PE array: sustained throughput (cycle counts on Verilator) and area/Fmax against the baselines.
 
-Prints Markdown tables and writes build/bench/pe_array.json. Usage:
+The syntheses run through `mixbit sweep`'s engine (synth.sweep: dask workers, cached
+under <out>/pe_array). Prints Markdown tables and writes <out>/pe_array.json. Usage:
 
-    python benchmarks/pe_array.py [--out build/bench] [--skip-synth] [--skip-throughput] [--only TEXT]
+    python benchmarks/pe_array.py [--out build/bench] [--skip-synth] [--skip-throughput] [--only TEXT] [--workers 2]
 
 The ECP5 configuration that fills at least half of the LUTs has its own script,
 benchmarks/pe_array_large.py (the flow's router does not finish it).
@@ -20,7 +21,8 @@ from arch.bitmod import FAMILIES
 from arch.pe_array_config import PeArrayConfig
 from golden.bitmod import matmul_int, quantize
 from sim.pe_array import run_pe_array_detailed
-from synth.flow import lut4_equivalent, synthesize
+from synth import sweep
+from synth.flow import lut4_equivalent
 
 THROUGHPUT = [
     {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096},
@@ -67,9 +69,8 @@ def throughput(params: dict) -> list[dict]:
     return rows
 
 
-def synthesis(label: str, design: str, params: dict, target: str, out: Path) -> dict:
-    folder = out / "pe_array" / f"{target}-{design}-{'-'.join(f'{k}{v}' for k, v in params.items())}"
-    report = synthesize(design, params, target, folder.with_name(folder.name.replace(",", "_")))
+def synthesis(label: str, design: str, target: str, report: dict) -> dict:
+    """A table row from a synthesis report."""
     p = report["parameters"]
     core = report["core"]
     luts = lut4_equivalent(report)
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--skip-synth", action="store_true", help="only the throughput runs")
     parser.add_argument("--skip-throughput", action="store_true", help="only the syntheses")
     parser.add_argument("--only", default="", help="synthesize only the rows whose label or target contains this")
+    parser.add_argument("--workers", type=int, default=2, help="local dask workers for the syntheses (default 2)")
     args = parser.parse_args()
     result = {"throughput": [], "synthesis": []}
     if not args.skip_throughput:
@@ -109,10 +111,11 @@ def main() -> None:
     if not args.skip_synth:
         print("\n| design | target | R x C x L | LUT4 | FF | BRAM | DSP | logic | Fmax | M MAC/s | per LUT4 |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for label, design, params, target in SYNTH:
-            if args.only not in label and args.only not in target:
-                continue
-            row = synthesis(label, design, params, target, args.out)
+        chosen = [row for row in SYNTH if args.only in row[0] or args.only in row[3]]
+        points = [sweep.point(design, params, target) for _, design, params, target in chosen]
+        for (label, design, _, target), report in zip(chosen, sweep.reports(points, args.out / "pe_array",
+                                                                              workers=args.workers), strict=True):
+            row = synthesis(label, design, target, report)
             result["synthesis"].append(row)
             p = row["params"]
             print(f"| {label} | {target} | {p['rows']}x{p['cols']}x{p['lanes']} | {row['lut4']} | {row['ff']} "

@@ -1,14 +1,14 @@
 """The half-full ECP5 PE array: harness synthesis, router2 place and route, the worst nets.
 
-The flow's own P&R (router1) does not finish this design, so this script runs the flow's
-synthesis of the harness (``synth.flow.yosys_cells``) and its nextpnr step
-(``synth.flow.place_and_route``) with ``--router router2 --tmg-ripup
---detailed-timing-report`` and a stronger timing weight in the placer, prints Fmax, the
-critical path and the nets whose sinks are reached latest (grouped by name, digits
-folded), and writes ``large.json``. About 45 minutes (19 rows, two runs sharing this
-project's two cores; ``--no-tmg-ripup`` routes in about half that). Usage:
+The flow's default P&R (router1) does not finish this design, so this script runs the
+flow (`mixbit sweep`'s engine, synth.sweep: one point per seed, cached under --out) with
+nextpnr options ``--router router2 --tmg-ripup --detailed-timing-report`` and a stronger
+timing weight in the placer, prints Fmax, the critical path and the nets whose sinks are
+reached latest (grouped by name, digits folded), and writes ``large.json``. About 45
+minutes a seed (19 rows on this project's two cores; ``--no-tmg-ripup`` routes in about
+half that); several seeds run in parallel on --workers. Usage:
 
-    python benchmarks/pe_array_large.py [--out build/bench_large] [--seed 1] [-p rows=19 ...]
+    python benchmarks/pe_array_large.py [--out build/bench_large] [--seed 1 2 3] [--workers 2] [-p rows=19 ...]
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import argparse
 import collections
 import json
 import re
+import shlex
 from pathlib import Path
 
-from gateware.designs import get_design
-from gateware.generate import to_verilog
-from synth.flow import place_and_route, pnr_report_path, yosys_cells
-from synth.harness import Harness
+from synth import sweep
+from synth.flow import pnr_report_path
 from synth.targets import get_target
 
 #: 19 rows fill 54.7 % of the ECP5-85F's logic (docs/performance.md).
@@ -50,13 +49,29 @@ def worst_nets(report: dict, threshold_ns: float, limit: int = 30) -> list[dict]
     return sorted(rows, key=lambda row: -row["worst_ns"])[:limit]
 
 
+def summarize(point: sweep.Point, result: dict, folder: Path, args) -> dict:
+    """Fmax, cells, the critical path and the worst nets of one finished point."""
+    target = get_target(point.target)
+    placed, cells = result["report"], result["report"]["core"]["cells"]
+    report = json.loads(pnr_report_path(folder / f"{TOP}.{target.name}.yosys.json", target).read_text())
+    path = [{"type": s["type"], "ns": round(s["delay"], 2), "to": s["to"]["cell"]}
+            for s in report["critical_paths"][0]["path"]]
+    return {"params": point.param_dict, "seed": point.seed,
+            "heap": {"timing_weight": args.heap_timing_weight, "critexp": args.heap_critexp},
+            "target_mhz": placed["timing"]["constraint_mhz"], "nextpnr_args": point.nextpnr_opts,
+            "fmax_mhz": placed["timing"]["fmax_mhz"], "logic_used": placed["placed"]["logic_used"],
+            "logic_percent": placed["placed"]["logic_percent"],
+            "bram_output_registers": placed["placed"]["bram_output_registers"],
+            "cells": {k: cells.get(k, 0) for k in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD")},
+            "critical_path": path, "worst_nets": worst_nets(report, 6.0)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/bench_large"))
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, nargs="+", default=[1], help="nextpnr seeds, one point each")
+    parser.add_argument("--workers", type=int, default=2, help="local dask workers (default 2)")
     parser.add_argument("-p", "--param", action="append", default=[], help="a pe_array parameter, NAME=VALUE")
-    parser.add_argument("--skip-synth", action="store_true",
-                        help="place and route the harness netlist already in --out (another seed, other options)")
     parser.add_argument("--heap-timing-weight", type=int, default=HEAP_TIMING_WEIGHT,
                         help=f"nextpnr --placer-heap-timingweight (default {HEAP_TIMING_WEIGHT})")
     parser.add_argument("--heap-critexp", type=int, default=HEAP_CRITEXP,
@@ -70,47 +85,32 @@ def main() -> None:
     parser.add_argument("--nextpnr-arg", action="append", default=[], metavar="ARG",
                         help="a further nextpnr option, as it is (repeat it: --nextpnr-arg=--placer-heap-beta=0.8)")
     args = parser.parse_args()
-    design, target = get_design("pe_array"), get_target("ecp5-85f")
     given = dict(pair.split("=", 1) for pair in args.param if "=" in pair)
     if len(given) != len(args.param):
         parser.error(f"-p expects NAME=VALUE, not {args.param!r}")
-    params = design.resolve({**LARGE, **given})
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    verilog = out / f"{TOP}.v"
-    netlist = out / f"{TOP}.{target.name}.yosys.json"
-    if args.skip_synth:
-        if not netlist.exists():
-            parser.error(f"--skip-synth needs {netlist} (run once without it)")
-        cells = json.loads((out / f"{TOP}.{target.name}.stat.json").read_text())["design"]["num_cells_by_type"]
-    else:
-        verilog.write_text(to_verilog(Harness(design.build(params)), TOP))
-        cells = yosys_cells(verilog, TOP, target, out)
-    mhz = args.mhz or target.default_mhz
-    nextpnr_args = [*(() if args.no_tmg_ripup else ("--tmg-ripup",)), *args.nextpnr_arg]
-    placed = place_and_route(netlist, target, mhz, args.seed, out,
-                             extra_args=("--router", "router2", "--detailed-timing-report",
-                                         "--placer-heap-timingweight", str(args.heap_timing_weight),
-                                         "--placer-heap-critexp", str(args.heap_critexp), *nextpnr_args))
-    report = json.loads(pnr_report_path(netlist, target).read_text())
-    path = [{"type": s["type"], "ns": round(s["delay"], 2), "to": s["to"]["cell"]}
-            for s in report["critical_paths"][0]["path"]]
-    summary = {"params": params, "seed": args.seed,
-               "heap": {"timing_weight": args.heap_timing_weight, "critexp": args.heap_critexp},
-               "target_mhz": mhz, "nextpnr_args": nextpnr_args, "fmax_mhz": placed["timing"]["fmax_mhz"],
-               "logic_used": placed["placed"]["logic_used"], "logic_percent": placed["placed"]["logic_percent"],
-               "bram_output_registers": placed["placed"]["bram_output_registers"],
-               "cells": {k: cells.get(k, 0) for k in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD")},
-               "critical_path": path, "worst_nets": worst_nets(report, 6.0)}
-    (out / "large.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"Fmax {summary['fmax_mhz']} MHz, {summary['logic_used']} {target.logic_bel} ({summary['logic_percent']} %), "
-          f"cells {summary['cells']}")
-    print("\ncritical path:")
-    for step in path:
-        print(f"  {step['type']:9} {step['ns']:6.2f} ns  {step['to']}")
-    print("\n| latest arrival (ns) | nets | largest fanout | net names |\n|---:|---:|---:|---|")
-    for row in summary["worst_nets"]:
-        print(f"| {row['worst_ns']} | {row['count']} | {row['max_fanout']} | `{row['nets']}` |")
+    nextpnr = ["--router", "router2", "--detailed-timing-report", "--placer-heap-timingweight",
+               str(args.heap_timing_weight), "--placer-heap-critexp", str(args.heap_critexp),
+               *(() if args.no_tmg_ripup else ("--tmg-ripup",)), *args.nextpnr_arg]
+    points = [sweep.point("pe_array", {**LARGE, **given}, "ecp5-85f", seed=seed, mhz=args.mhz,
+                          nextpnr_opts=shlex.join(nextpnr)) for seed in args.seed]
+    results = sweep.run(points, args.out, workers=args.workers)
+    summaries = []
+    for point in points:
+        result = results[point]
+        if result["status"] == "failed":
+            print(f"seed {point.seed}: failed: {result['reason']}")
+            continue
+        summary = summarize(point, result, args.out / "points" / result["key"], args)
+        summaries.append(summary)
+        print(f"\nseed {point.seed}: Fmax {summary['fmax_mhz']} MHz, {summary['logic_used']} TRELLIS_COMB "
+              f"({summary['logic_percent']} %), cells {summary['cells']}")
+        print("critical path:")
+        for step in summary["critical_path"]:
+            print(f"  {step['type']:9} {step['ns']:6.2f} ns  {step['to']}")
+        print("\n| latest arrival (ns) | nets | largest fanout | net names |\n|---:|---:|---:|---|")
+        for row in summary["worst_nets"]:
+            print(f"| {row['worst_ns']} | {row['count']} | {row['max_fanout']} | `{row['nets']}` |")
+    (args.out / "large.json").write_text(json.dumps(summaries, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from sim.runner import generator_digest
 from .flow import SynthesisError, lut4_equivalent, synthesize, tool_version
 from .targets import get_target
 
-__all__ = ["Point", "SweepError", "grid", "point_key", "peak_ops_per_cycle", "run_point", "run", "client_for",
-           "warm_tools", "results"]
+__all__ = ["Point", "SweepError", "point", "grid", "point_key", "peak_ops_per_cycle", "run_point", "run",
+           "reports", "client_for", "warm_tools", "results"]
 
 #: Seconds a point may take before its tool is stopped (``--timeout``).
 DEFAULT_TIMEOUT_S = 3 * 3600
@@ -72,6 +72,14 @@ class Point:
         parts += [f"yosys '{self.yosys_opts}'"] if self.yosys_opts else []
         parts += [f"nextpnr '{self.nextpnr_opts}'"] if self.nextpnr_opts else []
         return " ".join(parts)
+
+
+def point(design_name: str, params: dict, target: str, *, seed: int = 1, mhz: float | None = None,
+          yosys_opts: str = "", nextpnr_opts: str = "") -> Point:
+    """One point from Python values (what a benchmark's table lists), validated."""
+    design = get_design(design_name)
+    get_target(target)
+    return Point(design.name, tuple(design.resolve(params).items()), target, seed, mhz, yosys_opts, nextpnr_opts)
 
 
 def _text(value) -> str:
@@ -172,7 +180,8 @@ def run_point(point: Point, out: Path, timeout_s: float | None = DEFAULT_TIMEOUT
         result |= {"status": "met" if timing["met"] else "unmet", "lut4": lut4, "ff": core["ff"],
                    "bram": core["bram"], "dsp": core["dsp"], "logic_pct": report["placed"]["logic_percent"],
                    "fmax_mhz": timing["fmax_mhz"], "target_mhz": timing["constraint_mhz"], "met": timing["met"],
-                   "mops": round(ops, 1), "mops_per_lut4": round(ops / lut4, 4) if lut4 else None}
+                   "mops": round(ops, 1), "mops_per_lut4": round(ops / lut4, 4) if lut4 else None,
+                   "report": report}
     result["wall_s"] = round(time.monotonic() - start, 1)
     _record(Path(out), result)
     return result
@@ -217,7 +226,7 @@ def client_for(scheduler: str | None, workers: int, *, connect_timeout_s: float 
                              f"({type(error).__name__})") from None
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, not {workers!r}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     return Client(cluster)
 
 
@@ -238,8 +247,9 @@ def _warm_plugin(targets: tuple[str, ...]):
 def _progress(done: int, failed: int, running: int, total: int, start: float, stream) -> None:
     elapsed = time.monotonic() - start
     eta = f"{elapsed / done * (total - done) / 60:.1f} min" if done else "?"
-    stream.write(f"\rsweep: {done}/{total} done ({failed} failed), {running} running, "
-                 f"{elapsed / 60:.1f} min so far, ETA {eta}   ")
+    line = (f"sweep: {done}/{total} done ({failed} failed), {running} running, "
+            f"{elapsed / 60:.1f} min so far, ETA {eta}")
+    stream.write(f"\r{line}   " if stream.isatty() else f"{line}\n")
     stream.flush()
 
 
@@ -264,6 +274,8 @@ def run(points: list[Point], out: Path, *, workers: int = 2, scheduler: str | No
     if own:
         client = client_for(scheduler, workers)
     try:
+        if progress and getattr(client, "dashboard_link", None):
+            progress.write(f"sweep: dask dashboard {client.dashboard_link}\n")
         targets = tuple(sorted({p.target for p in todo}))
         client.register_plugin(_warm_plugin(targets))
         start, failed = time.monotonic(), 0
@@ -284,7 +296,7 @@ def run(points: list[Point], out: Path, *, workers: int = 2, scheduler: str | No
             done[point] = result
             if progress:
                 _progress(count, failed, len(todo) - count, len(todo), start, progress)
-        if progress:
+        if progress and progress.isatty():
             progress.write("\n")
     finally:
         if own:
@@ -293,3 +305,13 @@ def run(points: list[Point], out: Path, *, workers: int = 2, scheduler: str | No
             if cluster is not None:
                 cluster.close()
     return {p: done[p] for p in points}
+
+
+def reports(points: list[Point], out: Path, *, workers: int = 2, **options) -> list[dict]:
+    """The synthesis report of each point, through :func:`run` (cached under ``out``); a
+    failed point raises SynthesisError with its reason. What the benchmark scripts use."""
+    done = run(points, out, workers=workers, **options)
+    failed = [f"{p.design} {p.label()}: {done[p]['reason']}" for p in points if done[p]["status"] == "failed"]
+    if failed:
+        raise SynthesisError("; ".join(failed))
+    return [done[p]["report"] for p in points]

@@ -108,7 +108,7 @@ def tier(item: Command | Block) -> str | None:
     mixbit = item.text.split("&&")[-1].split()
     if mixbit[:1] != ["mixbit"]:
         return None
-    return {"synth": "synthesis", "sim": "cocotb", "build": "board"}.get(mixbit[1])
+    return {"synth": "synthesis", "sweep": "synthesis", "sim": "cocotb", "build": "board"}.get(mixbit[1])
 
 
 if __name__ == "__main__":
