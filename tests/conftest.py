@@ -57,6 +57,7 @@ CLI_TIERS = {
 SWEEP_TIERS = {
     "test_decoder_sweep_equals_mixbit_synth_survives_a_killed_worker_and_resumes": "synthesis",
     "test_a_point_that_does_not_fit_is_recorded_with_its_reason": "synthesis",
+    "test_a_sweep_runs_on_a_cluster_started_as_docs_sweeps_says": "synthesis",
 }
 TIERS = ("cocotb", "synthesis", "board", "accuracy")
 

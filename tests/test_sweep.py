@@ -106,3 +106,25 @@ def test_a_point_that_does_not_fit_is_recorded_with_its_reason(client, tmp_path)
     assert result["status"] == "failed" and "no BELs remaining" in result["reason"], result
     recorded = json.loads((tmp_path / "points" / result["key"] / "result.json").read_text())
     assert recorded["status"] == "failed"
+
+
+def test_a_sweep_runs_on_a_cluster_started_as_docs_sweeps_says(tmp_path):
+    """`dask scheduler` and `dask worker` as separate processes (as on other machines),
+    then `mixbit sweep --scheduler`."""
+    port = 8700 + os.getpid() % 80
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen(["dask", "scheduler", "--port", str(port), "--dashboard-address", ":0"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(["dask", "worker", address, "--nworkers", "1", "--nthreads", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        result = subprocess.run(["mixbit", "sweep", "decoder", "--target", "ice40-up5k", "-p", "families=int8",
+                                 "--scheduler", address, "-o", str(tmp_path / "s")],
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "sweep: 1 met, 0 timing not met, 0 failed" in result.stdout
+        assert len((tmp_path / "s" / "sweep.csv").read_text().splitlines()) == 2
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+            process.wait(timeout=30)
