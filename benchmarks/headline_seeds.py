@@ -38,8 +38,7 @@ ROWS = {
 
 
 def points(design: str, params: dict, target: str, seeds: list[int]) -> list[sweep.Point]:
-    text = {k: ",".join(v) if isinstance(v, tuple) else str(v) for k, v in params.items()}
-    return sweep.grid(design, target, text, seeds=seeds)
+    return [sweep.point(design, params, target, seed=seed) for seed in seeds]
 
 
 def row(label: str, results: list[dict]) -> dict:

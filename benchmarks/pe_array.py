@@ -74,9 +74,8 @@ def synthesis(label: str, design: str, target: str, report: dict) -> dict:
     p = report["parameters"]
     core = report["core"]
     luts = lut4_equivalent(report)
-    cycles_per_weight = 2 if design == "pe_array" else 1
     fmax = report["timing"]["fmax_mhz"]
-    macs = p["rows"] * p["cols"] * p["lanes"] * fmax * 1e6 / cycles_per_weight
+    macs = sweep.peak_ops_per_cycle(design, p) * fmax * 1e6
     return {
         "label": label, "design": design, "target": target, "params": p, "lut4": luts, "ff": core["ff"],
         "bram": core["bram"], "dsp": core["dsp"], "logic_percent": report["placed"]["logic_percent"],

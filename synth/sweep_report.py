@@ -15,7 +15,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from .sweep import Point
+from .sweep import Point, param_text
 
 __all__ = ["COLUMNS", "rows", "write_csv", "write_markdown", "pareto_front", "plot", "write_all"]
 
@@ -24,16 +24,12 @@ COLUMNS = ("status", "lut4", "ff", "bram", "dsp", "logic_pct", "fmax_mhz", "targ
            "mops_per_lut4", "wall_s", "reason")
 
 
-def _text(value) -> str:
-    return ",".join(value) if isinstance(value, tuple) else str(value)
-
-
 def rows(results: dict[Point, dict]) -> list[dict]:
     """One flat dict per point: design, target, every parameter, seed, options, then COLUMNS."""
     table = []
     for point, result in results.items():
         row = {"design": point.design, "target": point.target}
-        row |= {name: _text(value) for name, value in point.params}
+        row |= {name: param_text(value) for name, value in point.params}
         row |= {"seed": point.seed, "yosys_opts": point.yosys_opts, "nextpnr_opts": point.nextpnr_opts}
         row |= {column: result.get(column, "") for column in COLUMNS}
         row["reason"] = " ".join(str(row["reason"]).split())
@@ -66,7 +62,7 @@ def write_markdown(results: dict[Point, dict], path: Path, title: str = "Sweep")
              "| " + " | ".join(header) + " |", "|" + "---|" * len(names + knobs) + "---|" + "---:|" * 9]
     for point, r in results.items():
         params = point.param_dict
-        cells = [_text(params[n]) for n in names] + [str(getattr(point, k)) or "-" for k in knobs]
+        cells = [param_text(params[n]) for n in names] + [str(getattr(point, k)) or "-" for k in knobs]
         if r["status"] == "failed":
             cells += ["failed: " + " ".join(r.get("reason", "").split())[-160:]] + [""] * 9
         else:
@@ -120,9 +116,9 @@ def plot(results: dict[Point, dict], out: Path) -> list[Path]:
     names = _shown([p for p, _ in placed])
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        values = sorted({_text(p.param_dict[name]) for p, _ in placed})
+        values = sorted({param_text(p.param_dict[name]) for p, _ in placed})
         for value in values:
-            chosen = [r for p, r in placed if _text(p.param_dict[name]) == value]
+            chosen = [r for p, r in placed if param_text(p.param_dict[name]) == value]
             ax.scatter([r["logic_pct"] for r in chosen], [r["fmax_mhz"] for r in chosen], label=f"{name}={value}")
         ax.axhline(placed[0][1]["target_mhz"], color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel("placed logic (%)")
@@ -135,7 +131,7 @@ def plot(results: dict[Point, dict], out: Path) -> list[Path]:
 
     spread: dict[str, list[float]] = {}
     for point, r in placed:
-        label = " ".join(f"{n}={_text(point.param_dict[n])}" for n in names) or point.design
+        label = " ".join(f"{n}={param_text(point.param_dict[n])}" for n in names) or point.design
         label += f" {point.yosys_opts} {point.nextpnr_opts}".rstrip()
         spread.setdefault(label, []).append(r["fmax_mhz"])
     labels = list(spread)
