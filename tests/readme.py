@@ -1,17 +1,13 @@
 """The commands and examples of README.md, read from the README itself (standard library only).
 
-tests/test_readme.py runs them; .ci/run takes its set-up commands from here, so the
-README cannot drift from what is executed:
-
-    python3 tests/readme.py main-job        # the README's main-job line
-    python3 tests/readme.py test-command    # the README's test command
-    python3 tests/readme.py board-builds    # its `mixbit build` lines
+tests/test_readme.py runs them, and checks that .ci/run holds the README's set-up
+lines and board builds exactly as written, so the README cannot drift from what is
+executed.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,15 +105,3 @@ def tier(item: Command | Block) -> str | None:
     if mixbit[:1] != ["mixbit"]:
         return None
     return {"synth": "synthesis", "sweep": "synthesis", "sim": "cocotb", "build": "board"}.get(mixbit[1])
-
-
-if __name__ == "__main__":
-    what = sys.argv[1] if len(sys.argv) == 2 else ""
-    if what == "main-job":
-        print(main_job())
-    elif what == "test-command":
-        print(test_command())
-    elif what == "board-builds":
-        print("\n".join(board_builds()))
-    else:
-        raise SystemExit("usage: python3 tests/readme.py main-job|test-command|board-builds")
