@@ -43,11 +43,10 @@ class IntParam(Param):
 
     def parse(self, text: str) -> int:
         try:
-            return self.check(int(text, 0))
+            value = int(text, 0)
         except ValueError:
-            if text.strip().lstrip("-").isdigit():
-                raise
             raise ValueError(f"parameter {self.name} must be an integer, not {text!r}") from None
+        return self.check(value)
 
     def check(self, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:

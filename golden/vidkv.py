@@ -132,8 +132,19 @@ def rank_channels(x: torch.Tensor, f: float, in_bits: int = DEFAULT_IN_BITS) -> 
 
 
 def decode_2bit(q, mn, r, frac_bits: int = DEFAULT_FRAC_BITS) -> torch.Tensor:
-    """Fixed point (``frac_bits``) of ``mn + q r / 3``, rounded half up; [..., Tg, D]."""
+    """Fixed point (``frac_bits``) of ``mn + q r / 3``, rounded half up; [..., Tg, D].
+
+    ``q`` must be an integer tensor of 2-bit codes (0..3), else ValueError/TypeError.
+    """
     check_frac_bits(frac_bits)
+    if not isinstance(q, torch.Tensor):
+        raise TypeError(f"q must be a torch.Tensor, not {type(q).__name__}")
+    if q.is_floating_point() or q.is_complex() or q.dtype == torch.bool:
+        raise ValueError(f"q must be an integer tensor (2-bit codes), not dtype {q.dtype}")
+    bad = (q < 0) | (q > 3)
+    if bad.any():
+        index = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(f"q{index} = {int(q[tuple(index)])} is not a 2-bit code (0..3)")
     numerator = (3 * mn[..., None, :] + q * r[..., None, :]) << frac_bits
     return round_div(numerator, 3)
 

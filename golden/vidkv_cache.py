@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .vidkv import DEFAULT_FRAC_BITS, DEFAULT_IN_BITS, GROUP_TOKENS, HEAD_DIMS, check_tokens, n_high
+from .vidkv import (
+    DEFAULT_FRAC_BITS,
+    DEFAULT_IN_BITS,
+    GROUP_TOKENS,
+    HEAD_DIMS,
+    check_frac_bits,
+    check_tokens,
+    n_high,
+)
 from .vidkv_fft import check_length
 from .vidkv_groups import (
     VALUE_FORMATS,
@@ -53,7 +61,7 @@ class QuantizedKVCache:
     in_bits : int
         Width of the signed integer inputs (8..16).
     frac_bits : int
-        Fraction bits of :meth:`dequantize`'s fixed-point output.
+        Fraction bits of :meth:`dequantize`'s fixed-point output (0..8).
     f : float
         Keys: fraction of 2-bit channels (0, 1/4, 1/2, 3/4, 1).
     fft : bool
@@ -74,6 +82,7 @@ class QuantizedKVCache:
         if group_tokens not in GROUP_TOKENS:
             raise ValueError(f"group_tokens must be one of {GROUP_TOKENS}, not {group_tokens!r}")
         check_tokens(torch.zeros((group_tokens, d), dtype=torch.int64), in_bits)   # checks in_bits
+        check_frac_bits(frac_bits)
         if kind == "key":
             normal = d - n_high(d, f)
             if fft and normal:
@@ -125,9 +134,9 @@ class QuantizedKVCache:
         if full:
             groups = tokens[:full].reshape(-1, self.group_tokens, self.d)
             if path.value_format is None:
-                quantized = quantize_keys(groups, self.f, self.fft)
+                quantized = quantize_keys(groups, self.f, self.fft, self.in_bits)
             else:
-                quantized = quantize_values(groups, path.value_format)
+                quantized = quantize_values(groups, path.value_format, self.in_bits)
             path.groups.append((positions[:full].reshape(-1, self.group_tokens), quantized))
         path.residual, path.residual_positions = tokens[full:], positions[full:]
 

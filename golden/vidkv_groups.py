@@ -12,10 +12,12 @@ import torch
 
 from .vidkv import (
     DEFAULT_FRAC_BITS,
+    DEFAULT_IN_BITS,
     _encode_1bit,
     _encode_2bit,
     _encode_ternary,
     _rank,
+    check_tokens,
     decode_1bit,
     decode_2bit,
     decode_ternary,
@@ -70,8 +72,19 @@ def _split(mask: torch.Tensor):
     return ranked[:, :n_hi], ranked[:, n_hi:]
 
 
-def quantize_keys(x: torch.Tensor, f: float = 0.5, fft: bool = False) -> KeyGroups:
-    """Quantize key groups ``x`` [G, Tg, D] (integers): top ``D f`` channels by range 2-bit, the rest 1-bit."""
+def _check_groups(x, in_bits: int = DEFAULT_IN_BITS, argument: str = "x") -> None:
+    """Raise unless ``x`` is an integer tensor of groups ``[G, Tg, D]`` within ``in_bits`` signed bits."""
+    check_tokens(x, in_bits, argument)
+    if x.dim() != 3:
+        raise ValueError(f"{argument} must be groups [G, Tg, D], not shape {list(x.shape)}")
+
+
+def quantize_keys(x: torch.Tensor, f: float = 0.5, fft: bool = False, in_bits: int = DEFAULT_IN_BITS) -> KeyGroups:
+    """Quantize key groups ``x`` [G, Tg, D]: top ``D f`` channels by range 2-bit, the rest 1-bit.
+
+    ``x`` holds integers within ``in_bits`` signed bits; anything else raises ValueError/TypeError.
+    """
+    _check_groups(x, in_bits)
     g, tg, d = x.shape
     n_hi = n_high(d, f)
     if fft and d - n_hi:
@@ -112,8 +125,13 @@ class ValueGroups:
     r: torch.Tensor | None = None
 
 
-def quantize_values(x: torch.Tensor, value_format: str = "ternary") -> ValueGroups:
-    """Quantize value groups ``x`` [G, Tg, D] per channel along tokens."""
+def quantize_values(x: torch.Tensor, value_format: str = "ternary",
+                    in_bits: int = DEFAULT_IN_BITS) -> ValueGroups:
+    """Quantize value groups ``x`` [G, Tg, D] per channel along tokens.
+
+    ``x`` holds integers within ``in_bits`` signed bits; anything else raises ValueError/TypeError.
+    """
+    _check_groups(x, in_bits)
     if value_format not in VALUE_FORMATS:
         raise ValueError(f"value_format must be one of {VALUE_FORMATS}, not {value_format!r}")
     if value_format == "ternary":

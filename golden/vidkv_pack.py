@@ -142,6 +142,8 @@ def pack_values(v: ValueGroups, in_bits: int = 16, ternary_layout: str = "i2",
 
 def unpack(p: PackedKV) -> KeyGroups | ValueGroups:
     """The groups that :func:`pack_keys` or :func:`pack_values` packed, exactly."""
+    if not isinstance(p, PackedKV):
+        raise TypeError(f"p must be a PackedKV (from pack_keys or pack_values), not {type(p).__name__}")
     g, tg, d = p.groups, p.group_tokens, p.d
     if p.kind == "key":
         mask_words = d // 32

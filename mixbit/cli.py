@@ -6,23 +6,45 @@ import argparse
 import random
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
-from gateware.designs import DESIGNS, get_design
-from gateware.generate import generate
-from gateware.toolchain import ToolNotFoundError, cache_dir
-from sim import build_cache
-from sim.runner import SimulationFailed, build_design, run_regression
-from synth import sweep as sweeps
-from synth.flow import SynthesisError, synthesize
-from synth.sweep_report import write_all
-
-from .boards import BOARDS, TimingNotMet, build_board
+import mixbit
 
 __all__ = ["main", "run"]
 
 _USAGE_ERROR = 2
 _RUN_ERROR = 1
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report it.
+_INTERRUPTED = 130
+
+
+def _interrupted() -> int:
+    print("mixbit: interrupted", file=sys.stderr)
+    return _INTERRUPTED
+
+
+try:    # the imports take a moment: Ctrl-C while `mixbit` starts ends as in a command, not with a traceback
+    from gateware.designs import DESIGNS, get_design
+    from gateware.generate import generate
+    from gateware.toolchain import ToolNotFoundError, cache_dir
+    from sim import build_cache
+    from sim.runner import SimulationFailed, build_design, run_regression
+    from synth import sweep as sweeps
+    from synth.flow import SynthesisError, synthesize
+    from synth.sweep_report import write_all
+
+    from .boards import BOARDS, TimingNotMet, build_board
+except KeyboardInterrupt:
+    raise SystemExit(_interrupted()) from None
+
+
+def _version() -> str:
+    """The installed distribution's version, else ``mixbit.__version__`` (if any)."""
+    try:
+        return metadata.version("mixbit")
+    except metadata.PackageNotFoundError:
+        return getattr(mixbit, "__version__", "unknown")
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -89,7 +111,8 @@ def _cmd_sim(args) -> None:
     if seed is None:
 
         seed = random.randrange(1 << 31)
-    passed = run_regression(build, design.regression, params, seed=seed, env={"MIXBIT_DESIGN": design.name})
+    passed = run_regression(build, design.regression, params, seed=seed, env={"MIXBIT_DESIGN": design.name},
+                            verbose=args.verbose)
     print(f"{design.name}: {passed} cocotb tests passed on {args.simulator} (seed {seed})")
 
 
@@ -162,6 +185,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mixbit", description="Generate, simulate and synthesize "
                                      "bit-exact low-bit LLM inference hardware.")
+    parser.add_argument("--version", action="version", version=f"mixbit {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def with_design(sub):
@@ -210,6 +234,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
                      help="simulator (default verilator)")
     sim.add_argument("--seed", type=int, help="random seed (default: random, printed)")
+    sim.add_argument("-v", "--verbose", action="store_true",
+                     help="show the simulator's output (cocotb's log) instead of keeping it in the run folder's "
+                          "sim.log (named when the regression fails)")
 
     sweep = with_design(commands.add_parser(
         "sweep", help="synthesize a grid of parameters, seeds and tool options on dask; CSV, Markdown, plots",
@@ -250,14 +277,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mixbit`` console script; returns the exit status."""
+    """Entry point of the ``mixbit`` console script; returns the exit status.
 
-    args = _parser().parse_args(argv)
-
+    Ctrl-C ends any command with one line on stderr and status 130; the tools it started
+    (simulators, yosys, nextpnr, a sweep's cluster) are stopped on the way out.
+    """
     handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim,
                "build": _cmd_build, "cache": _cmd_cache, "sweep": _cmd_sweep}
     try:
+        args = _parser().parse_args(argv)
         handler[args.command](args)
+    except KeyboardInterrupt:
+        return _interrupted()
     except (ValueError, TypeError, ToolNotFoundError, OSError, sweeps.SweepError) as error:
         print(f"mixbit: error: {error}", file=sys.stderr)
         return _USAGE_ERROR

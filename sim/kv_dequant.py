@@ -13,7 +13,7 @@ from golden.vidkv_pack import PackedKV
 from golden.vidkv_stream import dequantize_packed, stream_beats
 from host.kv_beats import check_packed, packed_mode, unpack_output
 
-from .runner import Build, build_design, run_json_job
+from .runner import Build, build_design, check_stall, run_json_job
 
 __all__ = ["KvDequantRun", "run_kv_dequantizer", "run_kv_dequantizer_detailed", "make_job",
            "check_tokens_against_golden"]
@@ -57,9 +57,13 @@ def check_tokens_against_golden(config: KvConfig, packed, tokens: torch.Tensor,
 
 def run_kv_dequantizer_detailed(params: dict, packed: dict[str, PackedKV], *, simulator: str = "verilator",
                                 stall: float = 0.0, seed: int | None = None,
-                                build: Build | None = None) -> KvDequantRun:
-    """:func:`run_kv_dequantizer` with stalls on both streams, a seed and an existing build (for tests)."""
+                                build: Build | None = None, verbose: bool = False) -> KvDequantRun:
+    """:func:`run_kv_dequantizer` with stalls on both streams, a seed and an existing build (for tests).
 
+    ``stall`` is the probability of a stall in each cycle of both streams, a real number in
+    [0, 1) (0: none), checked before anything is built; ``verbose`` as in :func:`run_kv_dequantizer`.
+    """
+    stall = check_stall(stall)
     design = get_design("kv_dequant")
     params = design.resolve(dict(params))
     config = design.config(params)
@@ -69,14 +73,15 @@ def run_kv_dequantizer_detailed(params: dict, packed: dict[str, PackedKV], *, si
     job = make_job(config, packed, stall=stall, seed=seed)
     if build is None:
         build, params = build_design("kv_dequant", params, simulator)
-    results = run_json_job(build, "sim.tb_kv_dequant", params, job, seed=seed, testcase="kv_dequant_run")
+    results = run_json_job(build, "sim.tb_kv_dequant", params, job, seed=seed, testcase="kv_dequant_run",
+                           verbose=verbose)
     tokens, positions = unpack_output(config, [int(w) for w in results["words"]])
     order = torch.argsort(positions)
     return KvDequantRun(tokens[order], positions[order], positions, results["cycles"], params)
 
 
-def run_kv_dequantizer(params: dict, packed: dict[str, PackedKV], simulator: str = "verilator",
-                       ) -> tuple[torch.Tensor, int]:
+def run_kv_dequantizer(params: dict, packed: dict[str, PackedKV], simulator: str = "verilator", *,
+                       verbose: bool = False) -> tuple[torch.Tensor, int]:
     """Dequantize packed groups on the generated KV dequantize engine; return ``(tokens, cycles)``.
 
     Parameters
@@ -89,6 +94,9 @@ def run_kv_dequantizer(params: dict, packed: dict[str, PackedKV], simulator: str
         What :func:`sim.kv_quant.run_kv_quantizer` (or golden's ``pack_tokens``) returns;
         the run-time mode (2-bit values, STP) is read from it.
     simulator : "verilator" or "icarus"
+    verbose : bool
+        Show the simulator's output (cocotb's log) on stdout; by default it goes to
+        ``sim.log`` in the run's folder, which a :class:`sim.runner.SimulationFailed` names.
 
     Returns the tokens [n, D] of every group, fixed point with ``frac_bits`` fraction
     bits, in original token order (sorted by the positions the engine sends with each
@@ -96,5 +104,5 @@ def run_kv_dequantizer(params: dict, packed: dict[str, PackedKV], simulator: str
     :func:`golden.vidkv_stream.dequantize_packed` - and the cycles from the first input
     beat to the last output beat.
     """
-    run = run_kv_dequantizer_detailed(params, packed, simulator=simulator)
+    run = run_kv_dequantizer_detailed(params, packed, simulator=simulator, verbose=verbose)
     return run.tokens, run.cycles

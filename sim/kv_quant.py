@@ -13,7 +13,7 @@ from golden.vidkv_pack import PackedKV
 from golden.vidkv_stream import beats_per_group, group_counts
 from host.kv_beats import check_run_inputs, parse_job_beats, token_beats
 
-from .runner import Build, build_design, run_json_job
+from .runner import Build, build_design, check_stall, run_json_job
 
 __all__ = ["KvQuantRun", "run_kv_quantizer", "run_kv_quantizer_detailed", "make_job", "first_difference"]
 
@@ -70,9 +70,14 @@ def first_difference(got: dict[str, PackedKV], want: dict[str, PackedKV], x: tor
 
 def run_kv_quantizer_detailed(params: dict, x: torch.Tensor, kind: str = "key", *, salient=None,
                               value_format: str = "ternary", simulator: str = "verilator", stall: float = 0.0,
-                              seed: int | None = None, build: Build | None = None) -> KvQuantRun:
-    """:func:`run_kv_quantizer` with stalls on both streams, a seed and an existing build (for tests)."""
+                              seed: int | None = None, build: Build | None = None,
+                              verbose: bool = False) -> KvQuantRun:
+    """:func:`run_kv_quantizer` with stalls on both streams, a seed and an existing build (for tests).
 
+    ``stall`` is the probability of a stall in each cycle of both streams, a real number in
+    [0, 1) (0: none), checked before anything is built; ``verbose`` as in :func:`run_kv_quantizer`.
+    """
+    stall = check_stall(stall)
     design = get_design("kv_quant")
     params = design.resolve(dict(params))
     config = design.config(params)
@@ -81,14 +86,15 @@ def run_kv_quantizer_detailed(params: dict, x: torch.Tensor, kind: str = "key", 
     job = make_job(config, x, kind, value_format, salient, stall=stall, seed=seed)
     if build is None:
         build, params = build_design("kv_quant", params, simulator)
-    results = run_json_job(build, "sim.tb_kv_quant", params, job, seed=seed, testcase="kv_quant_run")
+    results = run_json_job(build, "sim.tb_kv_quant", params, job, seed=seed, testcase="kv_quant_run",
+                           verbose=verbose)
     beats = [tuple(b) for b in results["beats"]]
     packed = parse_job_beats(config, beats, value_format, salient is not None)
     return KvQuantRun(packed, beats, results["cycles"], params)
 
 
 def run_kv_quantizer(params: dict, x: torch.Tensor, kind: str = "key", salient=None, simulator: str = "verilator",
-                     *, value_format: str = "ternary") -> tuple[dict[str, PackedKV], int]:
+                     *, value_format: str = "ternary", verbose: bool = False) -> tuple[dict[str, PackedKV], int]:
     """Quantize tokens ``x`` on the generated KV quantize engine; return ``(packed, cycles)``.
 
     Parameters
@@ -104,6 +110,9 @@ def run_kv_quantizer(params: dict, x: torch.Tensor, kind: str = "key", salient=N
     simulator : "verilator" or "icarus"
     value_format : "ternary" or "2bit"
         Values: the format of the (non-salient) path.
+    verbose : bool
+        Show the simulator's output (cocotb's log) on stdout; by default it goes to
+        ``sim.log`` in the run's folder, which a :class:`sim.runner.SimulationFailed` names.
 
     Returns the packed groups per path (``"key"``, ``"value"``, ``"salient"``), exactly
     what :func:`golden.vidkv_stream.pack_tokens` gives for the same inputs (tokens of an
@@ -112,5 +121,5 @@ def run_kv_quantizer(params: dict, x: torch.Tensor, kind: str = "key", salient=N
     and cached.
     """
     run = run_kv_quantizer_detailed(params, x, kind, salient=salient, value_format=value_format,
-                                    simulator=simulator)
+                                    simulator=simulator, verbose=verbose)
     return run.packed, run.cycles

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import random
 import subprocess
@@ -36,6 +37,7 @@ __all__ = [
     "build_design",
     "run_regression",
     "run_json_job",
+    "check_stall",
     "LINT_WAIVERS",
 ]
 
@@ -47,6 +49,13 @@ _GENERATOR_PACKAGES = ("arch", "hdl", "gateware")
 
 class SimulationFailed(AssertionError):
     """A regression failed; the message holds each failing test's first mismatch."""
+
+
+def check_stall(stall) -> float:
+    """``stall`` as a float; ValueError unless it is a real number in [0, 1) (a probability per cycle)."""
+    if isinstance(stall, bool) or not isinstance(stall, numbers.Real) or not 0 <= stall < 1:   # NaN too
+        raise ValueError(f"stall must be a real number in [0, 1), not {stall!r}")
+    return float(stall)
 
 
 @dataclass(frozen=True)
@@ -163,11 +172,12 @@ _ICARUS_ARGS = ("-g2005",)
 def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build, dict]:
     """Generate a design's Verilog and build it for ``simulator``; cached per parameter set.
 
-    Returns the build and the validated parameters.
+    Returns the build and the validated parameters. The simulator is checked first: a
+    missing one raises ToolNotFoundError before any Verilog is generated.
     """
-
     design = get_design(design_name)
     params = design.resolve(params)
+    prepare_simulator(simulator)
     key = _key(design.name, params, generator_digest(), tool_versions())
     source_dir = cache_dir() / "verilog" / f"{design.name}-{key}"
     with build_cache.claim(source_dir) as claim:
@@ -207,10 +217,13 @@ def _outcome(results: Path) -> tuple[int, list[str]]:
 
 
 def run_regression(build: Build, module: str, params: dict, *, seed: int | None = None,
-                   testcase: str | None = None, env: dict | None = None) -> int:
+                   testcase: str | None = None, env: dict | None = None, verbose: bool = False) -> int:
     """Run the cocotb tests of ``module`` on ``build``; return how many passed.
 
-    Raises SimulationFailed naming each failing test, its first mismatch and the seed.
+    The run's files go into a run folder, ``<build directory>/runs/<pid>-<seed>/``. The
+    simulator's output (cocotb's log) goes to ``sim.log`` there, or with ``verbose`` to the
+    terminal (stdout) instead. Raises SimulationFailed naming each failing test, its first
+    mismatch, the seed and the log.
     """
     from cocotb_tools.runner import get_runner
 
@@ -220,6 +233,8 @@ def run_regression(build: Build, module: str, params: dict, *, seed: int | None 
     test_dir = build.directory / "runs" / f"{os.getpid()}-{seed}"
     test_dir.mkdir(parents=True, exist_ok=True)
     results = test_dir / "results.xml"
+    log = None if verbose else test_dir / "sim.log"
+    where = f"files in {test_dir}" if verbose else f"log {log}"
     extra_env = {"MIXBIT_PARAMS": json.dumps(params, default=list), "MIXBIT_SEED": str(seed), **(env or {})}
     with _outside_pytest():
         try:
@@ -234,30 +249,34 @@ def run_regression(build: Build, module: str, params: dict, *, seed: int | None 
                 extra_env=extra_env,
                 results_xml=str(results),
                 timescale=("1ns", "1ps"),
+                log_file=log,
             )
         except (SystemExit, RuntimeError, subprocess.CalledProcessError):
             # The simulator crashed or stopped ($fatal, a timeout); results may still say why.
             if not results.exists():
                 raise SimulationFailed(
-                    f"{build.simulator} stopped before writing results ({build.top}, seed {seed}; "
-                    f"files in {test_dir})"
+                    f"{build.simulator} stopped before writing results ({build.top}, seed {seed}; {where})"
                 ) from None
     if not results.exists():
-        raise SimulationFailed(f"{build.simulator} wrote no results (seed {seed}; see {test_dir})")
+        raise SimulationFailed(f"{build.simulator} wrote no results (seed {seed}; {where})")
     count, failures = _outcome(results)
     if failures or count == 0:
         raise SimulationFailed(
             f"{module} on {build.simulator} ({build.top}), seed {seed}: "
-            + ("; ".join(failures) if failures else "no test ran")
+            + ("; ".join(failures) if failures else "no test ran") + f" ({where})"
         )
     return count
 
 
-def run_json_job(build: Build, module: str, params: dict, job: dict, *, seed: int, testcase: str) -> dict:
-    """Run ``testcase`` of ``module`` with ``job`` in the JSON file ``MIXBIT_JOBS``; return ``MIXBIT_RESULTS``."""
+def run_json_job(build: Build, module: str, params: dict, job: dict, *, seed: int, testcase: str,
+                 verbose: bool = False) -> dict:
+    """Run ``testcase`` of ``module`` with ``job`` in the JSON file ``MIXBIT_JOBS``; return ``MIXBIT_RESULTS``.
+
+    ``verbose`` as in :func:`run_regression`.
+    """
     with tempfile.TemporaryDirectory(prefix=f"mixbit-{testcase}-") as scratch:
         job_file, results_file = Path(scratch) / "job.json", Path(scratch) / "results.json"
         job_file.write_text(json.dumps(job))
         run_regression(build, module, params, seed=seed, testcase=testcase,
-                       env={"MIXBIT_JOBS": str(job_file), "MIXBIT_RESULTS": str(results_file)})
+                       env={"MIXBIT_JOBS": str(job_file), "MIXBIT_RESULTS": str(results_file)}, verbose=verbose)
         return json.loads(results_file.read_text())
