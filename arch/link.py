@@ -2,7 +2,7 @@
 
 Pure Python (no torch), like :mod:`arch.bitmod`: ``gateware.accelerator`` builds its
 frame receiver, command decoder and reply sender from these constants and
-``host.driver`` encodes requests and checks replies with them. docs/host_link.md
+``host.link`` encodes requests and checks replies with them. docs/host_link.md
 describes the format in prose.
 
 A request is ``REQUEST_SYNC, command, length (2 bytes, little-endian), payload, crc (2

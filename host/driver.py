@@ -12,6 +12,14 @@
 Everything moves in golden's formats (``golden.bitmod_pack`` weight beats,
 ``golden.vidkv_stream`` KV beats); the frame format is arch/link.py's. The driver reads
 the build's parameters with INFO, so it needs nothing but the port.
+
+The requests go over a :class:`host.link.Link` (``Accelerator.link``), which heals the
+line (docs/host_link.md, "Faults on the line"): it hunts for replies, drains stray bytes
+and sends a failed request again as :data:`RETRY_POLICY` allows. Here the GEMM and KV jobs
+recover from the rest: a lost RUN reply is told by ORDER, a lost KV reply by COUNTERS or by
+starting the KV job over. ``Accelerator.stats`` (:class:`LinkStats`) counts what happened.
+The link's names (:class:`LinkError`, :class:`LinkTimeout`, :class:`LinkUnreliable`,
+:class:`LinkStats`, :data:`RETRY_POLICY`) are importable from here too.
 """
 
 from __future__ import annotations
@@ -24,18 +32,13 @@ import torch
 from arch.bitmod import FAMILY_IDS
 from arch.kv_config import KvConfig
 from arch.link import (
-    COUNTER_FIELDS,
     INFO_FIELDS,
     KV_MODE_LAYOUT,
     LOAD_ACT_LAYOUT,
     LOAD_WEIGHTS_LAYOUT,
-    REPLY_SYNC,
-    STATUS_TEXT,
     Command,
     FrameError,
     Status,
-    crc16,
-    encode_request,
     pack_words,
     unpack_words,
     word_bytes,
@@ -46,27 +49,22 @@ from golden.vidkv_pack import PackedKV
 from golden.vidkv_stream import HEADER, beats_per_group, group_counts, stream_beats
 
 from .kv_beats import check_packed, check_run_inputs, packed_mode, parse_job_beats, token_beats, unpack_output
+from .link import RETRY_POLICY, Link, LinkError, LinkStats, LinkTimeout, LinkUnreliable, _command_name, _Uncertain
 from .pe_array_jobs import assemble, check_inputs, plan_jobs
 
-__all__ = ["Accelerator", "LinkError", "LinkTimeout"]
+__all__ = ["Accelerator", "LinkError", "LinkTimeout", "LinkUnreliable", "LinkStats", "RETRY_POLICY"]
 
 _FAMILY_NAMES = {v: k for k, v in FAMILY_IDS.items()}
 
 
-class LinkError(RuntimeError):
-    """The accelerator answered a request with an error status."""
-
-    def __init__(self, command: str, status: int):
-        self.command, self.status = command, status
-        super().__init__(f"{command}: the accelerator replied {STATUS_TEXT.get(status, f'status {status}')}")
+class _Restart(Exception):
+    """A KV job cannot go on (output lost on the way back): start it over from KV_MODE."""
 
 
-class LinkTimeout(TimeoutError):
-    """No (complete) reply within the timeout."""
-
-
-def _command_name(code: int) -> str:
-    return next((k for k, v in vars(Command).items() if v == code and k.isupper() and k != "ALL"), hex(code))
+def _on_link(name: str, doc: str) -> property:
+    """An attribute of the Accelerator that is its link's (read and set there)."""
+    return property(lambda self: getattr(self.link, name), lambda self, value: setattr(self.link, name, value),
+                    doc=doc)
 
 
 class Accelerator:
@@ -76,24 +74,47 @@ class Accelerator:
     ----------
     port : str or serial-like
         A serial device path (opened with pyserial at ``baud``), or an open object with
-        ``write(bytes)``, ``read(n)`` (returning fewer bytes on timeout) and
-        ``reset_input_buffer()``.
+        ``write(bytes)``, ``read(n)`` (returning fewer bytes, soon, when none come) and
+        ``reset_input_buffer()``; ``in_waiting`` is used if it has one.
     baud : int
         The build's baud rate (``mixbit build`` prints it; 115200 by default).
     timeout : float
-        Seconds to wait for a reply before :class:`LinkTimeout`.
+        Seconds to wait for the first byte of a reply; an attempt with no byte back in
+        that time counts as silent, and a request whose every attempt was silent raises
+        :class:`LinkTimeout`.
+    retries : int
+        Frames a request is sent again at most after a failed attempt (so ``retries + 1``
+        in all), and KV jobs are started over at most as often; then
+        :class:`LinkUnreliable`. 0 turns retrying off.
+    settle : float
+        Seconds of silence after which the accelerator is known to be idle (no frame half
+        received, no reply on its way). It must exceed the build's ``byte_timeout_us``
+        (50 ms by default): a started frame ends by that timeout. The driver drains the
+        line to this much silence after any failed attempt or stray byte, so nothing left
+        over is read as the next reply.
+    max_frame : int, optional
+        Payload bytes a request frame carries at most (default: the build's
+        ``max_payload``). Weights and KV beats are split to fit; a smaller frame gets
+        through a noisy line more often. A job's activations (LOAD_ACT) are one frame.
     """
 
-    def __init__(self, port, *, baud: int = 115_200, timeout: float = 5.0):
-        if isinstance(port, str):
-            try:
-                import serial
-            except ImportError:
-                raise RuntimeError("a serial port needs pyserial: pip install pyserial") from None
-            port = serial.Serial(port, baudrate=baud, timeout=timeout)
-        self.port, self.timeout = port, timeout
-        self.info = dict(zip(INFO_FIELDS, unpack_words(self.request(Command.INFO), 32), strict=True))
+    def __init__(self, port, *, baud: int = 115_200, timeout: float = 5.0, retries: int = 4,
+                 settle: float = 0.1, max_frame: int | None = None):
+        Link.check_settings(timeout=timeout, retries=retries, settle=settle)
+        if max_frame is not None and (isinstance(max_frame, bool) or not isinstance(max_frame, int)
+                                      or max_frame < 1):
+            raise ValueError(f"max_frame must be a positive number of bytes, not {max_frame!r}")
+        #: The link the requests go over (it owns the port, the retries and the stats).
+        self.link = Link(port, baud=baud, timeout=timeout, retries=retries, settle=settle)
+        self._job_pending: bool | None = None   # a PE-array job waits for RUN (None: unknown)
+        try:
+            self.info = dict(zip(INFO_FIELDS, unpack_words(self.request(Command.INFO), 32), strict=True))
+        except BaseException:
+            if self.link.opened:
+                self.link.port.close()
+            raise
         i = self.info
+        self.max_frame = i["max_payload"] if max_frame is None else min(max_frame, i["max_payload"])
         families = tuple(name for fid, name in sorted(_FAMILY_NAMES.items()) if i["pe_families"] >> fid & 1)
         self.pe_config = PeArrayConfig(rows=i["pe_rows"], cols=i["pe_cols"], lanes=i["pe_lanes"],
                                        group_size=i["pe_group_size"], scale_bits=i["pe_scale_bits"],
@@ -102,17 +123,36 @@ class Accelerator:
                                   lanes=i["kv_lanes"], f=float(Fraction(i["kv_f_num"], i["kv_f_den"])),
                                   ternary_layout="b3" if i["kv_b3"] else "i2", stp=bool(i["kv_stp"]),
                                   fft=bool(i["kv_fft"]), frac_bits=i["kv_frac_bits"])
+        self.link.max_payload = i["max_payload"]
+        self.link.reply_sizes = self._reply_sizes()
         self._weights: BitmodWeights | None = None
+
+    port = _on_link("port", "The serial port (or the serial-like object) the link talks over.")
+    timeout = _on_link("timeout", "Seconds to wait for the first byte of a reply.")
+    retries = _on_link("retries", "Frames a request is sent again at most; KV jobs started over at most.")
+    settle = _on_link("settle", "Seconds of silence after which the accelerator is known to be idle.")
+    stats = _on_link("stats", "What the link went through (:class:`LinkStats`).")
+
+    def _reply_sizes(self) -> dict[int, tuple[int, int, int]]:
+        """``(least, most, unit)``: the payload lengths an OK reply can have, for the
+        commands whose replies depend on the build (the link checks replies against them)."""
+        info, kv, pe = self.info, self.kv_config, self.pe_config
+        sizes = {}
+        for command, size in ((Command.KV_QUANT_READ, word_bytes(32 + kv.tag_bits)),
+                              (Command.KV_DEQUANT_READ, word_bytes(kv.lanes * kv.out_bits + kv.position_bits))):
+            sizes[command] = (0, info["max_payload"] // size * size, size)
+        size = word_bytes(pe.cols * pe.acc_bits)
+        sizes[Command.READ_RESULTS] = (0, info["result_beats"] * size, size)
+        return sizes
 
     def _need(self, bit: int, what: str) -> None:
         if not self.info["engines"] >> bit & 1:
             raise RuntimeError(f"this build has no {what} (built with engines = "
                                f"{'pe' if self.info['engines'] == 1 else 'kv'})")
 
-    # ---- link
+    # ---- the link (host/link.py)
     def close(self) -> None:
-        if hasattr(self.port, "close"):
-            self.port.close()
+        self.link.close()
 
     def __enter__(self) -> Accelerator:
         return self
@@ -120,44 +160,24 @@ class Accelerator:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _read(self, n: int, command: int) -> bytes:
-        deadline = time.monotonic() + self.timeout
-        data = b""
-        while len(data) < n:
-            chunk = self.port.read(n - len(data))
-            data += chunk
-            if not chunk and time.monotonic() > deadline:
-                self.port.reset_input_buffer()
-                raise LinkTimeout(f"{_command_name(command)}: no complete reply within {self.timeout} s "
-                                  f"({len(data)} of {n} bytes)")
-        return data
-
     def exchange(self, frame: bytes, command: int = -1) -> tuple[int, bytes]:
-        """Send raw request bytes; return the reply's ``(status, payload)`` (for tests and tools)."""
-        self.port.write(frame)
-        head = self._read(4, command)
-        if head[0] != REPLY_SYNC:
-            self.port.reset_input_buffer()
-            raise FrameError(f"{_command_name(command)}: reply starts with {head.hex()}, not the sync byte")
-        length = int.from_bytes(head[2:4], "little")
-        rest = self._read(length + 2, command)
-        if crc16(head[1:] + rest[:-2]) != int.from_bytes(rest[-2:], "little"):
-            raise FrameError(f"{_command_name(command)}: reply CRC mismatch")
-        return head[1], rest[:-2]
+        """Send raw request bytes once; return the reply's ``(status, payload)`` (for tests
+        and tools: no retry). A damaged reply raises FrameError, none LinkTimeout."""
+        return self.link.exchange(frame, command)
 
-    def request(self, command: int, payload: bytes = b"") -> bytes:
-        """Send one request; return the reply's payload (LinkError on an error status)."""
-        if len(payload) > getattr(self, "info", {}).get("max_payload", 0xFFFF):
-            raise ValueError(f"payload of {len(payload)} bytes exceeds the build's max_payload "
-                             f"{self.info['max_payload']}")
-        status, reply = self.exchange(encode_request(command, payload), command)
-        if status != Status.OK:
-            raise LinkError(_command_name(command), status)
-        return reply
+    def request(self, command: int, payload: bytes = b"", expect: tuple[int, int, int] | None = None) -> bytes:
+        """Send one request; return the reply's payload (LinkError on an error status).
+
+        A failed attempt is sent again as :data:`RETRY_POLICY` allows, at most ``retries``
+        times; a reply lost for a request that cannot simply be sent again raises
+        :class:`LinkUnreliable` here (the GEMM and KV methods recover from it).
+        ``expect``: ``(least, most, unit)`` payload bytes of an OK reply, to reject a reply
+        that cannot be this request's (default: what the command's replies can be)."""
+        return self.link.request(command, payload, expect)
 
     def counters(self) -> dict[str, int]:
         """The performance counters (arch.link.COUNTER_FIELDS)."""
-        return dict(zip(COUNTER_FIELDS, unpack_words(self.request(Command.COUNTERS), 32), strict=True))
+        return self.link.counters()
 
     # ---- BitMoD GEMV / GEMM
     def load_weights(self, bw: BitmodWeights) -> None:
@@ -171,11 +191,25 @@ class Accelerator:
             raise ValueError(f"bw needs {len(beats)} weight beats; this build's weight memory holds "
                              f"{self.info['weight_beats']} (weight_beats)")
         bits = config.cols * 32
-        per_frame = (self.info["max_payload"] - LOAD_WEIGHTS_LAYOUT.size) // word_bytes(bits)
+        per_frame = max(1, (self.max_frame - LOAD_WEIGHTS_LAYOUT.size) // word_bytes(bits))
+        self._weights = None                 # the memory holds neither the old nor the new weights
         for first in range(0, len(beats), per_frame):
             chunk = beats[first:first + per_frame]
             self.request(Command.LOAD_WEIGHTS, LOAD_WEIGHTS_LAYOUT.pack(first=first) + pack_words(chunk, bits))
         self._weights = bw
+
+    def _start_job(self, act: bytes) -> None:
+        """LOAD_ACT, with no job of an earlier, broken-off call left pending before it (so
+        that an ORDER reply after a lost one can only mean that this one went in)."""
+        if self._job_pending is not False:
+            try:                             # RUN whatever job may be pending; its results are dropped
+                self.request(Command.RUN)
+            except LinkError as error:
+                if error.status != Status.ORDER:
+                    raise
+        self._job_pending = None
+        self.request(Command.LOAD_ACT, act)
+        self._job_pending = True
 
     def gemm(self, a_q: torch.Tensor) -> torch.Tensor:
         """``matmul_int(a_q, bw)`` (int64 ``[M, N]``) for the loaded weights, ``rows`` tokens a job."""
@@ -196,9 +230,12 @@ class Accelerator:
         self.run_cycles = 0
         for job in jobs:
             header = LOAD_ACT_LAYOUT.pack(family=job.family, groups=job.groups, col_tiles=job.col_tiles)
-            self.request(Command.LOAD_ACT, header + pack_words(job.act, config.lanes * 8))
+            self._start_job(header + pack_words(job.act, config.lanes * 8))
+            self._job_pending = None
             self.run_cycles += int.from_bytes(self.request(Command.RUN), "little")
-            beats.append(unpack_words(self.request(Command.READ_RESULTS), result_bits))
+            self._job_pending = False
+            size = job.results * word_bytes(result_bits)
+            beats.append(unpack_words(self.request(Command.READ_RESULTS, expect=(size, size, 1)), result_bits))
         return assemble(config, a_q.shape[0], bw.shape[0], jobs, beats)
 
     def gemv(self, a_q: torch.Tensor) -> torch.Tensor:
@@ -211,11 +248,37 @@ class Accelerator:
     def _kv_mode(self, kind: bool, value_2bit: bool, stp: bool) -> None:
         self.request(Command.KV_MODE, KV_MODE_LAYOUT.pack(kind=kind, value_2bit=value_2bit, stp=stp))
 
+    def _kv_send(self, command: int, words: list[int], bits: int, counter: str, before: int) -> None:
+        """KV_QUANT / KV_DEQUANT of ``words``, ``before`` beats having gone in since KV_MODE.
+        A lost reply is resolved with COUNTERS' ``counter`` (beats into that engine)."""
+        payload = pack_words(words, bits)
+        failures = []
+        for _ in range(self.retries + 1):
+            try:
+                self.link._request(command, payload)
+                return
+            except _Uncertain as lost:
+                failures += lost.failures
+                went_in = self.counters()[counter] - before
+                self.stats.resolved += 1
+                if went_in == len(words):
+                    return
+                if went_in != 0:
+                    raise _Restart(f"{_command_name(command)}: {went_in} of {len(words)} beats went in") from None
+        raise LinkUnreliable(_command_name(command), len(failures), failures)
+
+    def _kv_read(self, command: int, bits: int) -> list[int]:
+        """One KV_*_READ; a lost reply (its beats gone) starts the job over."""
+        try:
+            return unpack_words(self.link._request(command), bits)
+        except _Uncertain as lost:
+            raise _Restart(f"{_command_name(command)}: {lost.failures[-1]}") from None
+
     def _drain(self, command: int, bits: int, want: int) -> list[int]:
         words: list[int] = []
         deadline = time.monotonic() + self.timeout
         while len(words) < want:
-            got = unpack_words(self.request(command), bits)
+            got = self._kv_read(command, bits)
             words += got
             if got:
                 deadline = time.monotonic() + self.timeout
@@ -225,6 +288,18 @@ class Accelerator:
             raise FrameError(f"{_command_name(command)}: {len(words)} beats, expected {want}")
         return words
 
+    def _kv_job(self, what: str, run):
+        """``run()`` (a whole KV job from KV_MODE), started over on a lost output reply, at
+        most ``retries`` times; then LinkUnreliable."""
+        failures = []
+        for _ in range(self.retries + 1):
+            try:
+                return run()
+            except _Restart as restart:
+                failures.append(str(restart))
+                self.stats.job_restarts += 1
+        raise LinkUnreliable(what, len(failures), failures, "runs of the job")
+
     def quantize_kv(self, x: torch.Tensor, kind: str = "key", salient=None,
                     value_format: str = "ternary") -> dict[str, PackedKV]:
         """Quantize tokens ``x`` [T, D] (whole groups) like golden's ``pack_tokens``."""
@@ -232,7 +307,6 @@ class Accelerator:
         config = self.kv_config
         check_run_inputs(config, x, kind, salient, value_format)
         stp = salient is not None
-        self._kv_mode(kind == "value", value_format == "2bit", stp)
         counts = group_counts(kind, x.shape[0], config.group_tokens, salient)
         want = sum(n * beats_per_group(path, d=config.d, group_tokens=config.group_tokens, n_hi=config.n_hi,
                                        value_format=value_format, ternary_layout=config.ternary_layout, stp=stp)
@@ -240,15 +314,28 @@ class Accelerator:
         bits = config.lanes * config.in_bits + 1
         beat_bits = 32 + config.tag_bits
         beats = token_beats(config, x, salient)
-        # At most a group of tokens per frame, and the output read after each: the
-        # output buffer then never holds more than what is in flight.
-        per_frame = min(self.info["max_payload"] // word_bytes(bits), config.group_tokens * config.blocks)
-        per_frame -= per_frame % config.blocks
-        out: list[int] = []
-        for first in range(0, len(beats), per_frame):
-            self.request(Command.KV_QUANT, pack_words(beats[first:first + per_frame], bits))
-            out += unpack_words(self.request(Command.KV_QUANT_READ), beat_bits)
-        out += self._drain(Command.KV_QUANT_READ, beat_bits, want - len(out))
+        # A group of tokens at a time (in frames of whole tokens if max_frame allows), the
+        # output read after each: the output buffer then never holds more than what is in
+        # flight (arch.accelerator_config sizes kv_quant_fifo for this).
+        group = config.group_tokens * config.blocks
+        per_frame = min(self.max_frame // word_bytes(bits), group)
+        if per_frame >= config.blocks:
+            per_frame -= per_frame % config.blocks
+        per_frame = max(1, per_frame)
+
+        def run() -> list[int]:
+            self._kv_mode(kind == "value", value_format == "2bit", stp)
+            out: list[int] = []
+            for start in range(0, len(beats), group):
+                for first in range(start, min(start + group, len(beats)), per_frame):
+                    chunk = beats[first:min(first + per_frame, start + group)]
+                    self._kv_send(Command.KV_QUANT, chunk, bits, "kv_quant_beats_in", first)
+                out += self._kv_read(Command.KV_QUANT_READ, beat_bits)
+            if len(out) > want:
+                raise FrameError(f"KV_QUANT_READ: {len(out)} beats, expected {want}")
+            return out + self._drain(Command.KV_QUANT_READ, beat_bits, want - len(out))
+
+        out = self._kv_job("quantize_kv", run)
         tagged = [(b >> 32, b & 0xFFFFFFFF) for b in out]
         return parse_job_beats(config, tagged, value_format, stp)
 
@@ -259,13 +346,12 @@ class Accelerator:
         config = self.kv_config
         check_packed(config, packed)
         mode = packed_mode(packed)
-        self._kv_mode("key" not in packed, mode["value_2bit"], mode["stp"])
         beat_bits = 32 + config.tag_bits
         out_bits = config.lanes * config.out_bits + config.position_bits
         beats = [data | tag << 32 for tag, data in stream_beats(packed)]
         want = sum(p.groups * p.group_tokens for p in packed.values()) * config.blocks
-        # A group per frame (split further if it exceeds max_payload), the output read after each.
-        per_frame = self.info["max_payload"] // word_bytes(beat_bits)
+        # A group per frame (split further if it exceeds max_frame), the output read after each.
+        per_frame = max(1, self.max_frame // word_bytes(beat_bits))
         frames: list[list[int]] = []
         for beat in beats:
             if not frames or beat >> 32 == HEADER or len(frames[-1]) == per_frame:
@@ -274,13 +360,20 @@ class Accelerator:
         # Each group's tokens are read out before the next group goes in, so the output
         # buffer needs to hold one group's tokens.
         per_group = config.group_tokens * config.blocks
-        out: list[int] = []
-        groups_in = 0
-        for k, frame in enumerate(frames):
-            self.request(Command.KV_DEQUANT, pack_words(frame, beat_bits))
-            if k + 1 == len(frames) or frames[k + 1][0] >> 32 == HEADER:      # a group is complete
-                groups_in += 1
-                out += self._drain(Command.KV_DEQUANT_READ, out_bits, groups_in * per_group - len(out))
+
+        def run() -> list[int]:
+            self._kv_mode("key" not in packed, mode["value_2bit"], mode["stp"])
+            out: list[int] = []
+            groups_in = sent = 0
+            for k, frame in enumerate(frames):
+                self._kv_send(Command.KV_DEQUANT, frame, beat_bits, "kv_dequant_beats_in", sent)
+                sent += len(frame)
+                if k + 1 == len(frames) or frames[k + 1][0] >> 32 == HEADER:      # a group is complete
+                    groups_in += 1
+                    out += self._drain(Command.KV_DEQUANT_READ, out_bits, groups_in * per_group - len(out))
+            return out
+
+        out = self._kv_job("dequantize_kv", run)
         if len(out) != want:
             raise FrameError(f"KV_DEQUANT_READ: {len(out)} beats, expected {want}")
         return unpack_output(config, out)

@@ -11,6 +11,10 @@ the top's ``rx`` pin and frames on ``tx`` back into bytes, so the whole path hos
 UART -> command decoder -> engines -> UART -> host runs as on the board, bit by bit.
 Builds are cached per parameter set (like :func:`sim.runner.build_design`); a board holds
 its build's lease (:mod:`sim.build_cache`) for as long as the object exists.
+
+``SimulatedBoard(params, faults=LineFaults(ber=..., drop=..., seed=...))`` makes the line
+noisy: the bridge flips data bits and drops bytes at those rates (per direction if asked),
+and ``board.fault_counts`` has what it did once the board has stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from arch.accelerator_config import AcceleratorConfig
@@ -29,7 +35,7 @@ from . import build_cache
 from .runner import SimulationFailed, _make_variables, generator_digest
 from .tools import prepare_simulator
 
-__all__ = ["SimulatedBoard", "build_board", "SMALL_BOARD"]
+__all__ = ["SimulatedBoard", "LineFaults", "build_board", "SMALL_BOARD", "FAULT_BOARD"]
 
 #: A small accelerator that builds and runs fast under Verilator (the tests' board): one
 #: PE of 4 lanes (int4, fp4), D = 32 KV engines, and a UART at clk / 4.
@@ -41,8 +47,55 @@ SMALL_BOARD = {
     "clk_hz": 12_000_000, "baud": 3_000_000, "byte_timeout_us": 100_000,
 }
 
+#: SMALL_BOARD with a 2 ms byte timeout (the tests' noisy line): a request cut short by a
+#: dropped byte is answered TRUNCATED after 24,000 cycles instead of 1.2 million, about
+#: 35 ms instead of 1.7 s of the simulation's wall-clock time.
+FAULT_BOARD = {**SMALL_BOARD, "byte_timeout_us": 2_000}
+
 _BRIDGE = Path(__file__).with_name("uart_bridge.cpp")
 _LINT_WAIVERS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE")
+
+
+@dataclass(frozen=True)
+class LineFaults:
+    """Faults the bridge injects on the simulated line (sim/uart_bridge.cpp).
+
+    Each data bit of a byte is flipped with probability ``ber`` and each byte is dropped
+    with probability ``drop``, on the way to the board; ``host_ber`` / ``host_drop`` are
+    the rates on the way back to the host (``None``: the same as to the board). ``seed``
+    seeds one generator per direction, so each direction's faults depend only on how many
+    bytes went that way.
+    """
+
+    ber: float = 0.0
+    drop: float = 0.0
+    host_ber: float | None = None
+    host_drop: float | None = None
+    seed: int = 1
+
+    def __post_init__(self):
+        for name in ("ber", "drop", "host_ber", "host_drop"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"LineFaults.{name} is a probability in [0, 1), not {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"LineFaults.seed must be a non-negative integer, not {self.seed!r}")
+
+    def arguments(self) -> list[str]:
+        """The bridge's command-line arguments after the divisor."""
+        host_ber = self.ber if self.host_ber is None else self.host_ber
+        host_drop = self.drop if self.host_drop is None else self.host_drop
+        return [repr(float(v)) for v in (self.ber, self.drop, host_ber, host_drop)] + [str(self.seed)]
+
+
+def _fault_counts(line: str) -> dict:
+    """The bridge's closing line (``faults to_board ... to_host ... cycles N``) as a dict."""
+    words = line.split()
+    if len(words) != 13 or words[0] != "faults":
+        return {}
+    names = ("bytes", "corrupted", "bits_flipped", "dropped")
+    return {"to_board": dict(zip(names, map(int, words[2:6]), strict=True)),
+            "to_host": dict(zip(names, map(int, words[7:11]), strict=True)), "cycles": int(words[12])}
 
 
 def build_board(params: dict) -> tuple[Path, dict, build_cache.Lease]:
@@ -78,18 +131,29 @@ def build_board(params: dict) -> tuple[Path, dict, build_cache.Lease]:
 
 
 class SimulatedBoard:
-    """A running simulated board; ``path`` is its serial port (a pseudo-terminal)."""
+    """A running simulated board; ``path`` is its serial port (a pseudo-terminal).
 
-    def __init__(self, params: dict):
+    ``faults`` (a :class:`LineFaults`) makes the line noisy. After the board has stopped,
+    ``fault_counts`` holds the bridge's counts: per direction the bytes that went, those
+    with flipped bits, the bits flipped and the bytes dropped, and the clock cycles
+    simulated; ``wall_s`` is how long the board ran.
+    """
+
+    def __init__(self, params: dict, *, faults: LineFaults | None = None):
         self.binary, self.params, self._lease = build_board(params)
 
         self.config = AcceleratorConfig.from_params(self.params)
+        self.faults = faults
         self.process: subprocess.Popen | None = None
         self.path: str | None = None
+        self.fault_counts: dict = {}
+        self.wall_s = 0.0
 
     def __enter__(self) -> SimulatedBoard:
-        self.process = subprocess.Popen([str(self.binary), str(self.config.divisor)],
+        extra = self.faults.arguments() if self.faults is not None else []
+        self.process = subprocess.Popen([str(self.binary), str(self.config.divisor), *extra],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._started = time.monotonic()
         self.path = self.process.stdout.readline().strip()
         if not self.path:
             self.__exit__()
@@ -104,5 +168,7 @@ class SimulatedBoard:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+            self.wall_s = time.monotonic() - self._started
+            self.fault_counts = _fault_counts(self.process.stdout.read())
             self.process.stdout.close()
             self.process = None

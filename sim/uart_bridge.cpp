@@ -1,12 +1,20 @@
 // A simulated board: the Verilated accelerator top with its UART pins wired to a
 // pseudo-terminal, so the host driver opens it like a serial port.
 //
-// Usage: <binary> <cycles per bit>
+// Usage: <binary> <cycles per bit> [<ber to board> <drop to board> <ber to host> <drop to host> <seed>]
 // Prints the pseudo-terminal's path on stdout, then runs until killed or until stdin
 // closes (the parent went away). Bytes written to the terminal go into the top's `rx`
 // pin as 8N1 frames of <cycles per bit> clock cycles a bit; 8N1 frames on `tx` are
 // sampled in their bits' middles and written back to the terminal.
+//
+// Line faults (all zero by default): on the way to the board and on the way to the host
+// separately, each data bit of a byte is flipped with probability <ber> and each byte is
+// dropped with probability <drop>, drawn from a generator per direction seeded from
+// <seed> (so each direction's faults depend only on its own byte count). When stdin
+// closes, one line of counts is printed on stdout:
+//   faults to_board <bytes> <bytes flipped> <bits flipped> <dropped> to_host <...same four> cycles <n>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -17,12 +25,57 @@
 #include "verilated.h"
 #include "board_top.h"  // the Verilated top's header and TOP_CLASS, written by sim/board_sim.py
 
+// One direction of the line: its fault rates, its random generator and its counts.
+struct Line {
+    double ber = 0, drop = 0;
+    uint64_t state = 0;
+    unsigned long bytes = 0, flipped = 0, bits = 0, dropped = 0;
+
+    uint64_t next() {  // splitmix64
+        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
+    // Passes one byte through the line: false if it is dropped, else `byte` possibly flipped.
+    bool pass(unsigned char& byte) {
+        bytes++;
+        if (drop > 0 && uniform() < drop) {
+            dropped++;
+            return false;
+        }
+        if (ber > 0) {
+            unsigned char mask = 0;
+            for (int b = 0; b < 8; b++)
+                if (uniform() < ber) mask |= 1u << b;
+            if (mask) {
+                flipped++;
+                bits += __builtin_popcount(mask);
+                byte ^= mask;
+            }
+        }
+        return true;
+    }
+};
+
 int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: %s <cycles per bit>\n", argv[0]);
+    if (argc != 2 && argc != 7) {
+        std::fprintf(stderr, "usage: %s <cycles per bit> [<ber to board> <drop to board> <ber to host> "
+                             "<drop to host> <seed>]\n", argv[0]);
         return 2;
     }
     const long divisor = std::atol(argv[1]);
+    Line to_board_line, to_host_line;
+    if (argc == 7) {
+        to_board_line.ber = std::atof(argv[2]);
+        to_board_line.drop = std::atof(argv[3]);
+        to_host_line.ber = std::atof(argv[4]);
+        to_host_line.drop = std::atof(argv[5]);
+        const uint64_t seed = std::strtoull(argv[6], nullptr, 10);
+        to_board_line.state = seed * 2 + 1;
+        to_host_line.state = seed * 2 + 2;
+    }
     Verilated::commandArgs(argc, argv);
 
     int master = posix_openpt(O_RDWR | O_NOCTTY);
@@ -59,12 +112,14 @@ int main(int argc, char** argv) {
     long tx_timer = 0;      // cycles to the next sample of tx
     int tx_bit = -1;        // -1 idle, 0 start, 1..8 data, 9 stop
     unsigned tx_byte = 0;
-    for (unsigned long cycle = 0;; cycle++) {
+    unsigned long cycle = 0;
+    for (;; cycle++) {
         if ((cycle & 1023) == 0) {
             unsigned char buffer[4096];
             if (to_board.size() < sizeof buffer) {
                 ssize_t got = read(master, buffer, sizeof buffer);
-                for (ssize_t i = 0; i < got; i++) to_board.push_back(buffer[i]);
+                for (ssize_t i = 0; i < got; i++)
+                    if (to_board_line.pass(buffer[i])) to_board.push_back(buffer[i]);
             }
             char probe;
             ssize_t parent = read(STDIN_FILENO, &probe, 1);
@@ -97,7 +152,8 @@ int main(int argc, char** argv) {
             if (tx_bit >= 1 && tx_bit <= 8) tx_byte |= (unsigned)top.tx << (tx_bit - 1);
             if (tx_bit == 9) {
                 unsigned char out = (unsigned char)tx_byte;
-                while (write(master, &out, 1) < 0 && errno == EAGAIN) usleep(100);
+                if (to_host_line.pass(out))
+                    while (write(master, &out, 1) < 0 && errno == EAGAIN) usleep(100);
                 tx_byte = 0;
                 tx_bit = -1;
             } else {
@@ -110,6 +166,10 @@ int main(int argc, char** argv) {
         top.eval();
     }
     top.final();
+    std::printf("faults to_board %lu %lu %lu %lu to_host %lu %lu %lu %lu cycles %lu\n", to_board_line.bytes,
+                to_board_line.flipped, to_board_line.bits, to_board_line.dropped, to_host_line.bytes,
+                to_host_line.flipped, to_host_line.bits, to_host_line.dropped, cycle);
+    std::fflush(stdout);
     close(slave);
     close(master);
     return 0;
