@@ -10,7 +10,8 @@ example runs (tests/readme.py), so that no test file carries these markers by ha
 ``synthesis``   yosys / nextpnr flows (and simulation of their netlists)
 ``board``       board configurations and the simulated board behind its UART
 ``accuracy``    all-MiniLM-L6-v2 through the golden models
-``slow``        every test of the four tiers above
+``formal``      SBY proofs of formal/properties.py and their mutation checks
+``slow``        every test of the five tiers above
 ==============  ==================================================================
 
 ``pytest -m "not slow"`` is the fast tier (golden models, Amaranth-simulator unit tests
@@ -44,6 +45,7 @@ FILE_TIERS = {
     "test_board_sim.py": "board",
     "test_boards.py": "board",
     "test_accuracy.py": "accuracy",
+    "test_formal.py": "formal",
 }
 #: test_cli.py mixes quick argument checks with runs of the simulators and the flow.
 CLI_TIERS = {
@@ -59,7 +61,16 @@ SWEEP_TIERS = {
     "test_a_point_that_does_not_fit_is_recorded_with_its_reason": "synthesis",
     "test_a_sweep_runs_on_a_cluster_started_as_docs_sweeps_says": "synthesis",
 }
-TIERS = ("cocotb", "synthesis", "board", "accuracy")
+#: test_loose_inputs.py and test_link_faults.py: quick checks beside runs of the simulators.
+TEST_TIERS = {
+    "test_ctrl_c_ends_with_one_line_status_130_and_nothing_left_running": "cocotb",
+    "test_sim_runs_are_quiet_and_keep_their_log": "cocotb",
+    "test_a_failed_run_names_its_log": "cocotb",
+    "test_mixbit_sim_is_quiet_unless_verbose": "cocotb",
+    "test_gemm_and_kv_round_trip_stay_bit_exact_on_a_noisy_line": "board",
+    "test_a_hopeless_line_on_the_simulated_board_ends_in_a_clear_error": "board",
+}
+TIERS = ("cocotb", "synthesis", "board", "accuracy", "formal")
 
 
 def pytest_addoption(parser):
@@ -79,6 +90,8 @@ def pytest_collection_modifyitems(config, items):
             tier = CLI_TIERS.get(item.originalname)
         if item.path.name == "test_sweep.py":
             tier = SWEEP_TIERS.get(item.originalname)
+        if item.path.name in ("test_loose_inputs.py", "test_link_faults.py"):
+            tier = TEST_TIERS.get(item.originalname)
         if item.path.name == "test_readme.py":
             params = getattr(item, "callspec", None)
             tier = next((readme.tier(v) for v in (params.params.values() if params else ())

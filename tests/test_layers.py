@@ -15,6 +15,7 @@ ALLOWED = {
     "hdl": {"arch"},
     "host": {"arch", "golden"},
     "gateware": {"arch", "hdl"},
+    "formal": {"arch", "hdl", "gateware"},
     "sim": {"arch", "golden", "hdl", "host", "gateware"},
     "synth": {"arch", "hdl", "gateware", "sim"},
     "mixbit": {"arch", "golden", "hdl", "host", "gateware", "sim", "synth"},

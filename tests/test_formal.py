@@ -1,0 +1,51 @@
+"""Formal proofs (SBY + Yices through YoWASP): every property of formal/properties.py holds,
+and every deliberately broken block makes its proof fail. ``pytest -m formal`` runs them."""
+
+from __future__ import annotations
+
+import pytest
+
+from formal.mutants import Mutation
+from formal.properties import PROPERTIES, get_property
+from formal.sby import check
+
+MUTANTS = [(prop, mutation) for prop in PROPERTIES for mutation in prop.mutations]
+
+
+@pytest.mark.parametrize("prop", PROPERTIES, ids=[p.name for p in PROPERTIES])
+def test_property_holds(prop, tmp_path):
+    result = check(prop.harness(), name=prop.name, mode=prop.mode, depth=prop.depth, workdir=tmp_path)
+    assert result.passed, result.summary()
+
+
+@pytest.mark.parametrize("prop, mutation", MUTANTS,
+                         ids=[f"{p.name}-{k}" for p in PROPERTIES for k in range(len(p.mutations))])
+def test_a_broken_block_fails_its_proof(prop, mutation, tmp_path):
+    result = check(prop.harness(mutation), name=prop.name, mode=prop.mode, depth=prop.depth, workdir=tmp_path)
+    assert result.status == "FAIL", f"{mutation.why}: the proof did not fail\n{result.summary()}"
+    assert result.trace() is not None
+    broken = result.failed_assertions()
+    assert any(mutation.breaks in text for text in broken), \
+        f"{mutation.why}: expected an assertion with {mutation.breaks!r} to fail, not {broken}"
+
+
+def test_every_property_has_a_mutation_and_a_bound():
+    for prop in PROPERTIES:
+        assert prop.mutations, prop.name
+        assert prop.mode in ("bmc", "prove") and prop.depth >= 1, prop.name
+
+
+def test_a_mutation_that_no_longer_applies_says_so():
+    stale = Mutation("hdl.frames", "this text is not in hdl/frames.py", "", "nothing", "nothing")
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        stale.apply("Widen")
+
+
+def test_check_rejects_bad_arguments(tmp_path):
+    harness = get_property("crc_step").harness()
+    for kwargs, match in [({"mode": "pdr"}, "mode"), ({"depth": 0}, "depth"), ({"solver": "abc"}, "solver"),
+                          ({"name": "a b"}, "name")]:
+        with pytest.raises(ValueError, match=match):
+            check(harness, **{"name": "x", **kwargs}, workdir=tmp_path)
+    with pytest.raises(ValueError, match="no formal property"):
+        get_property("nope")
