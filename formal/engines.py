@@ -1,16 +1,19 @@
-"""The output contract of the three engines (PE array, KV quantizer, KV dequantizer),
-proved by k-induction: from *any* state, reachable or not, a beat the engine offers and
-the receiver does not take is offered again, unchanged, in the next cycle.
+"""The output contract of the three engines (PE array, KV quantizer, KV dequantizer): a
+beat the engine offers and the receiver does not take is offered again, unchanged, in
+the next cycle.
 
-Every input port is free (the run-time mode, the job fields); every input stream is
-driven by a source that keeps the contract. A group of the smallest KV build is 256
-input beats, far beyond what BMC reaches, which is why the engines' beat accounting is
-left to the bit-exact regressions with random stalls (docs/formal.md); the induction
-proof of the contract needs no depth at all.
+Every input port is free (the run-time mode, the job fields, memory read data of a
+sub-block); every input stream is driven by a source that keeps the contract. The KV
+engines' proof is k-induction (from *any* state: their ``o`` is a register slice); the
+PE array's is BMC from reset (its output ring defeats induction from unreachable states).
+A group of the smallest KV build is 256 input beats, far beyond what BMC reaches, which
+is why the engines' beat accounting is left to the bit-exact regressions with random
+stalls (docs/formal.md).
 """
 
 from __future__ import annotations
 
+from amaranth import Value
 from amaranth.hdl import Cover
 from amaranth.lib import stream, wiring
 
@@ -38,16 +41,19 @@ class EngineHarness(Harness):
 
     def build(self, m):
         dut = m.submodules.dut = self.block(self.config)
+        streams = set()
         for name, member in dut.signature.members.items():
-            port = getattr(dut, name)
             if member.is_signature and isinstance(member.signature, stream.Signature):
+                streams.add(name)
+                port = getattr(dut, name)
                 if member.flow == wiring.In:
                     self.source(m, port, name)
                 else:
                     m.d.comb += Cover(self.sink(m, port, name))
-            elif member.is_port and member.flow == wiring.In:
-                m.d.comb += port.eq(self.free(len(port.as_value()) if hasattr(port, "as_value") else len(port),
-                                              name))
+        for path, member, value in dut.signature.flatten(dut):
+            if path[0] not in streams and member.flow == wiring.In:
+                value = Value.cast(value)
+                m.d.comb += value.eq(self.free(len(value), "_".join(str(part) for part in path)))
 
 
 class PeArrayHarness(EngineHarness):
@@ -63,3 +69,4 @@ class KvQuantHarness(EngineHarness):
 class KvDequantHarness(EngineHarness):
     def __init__(self, block=KvDequantizer):
         super().__init__(block, KV_CONFIG)
+

@@ -25,27 +25,32 @@ class Mutation:
     new: str
     why: str
     breaks: str
-    #: The module that defines the block, when the edit is in a module the block imports
-    #: from (``user`` is compiled again too, with the mutated module's names).
-    user: str | None = None
+    #: The modules between the edited one and the block, nearest first, when the edit is in
+    #: a module the block imports from indirectly; each is compiled again with the names
+    #: it imported from the one before replaced by their mutated versions.
+    users: tuple[str, ...] = ()
 
     def apply(self, name: str):
-        """The class (or function) ``name`` of the mutated module, or of ``user``."""
+        """The class (or function) ``name`` of the mutated module, or of the last of ``users``."""
         original = importlib.import_module(self.module)
         source = inspect.getsource(original)
         found = source.count(self.old)
         if found != 1:
             raise ValueError(f"mutation of {self.module} ({self.why}): {self.old!r} occurs {found} times, "
                              f"not once; update the mutation")
-        namespace = {"__name__": f"{self.module}__mutant", "__package__": original.__package__,
-                     "__file__": original.__file__}
+        namespace = self._namespace(original)
         exec(compile(source.replace(self.old, self.new), f"<mutant of {original.__file__}>", "exec"), namespace)
-        if self.user is None:
-            return namespace[name]
-        user = importlib.import_module(self.user)
-        rebuilt = {"__name__": f"{self.user}__mutant", "__package__": user.__package__, "__file__": user.__file__}
-        exec(compile(inspect.getsource(user), user.__file__, "exec"), rebuilt)
-        for key, value in list(rebuilt.items()):          # its imports from the mutated module
-            if getattr(original, key, None) is value and key in namespace:
-                rebuilt[key] = namespace[key]
-        return rebuilt[name]
+        for user_name in self.users:
+            user = importlib.import_module(user_name)
+            rebuilt = self._namespace(user)
+            exec(compile(inspect.getsource(user), user.__file__, "exec"), rebuilt)
+            for key, value in list(rebuilt.items()):          # its imports from the mutated module
+                if getattr(original, key, None) is value and key in namespace:
+                    rebuilt[key] = namespace[key]
+            original, namespace = user, rebuilt
+        return namespace[name]
+
+    @staticmethod
+    def _namespace(module) -> dict:
+        return {"__name__": f"{module.__name__}__mutant", "__package__": module.__package__,
+                "__file__": module.__file__}

@@ -37,7 +37,7 @@ class Property:
         if mutation is None:
             return harness_class()
         mutated = {argument: mutation.apply(cls) for argument, (module, cls) in self.blocks.items()
-                   if module in (mutation.module, mutation.user)}
+                   if module in (mutation.module, *mutation.users)}
         if not mutated:
             raise ValueError(f"{self.name}: no block of module {mutation.module}")
         return harness_class(**mutated)
@@ -126,13 +126,30 @@ PROPERTIES: tuple[Property, ...] = (
                   "digits.append(((scaled << 1) + scaled)[7:9])",
                   "the unpacker reads a b3 byte's digits from the wrong bits", "digits changed on the way"))),
     Property(
+        "kv_quant_output", "formal.engines", "KvQuantHarness", {"block": ("hdl.kv_quant", "KvQuantizer")},
+        "prove", 2,
+        "KvQuantizer (D 32, Tg 16, 2 lanes, b3, STP) with free mode, inputs and back-pressure: o keeps "
+        "the stream contract from every state, reachable or not (k-induction)",
+        (Mutation(_KV_UNITS, "m.d.comb += ready.eq(~o.valid | o.ready)", "m.d.comb += ready.eq(1)",
+                  "the output register slice loads a new beat while its beat waits", "payload changed",
+                  users=("hdl.kv_quant_output", "hdl.kv_quant")),)),
+    Property(
+        "kv_dequant_output", "formal.engines", "KvDequantHarness",
+        {"block": ("hdl.kv_dequant", "KvDequantizer")}, "prove", 2,
+        "KvDequantizer (the same build) with free mode, inputs and back-pressure: o keeps the stream "
+        "contract from every state (k-induction)",
+        (Mutation(_KV_UNITS, "m.d.comb += ready.eq(~o.valid | o.ready)",
+                  "m.d.comb += ready.eq(~o.valid | o.ready | valid)",
+                  "the output register slice takes the source's beat over its waiting one", "payload changed",
+                  users=("hdl.kv_dequant",)),)),
+    Property(
         "pe_array_output", "formal.engines", "PeArrayHarness", {"block": ("hdl.pe_array", "PeArray")},
         "bmc", 50,
         "PeArray (1x1x4, int4, K 32) with free job fields, activations, weights and back-pressure: "
         "o keeps the stream contract for 50 cycles from reset (its first result can come out at cycle 45)",
         (Mutation("hdl.array_io", "    pop = o.valid & o.ready\n", "    pop = o.valid\n",
                   "the output ring pops a result that was not taken", "before the beat was taken",
-                  user="hdl.pe_array"),)),
+                  users=("hdl.pe_array",)),)),
 )
 
 
