@@ -166,13 +166,8 @@ class Accelerator:
         return self.link.exchange(frame, command)
 
     def request(self, command: int, payload: bytes = b"", expect: tuple[int, int, int] | None = None) -> bytes:
-        """Send one request; return the reply's payload (LinkError on an error status).
-
-        A failed attempt is sent again as :data:`RETRY_POLICY` allows, at most ``retries``
-        times; a reply lost for a request that cannot simply be sent again raises
-        :class:`LinkUnreliable` here (the GEMM and KV methods recover from it).
-        ``expect``: ``(least, most, unit)`` payload bytes of an OK reply, to reject a reply
-        that cannot be this request's (default: what the command's replies can be)."""
+        """Send one request; return the reply's payload: :meth:`host.link.Link.request`
+        (retries as :data:`RETRY_POLICY` allows; LinkError on an error status)."""
         return self.link.request(command, payload, expect)
 
     def counters(self) -> dict[str, int]:
