@@ -13,19 +13,21 @@ stalls (docs/formal.md).
 
 from __future__ import annotations
 
-from amaranth import Value
-from amaranth.hdl import Cover
+from amaranth import Signal, Value
+from amaranth.hdl import Assert, Assume, Cover
 from amaranth.lib import stream, wiring
 
+from arch.bitmod import FAMILY_IDS
 from arch.kv_config import KvConfig
 from arch.pe_array_config import PeArrayConfig
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
 from hdl.pe_array import PeArray
 
+from .links import FAIR
 from .streams import Harness
 
-__all__ = ["EngineHarness", "PeArrayHarness", "KvQuantHarness", "KvDequantHarness"]
+__all__ = ["EngineHarness", "PeArrayHarness", "PeArrayJobHarness", "KvQuantHarness", "KvDequantHarness"]
 
 PE_CONFIG = PeArrayConfig(rows=1, cols=1, lanes=4, group_size=32, families=("int4",), max_k=32)
 KV_CONFIG = KvConfig(d=32, group_tokens=16, lanes=2, in_bits=8, ternary_layout="b3", stp=True)
@@ -70,3 +72,38 @@ class KvDequantHarness(EngineHarness):
     def __init__(self, block=KvDequantizer):
         super().__init__(block, KV_CONFIG)
 
+
+class PeArrayJobHarness(Harness):
+    """:class:`PeArray` (``PE_CONFIG``) on int4 jobs of one group and one tile: no result
+    beat leaves before its job's activations and weights are in (none created), and a
+    job whose inputs are all in is answered within ``RESPONSE`` cycles under fair
+    back-pressure (none lost)."""
+
+    RESPONSE = 40
+
+    def __init__(self, block=PeArray):
+        super().__init__()
+        self.block = block
+
+    def build(self, m):
+        config = PE_CONFIG
+        assert config.rows == config.cols == 1, "a job's answer is one result beat"
+        dut = m.submodules.dut = self.block(config)
+        m.d.comb += [dut.family.eq(FAMILY_IDS["int4"]), dut.groups.eq(1), dut.col_tiles.eq(1)]
+        _, act_in = self.source(m, dut.act, "act")
+        # The job fields are sampled while the array waits for the first act beat.
+        first = Signal(init=1, name="first_cycle")
+        m.d.sync += first.eq(0)
+        m.d.comb += Assume(~(first & dut.act.valid))
+        _, w_in = self.source(m, dut.w, "w")
+        given = self.sink(m, dut.o, "o", fair=FAIR)
+        act_beats = config.rows * config.group_size // config.lanes      # a job's activation beats
+        w_beats = config.words_per_group                                 # its weight beats
+        n_act, n_w = self.counter(m, act_in, 7, "n_act"), self.counter(m, w_in, 7, "n_w")
+        n_out = self.counter(m, given, 4, "n_out")
+        m.d.comb += [Assert(n_out * act_beats <= n_act, "o: a result before its job's activations"),
+                     Assert(n_out * w_beats <= n_w, "o: a result before its job's weights")]
+        # One row and one tile: a job is answered by one result beat.
+        waiting = (n_act >= (n_out + 1) * act_beats) & (n_w >= (n_out + 1) * w_beats)
+        self.bounded(m, waiting, self.RESPONSE, "job_wait")
+        m.d.comb += Cover(given & (n_out == 1))

@@ -150,6 +150,17 @@ PROPERTIES: tuple[Property, ...] = (
         (Mutation("hdl.array_io", "    pop = o.valid & o.ready\n", "    pop = o.valid\n",
                   "the output ring pops a result that was not taken", "before the beat was taken",
                   users=("hdl.pe_array",)),)),
+    Property(
+        "pe_array_jobs", "formal.engines", "PeArrayJobHarness", {"block": ("hdl.pe_array", "PeArray")},
+        "bmc", 60,
+        "PeArray (1x1x4, int4, K 32, one tile) on jobs of free activations and weights under fair "
+        "back-pressure: no result leaves before its job's 8 activation and 5 weight beats are in "
+        "(none created) and a job whose beats are all in is answered within 40 cycles (none lost), "
+        "for 60 cycles from reset",
+        (Mutation("hdl.array_io", "self._groups * config.steps_per_group - 2)",
+                  "self._groups * config.steps_per_group - 3)",
+                  "a job's activation rows end one beat early", "a result before its job's activations",
+                  users=("hdl.pe_array",)),)),
 )
 
 
