@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from arch.bitmod import family
 from golden import bitmod, minilm
 from golden.baselines import mxfp4_quantize, rtn_quantize
 
@@ -54,6 +55,7 @@ def sqnr_db(w: torch.Tensor, w_hat: torch.Tensor) -> float:
 
 def synthetic(n: int, k: int, tokens: int) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)        # torch.distributions draws from the global generator
     weights = {
         "gaussian": torch.randn(n, k, generator=gen),
         "laplace": torch.distributions.Laplace(0.0, 1.0).sample((n, k)),
@@ -69,6 +71,29 @@ def synthetic(n: int, k: int, tokens: int) -> list[dict]:
             rows.append({"weights": dist, "method": method, "sqnr_db": round(sqnr_db(w, w_hat), 2),
                          "mse": float((w.double() - w_hat.double()).pow(2).mean()),
                          "y_rel_err": round(float((y_hat - y).norm() / y.norm()), 4)})
+    return rows
+
+
+#: Activation paths through the exact PE-array arithmetic: name -> y(a, bw) of float32 a [tokens, K].
+ACTIVATION_PATHS = {
+    "float activations (weight-only)": lambda a, bw: a.double() @ bitmod.dequantize(bw).double().T,
+    "FP16 path (W{b}A16, exact)": lambda a, bw: bitmod.matmul_fp16(a.half(), bw),
+    "int8 path (W{b}A8, per-token)": lambda a, bw: bitmod.matmul(a, bw),
+}
+
+
+def activation_paths(model, tokenizer, reference, families=("fp4", "fp3")) -> list[dict]:
+    """Sentence-embedding cosine vs fp32 with every Linear layer computed on each activation path."""
+    rows = []
+    for name in families:
+        weights = {layer: bitmod.quantize(module.weight.detach(), name) for layer, module in minilm.linear_layers(model)}
+        bits = family(name).bits
+        for path, product in ACTIVATION_PATHS.items():
+            run = minilm.with_products(model, lambda layer, x, product=product, weights=weights:
+                                       product(x, weights[layer]).to(torch.float32))
+            cos = (minilm.embed(run, tokenizer) * reference).sum(dim=-1)
+            rows.append({"family": name, "path": path.format(b=bits), "mean_cos": round(cos.mean().item(), 6),
+                         "min_cos": round(cos.min().item(), 6)})
     return rows
 
 
@@ -90,7 +115,7 @@ def real_model() -> dict:
         per_layer[method] = sqnr
         embedding[method] = {"mean_cos": round(cos.mean().item(), 5), "min_cos": round(cos.min().item(), 5)}
     return {"layers": [name for name, _ in layers], "per_layer_sqnr_db": per_layer, "embedding": embedding,
-            "sentences": list(minilm.SENTENCES)}
+            "activation_paths": activation_paths(model, tokenizer, reference), "sentences": list(minilm.SENTENCES)}
 
 
 def markdown(synth: list[dict], real: dict | None) -> str:
@@ -111,6 +136,10 @@ def markdown(synth: list[dict], real: dict | None) -> str:
             emb = real["embedding"][method]
             lines.append(f"| {method} | {sum(values) / len(values):.2f} | {min(values):.2f} "
                          f"| {emb['mean_cos']:.5f} | {emb['min_cos']:.5f} |")
+        lines += ["", "### all-MiniLM-L6-v2: activations through the PE array's arithmetic (all 36 Linear layers)",
+                  "", "| weights | activations | mean cos | min cos |", "|---|---|---:|---:|"]
+        for row in real["activation_paths"]:
+            lines.append(f"| BitMoD {row['family']} | {row['path']} | {row['mean_cos']:.6f} | {row['min_cos']:.6f} |")
         shown = ["BitMoD fp4", "BitMoD int4", "RTN int4 asym", "MX-FP4", "BitMoD fp3", "BitMoD int3", "RTN int3 asym"]
         lines += ["", "### all-MiniLM-L6-v2: per-layer SQNR (dB)", "",
                   "| layer | " + " | ".join(shown) + " |", "|---|" + "---:|" * len(shown)]

@@ -1,8 +1,9 @@
 """BitMoD golden model: the mixture-of-datatypes quantizer and the integer-exact PE-array result.
 
-Implements docs/bitmod_contract.md sections 2 to 5 step by step, vectorized in torch (no
-Python loop over groups or elements; rows are processed in blocks to bound memory)
-on whatever device the input lives on.
+Implements docs/bitmod_contract.md sections 2 to 5 step by step, and the FP16-activation
+product of docs/formats.md ("FP16 activations"), vectorized in torch (no Python loop over
+groups or elements; rows are processed in blocks to bound memory) on whatever device the
+input lives on.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from arch.bitmod import (
     family,
     quantizer_grid,
 )
+from arch.fp16 import DEFAULT_ALIGN_BITS, GUARD_BITS, output_shift
 
 from .formats import decode, encode
+from .fp16 import align_groups
 
 __all__ = [
     "BitmodWeights",
@@ -29,6 +32,9 @@ __all__ = [
     "quantize_activations",
     "matmul_int",
     "matmul",
+    "matmul_fp16_int",
+    "fp16_output",
+    "matmul_fp16",
     "accumulator_widths",     # from arch.bitmod, so the RTL can import it without torch
     "candidates",
     "check_weights",
@@ -289,3 +295,55 @@ def matmul(a: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
     acc = matmul_int(a_q, bw).to(torch.float64)
     return (acc * bw.cs.to(torch.float64)[None, :] * s_a.to(torch.float64)[:, None]).to(torch.float32)
 
+
+
+def _check_product(a: torch.Tensor, bw: BitmodWeights, argument: str) -> None:
+    if a.dim() != 2 or a.shape[1] != bw.shape[1]:
+        raise ValueError(f"{argument} must have shape [M, {bw.shape[1]}] (K of the weights), not {list(a.shape)}")
+
+
+def matmul_fp16_int(a: torch.Tensor, bw: BitmodWeights, align_bits: int = DEFAULT_ALIGN_BITS
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The PE array's exact FP16-activation result: ``(acc int64 [M, N], er int64 [M])``.
+
+    docs/formats.md, "FP16 activations": each token's groups are exponent-matched
+    (:func:`golden.fp16.align_groups`), each group sum ``S = sum (-1)^sg v A`` is exact,
+    aligned to the token's exponent ``er`` as ``T = floor(S * 2^GUARD_BITS / 2^(er - eg))``,
+    and ``acc = sum_g sq * T``. Group sums are float64 matrix products, which are exact:
+    every partial sum is an integer below ``2047 * 2^8 * 128 * 128 < 2**53``.
+    """
+    aligned, eg, er = align_groups(a, bw.group_size, align_bits)
+    _check_product(a, bw, "a")
+    m = a.shape[0]
+    n, k = bw.shape
+    ng = k // bw.group_size
+    group_sign = (1 - 2 * bw.sg.to(torch.int64)).t()[:, None, :]                 # [ng, 1, N]
+    v = _group_values(bw).to(torch.float64).permute(1, 2, 0)                    # [ng, G, N]
+    x = aligned.to(torch.float64).reshape(m, ng, bw.group_size).transpose(0, 1)  # [ng, M, G]
+    sums = torch.bmm(x, v).round().to(torch.int64) * group_sign                  # S, with sg folded in
+    shift = (er[:, None] - eg).t()[..., None]                                   # [ng, M, 1]
+    aligned_sums = (sums << GUARD_BITS) >> shift                                 # floor: arithmetic shift
+    return (aligned_sums * bw.sq.to(torch.int64).t()[:, None, :]).sum(dim=0), er
+
+
+def fp16_output(acc: torch.Tensor, er: torch.Tensor, cs: torch.Tensor, align_bits: int = DEFAULT_ALIGN_BITS
+                ) -> torch.Tensor:
+    """``y = fl32(fl64(fl64(acc) * 2^(er - output_shift(B))) * cs)``, float32 [M, N].
+
+    The host's last step of the FP16 path (docs/formats.md): ``fl64(acc)`` is exact while
+    ``|acc| < 2**53`` (every configuration's ``acc_bits`` <= 53 keeps it so), the power of
+    two is exact, and the product with the float32 channel scale is rounded to float64,
+    then to float32, both to nearest even.
+    """
+    scale = torch.ldexp(torch.ones_like(er, dtype=torch.float64), er - output_shift(align_bits))
+    return (acc.to(torch.float64) * scale[:, None] * cs.to(torch.float64)[None, :]).to(torch.float32)
+
+
+def matmul_fp16(a: torch.Tensor, bw: BitmodWeights, align_bits: int = DEFAULT_ALIGN_BITS) -> torch.Tensor:
+    """``y = a @ w_hat^T`` of float16 activations ``a`` [M, K] on the PE array's FP16 path, float32 [M, N].
+
+    Bit for bit what the array and the host compute (docs/formats.md, "FP16 activations");
+    Inf or NaN in ``a`` is a ValueError naming its token and channel.
+    """
+    acc, er = matmul_fp16_int(a, bw, align_bits)
+    return fp16_output(acc, er, bw.cs, align_bits)

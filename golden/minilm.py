@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["SENTENCES", "PASSAGE", "model_dir", "load", "embed", "linear_layers", "with_weights",
-           "attention_inputs"]
+           "with_products", "attention_inputs"]
 
 #: Real sentences whose embeddings the accuracy reports compare.
 SENTENCES = (
@@ -100,6 +100,25 @@ def with_weights(model, transform: Callable[[str, torch.Tensor], torch.Tensor]):
     with torch.no_grad():
         for name, module in linear_layers(clone):
             module.weight.copy_(transform(name, module.weight.detach()))
+    return clone
+
+
+def with_products(model, product: Callable[[str, torch.Tensor], torch.Tensor]):
+    """A copy of ``model`` whose Linear layers compute ``product(name, x) + bias``.
+
+    ``x`` is the layer's input as a 2-D float32 tensor [tokens, in_features];
+    ``product`` returns ``x @ W^T`` [tokens, out_features] the way the hardware under
+    study computes it (its quantized weights, its activation arithmetic).
+    """
+    clone = copy.deepcopy(model)
+    for name, module in linear_layers(clone):
+        def forward(x, name=name, module=module):
+            flat = x.reshape(-1, module.in_features)
+            y = product(name, flat).to(x.dtype)
+            if module.bias is not None:
+                y = y + module.bias
+            return y.reshape(*x.shape[:-1], module.out_features)
+        module.forward = forward
     return clone
 
 

@@ -45,6 +45,18 @@ def test_quantized_minilm_keeps_its_embeddings(model, name, min_cos):
                            net.encoder.layer[0].attention.self.query.weight)
 
 
+def test_the_exact_fp16_path_keeps_weight_only_accuracy(model):
+    # issue 20: W4A16 through the exact FP16 arithmetic within 0.001 cosine of float weight-only.
+    net, tokenizer = model
+    rows = bitmod_accuracy.activation_paths(net, tokenizer, minilm.embed(net, tokenizer), families=("fp4",))
+    by_path = {row["path"]: row for row in rows}
+    weight_only, fp16 = by_path["float activations (weight-only)"], by_path["FP16 path (W4A16, exact)"]
+    int8 = by_path["int8 path (W4A8, per-token)"]
+    assert abs(fp16["min_cos"] - weight_only["min_cos"]) < 1e-3
+    assert abs(fp16["mean_cos"] - weight_only["mean_cos"]) < 1e-3
+    assert abs(int8["mean_cos"] - weight_only["mean_cos"]) > abs(fp16["mean_cos"] - weight_only["mean_cos"])
+
+
 def test_report_tables_cover_every_method():
     rows = bitmod_accuracy.synthetic(16, 256, 4)
     assert {r["method"] for r in rows} == set(bitmod_accuracy.METHODS)

@@ -67,6 +67,16 @@ def test_accumulator_width_table():
         assert f"{widths[f'max_abs_{key}']} -> {widths[f'{key}_bits']} bits" in DOC
 
 
+def test_fp16_width_table():
+    from arch.bitmod import FAMILIES
+    from arch.fp16 import DEFAULT_ALIGN_BITS, GUARD_BITS, fp16_widths
+
+    widths = fp16_widths(4096, 128, 8, FAMILIES, DEFAULT_ALIGN_BITS)
+    for key in ("aligned", "product", "group_sum", "aligned_group", "scaled_group", "acc"):
+        assert f"{widths[f'max_abs_{key}']} -> {widths[f'{key}_bits']} bits" in DOC
+    assert f"`GUARD_BITS` = {GUARD_BITS}" in DOC and f"default {DEFAULT_ALIGN_BITS})" in DOC
+
+
 def test_engine_stream_beat_counts_match_golden():
     from golden.vidkv_stream import beats_per_group
 

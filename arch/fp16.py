@@ -1,0 +1,127 @@
+"""FP16 activations on the BitMoD PE array: the constants and widths of docs/formats.md,
+"FP16 activations".
+
+Pure Python, like :mod:`arch.bitmod`: the torch golden model (:mod:`golden.fp16`,
+:func:`golden.bitmod.matmul_fp16`), the RTL, the tests and the docs import these facts
+from here.
+
+The arithmetic in one line per step (every name is defined in docs/formats.md):
+
+* decode: ``x = (-1)^s * M * 2^(e - 25)``, ``M = F + 1024 [E > 0]``, ``e = max(E, 1)``;
+* exponent matching over a group of G channels of a token: ``eg = max e``;
+  ``A = (-1)^s * round_half_away(M * 2^B / 2^(eg - e))`` with ``B = align_bits``;
+* group sum ``S = sum (-1)^sg * v * A`` (exact integer, the PE's unchanged data path);
+* alignment to the token's exponent ``er = max eg``:
+  ``T = floor(S * 2^GUARD_BITS / 2^(er - eg))``;
+* ``acc = sum_g sq * T`` (exact integer);
+* ``y = fl32(fl64(fl64(acc) * 2^(er - output_shift(B))) * cs)``.
+"""
+
+from __future__ import annotations
+
+from .bitmod import check_families, check_group_size, check_scale_bits, max_abs_value, signed_bits
+
+__all__ = [
+    "MANTISSA_BITS",
+    "SIGNIFICAND_BITS",
+    "EXPONENT_BITS",
+    "SPECIAL_EXPONENT",
+    "MIN_EXPONENT",
+    "MAX_EXPONENT",
+    "EXPONENT_OFFSET",
+    "ALIGN_BITS_RANGE",
+    "DEFAULT_ALIGN_BITS",
+    "GUARD_BITS",
+    "ACTIVATION_KINDS",
+    "check_align_bits",
+    "aligned_bits",
+    "zero_shift",
+    "output_shift",
+    "fp16_widths",
+]
+
+#: Stored mantissa bits of an IEEE binary16 value.
+MANTISSA_BITS = 10
+#: Significand bits with the hidden one: ``M`` is ``0..2047``.
+SIGNIFICAND_BITS = MANTISSA_BITS + 1
+#: Exponent field bits.
+EXPONENT_BITS = 5
+#: The exponent field of Inf and NaN: such an activation is rejected (golden, sim API) or
+#: flagged (the RTL's sticky ``invalid``), never computed with.
+SPECIAL_EXPONENT = (1 << EXPONENT_BITS) - 1
+#: Smallest effective exponent ``e = max(E, 1)``: subnormals and zeros share normals' 1.
+MIN_EXPONENT = 1
+#: Largest effective exponent of a finite value.
+MAX_EXPONENT = SPECIAL_EXPONENT - 1
+#: ``x = M * 2^(e - EXPONENT_OFFSET)``: the bias 15 plus the 10 mantissa bits.
+EXPONENT_OFFSET = 15 + MANTISSA_BITS
+
+#: Supported ``align_bits`` B: fraction bits kept below a group's largest significand.
+ALIGN_BITS_RANGE = range(0, 9)
+#: The default B (docs/formats.md: its error against float64, measured).
+DEFAULT_ALIGN_BITS = 4
+#: Fraction bits a group sum keeps below the token's exponent when it is aligned to it.
+GUARD_BITS = 2
+
+#: The PE array's ``activations`` parameter: what a lane can take.
+ACTIVATION_KINDS = ("int8", "fp16", "both")
+
+
+def check_align_bits(align_bits) -> int:
+    """``align_bits`` if it is a supported B, else ValueError naming it."""
+    if isinstance(align_bits, bool) or not isinstance(align_bits, int) or align_bits not in ALIGN_BITS_RANGE:
+        low, high = ALIGN_BITS_RANGE.start, ALIGN_BITS_RANGE.stop - 1
+        raise ValueError(f"align_bits must be an integer in {low}..{high}, not {align_bits!r}")
+    return align_bits
+
+
+def aligned_bits(align_bits: int) -> int:
+    """Signed width of an aligned activation ``A``: ``|A| <= 2047 * 2^B``."""
+    return signed_bits(((1 << SIGNIFICAND_BITS) - 1) << check_align_bits(align_bits))
+
+
+def zero_shift(align_bits: int) -> int:
+    """The alignment shift from which every significand rounds to 0: ``12 + B``.
+
+    ``M * 2^B < 2^(11 + B) = 2^(d - 1)`` for ``d = 12 + B``, so rounding half away gives 0
+    there and for any larger shift; hardware may clamp a shift to this value.
+    """
+    return SIGNIFICAND_BITS + 1 + check_align_bits(align_bits)
+
+
+def output_shift(align_bits: int) -> int:
+    """``y = acc * 2^(er - output_shift(B)) * cs``: the exponent offset, the kept bits and the guard bits."""
+    return EXPONENT_OFFSET + check_align_bits(align_bits) + GUARD_BITS
+
+
+def fp16_widths(max_k: int, group_size: int, scale_bits: int, families, align_bits: int) -> dict[str, int]:
+    """Bit widths that make overflow impossible on the FP16 path, for *any* finite FP16 input.
+
+    * ``aligned``: ``|A| <= 2047 * 2^B``
+    * ``product``: ``|v * A| <= max|v| * 2047 * 2^B``
+    * ``group_sum``: ``G`` products
+    * ``aligned_group``: ``|T| <= |S| * 2^GUARD_BITS`` (a shift right only shrinks it; the
+      floor of a negative value stays within it)
+    * ``scaled_group``: times ``sq <= 2^S - 1``
+    * ``acc``: ``max_k / G`` scaled groups
+
+    Returns the signed widths ``*_bits`` and the bounds ``max_abs_*`` they come from.
+    """
+    families = check_families(families)
+    check_group_size(group_size)
+    check_scale_bits(scale_bits)
+    check_align_bits(align_bits)
+    if isinstance(max_k, bool) or not isinstance(max_k, int):
+        raise TypeError(f"max_k must be an integer, not {max_k!r}")
+    if max_k <= 0 or max_k % group_size:
+        raise ValueError(f"max_k must be a positive multiple of group_size {group_size}, not {max_k}")
+    max_aligned = ((1 << SIGNIFICAND_BITS) - 1) << align_bits
+    max_product = max_abs_value(families) * max_aligned
+    max_group = group_size * max_product
+    max_aligned_group = max_group << GUARD_BITS
+    max_scaled = max_aligned_group * ((1 << scale_bits) - 1)
+    max_acc = (max_k // group_size) * max_scaled
+    bounds = {"aligned": max_aligned, "product": max_product, "group_sum": max_group,
+              "aligned_group": max_aligned_group, "scaled_group": max_scaled, "acc": max_acc}
+    widths = {f"{k}_bits": signed_bits(v) for k, v in bounds.items()}
+    return {**{f"max_abs_{k}": v for k, v in bounds.items()}, **widths}
