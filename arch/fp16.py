@@ -8,12 +8,10 @@ from here.
 The arithmetic in one line per step (every name is defined in docs/formats.md):
 
 * decode: ``x = (-1)^s * M * 2^(e - 25)``, ``M = F + 1024 [E > 0]``, ``e = max(E, 1)``;
-* exponent matching over a group of G channels of a token: ``eg = max e``;
-  ``A = (-1)^s * round_half_away(M * 2^B / 2^(eg - e))`` with ``B = align_bits``;
-* group sum ``S = sum (-1)^sg * v * A`` (exact integer, the PE's unchanged data path);
-* alignment to the token's exponent ``er = max eg``:
-  ``T = floor(S * 2^GUARD_BITS / 2^(er - eg))``;
-* ``acc = sum_g sq * T`` (exact integer);
+* exponent matching over a token (all K channels of a row): ``er = max e``;
+  ``A = (-1)^s * round_half_away(M * 2^B / 2^(er - e))`` with ``B = align_bits``;
+* ``acc = sum_g (-1)^sg * sq * sum_{k in g} v * A``: exact integers, the int8 mode's
+  data path with ``A`` in place of the int8 activation;
 * ``y = fl32(fl64(fl64(acc) * 2^(er - output_shift(B))) * cs)``.
 """
 
@@ -31,7 +29,6 @@ __all__ = [
     "EXPONENT_OFFSET",
     "ALIGN_BITS_RANGE",
     "DEFAULT_ALIGN_BITS",
-    "GUARD_BITS",
     "ACTIVATION_KINDS",
     "check_align_bits",
     "aligned_bits",
@@ -56,12 +53,11 @@ MAX_EXPONENT = SPECIAL_EXPONENT - 1
 #: ``x = M * 2^(e - EXPONENT_OFFSET)``: the bias 15 plus the 10 mantissa bits.
 EXPONENT_OFFSET = 15 + MANTISSA_BITS
 
-#: Supported ``align_bits`` B: fraction bits kept below a group's largest significand.
+#: Supported ``align_bits`` B: fraction bits kept below a token's largest significand.
 ALIGN_BITS_RANGE = range(0, 9)
-#: The default B (docs/formats.md: its error against float64, measured).
-DEFAULT_ALIGN_BITS = 4
-#: Fraction bits a group sum keeps below the token's exponent when it is aligned to it.
-GUARD_BITS = 2
+#: The default B: 18-bit aligned activations, more accurate than an FP16 MAC array on
+#: every measured set (docs/formats.md, "FP16 activations").
+DEFAULT_ALIGN_BITS = 6
 
 #: The PE array's ``activations`` parameter: what a lane can take.
 ACTIVATION_KINDS = ("int8", "fp16", "both")
@@ -90,8 +86,8 @@ def zero_shift(align_bits: int) -> int:
 
 
 def output_shift(align_bits: int) -> int:
-    """``y = acc * 2^(er - output_shift(B)) * cs``: the exponent offset, the kept bits and the guard bits."""
-    return EXPONENT_OFFSET + check_align_bits(align_bits) + GUARD_BITS
+    """``y = acc * 2^(er - output_shift(B)) * cs``: the exponent offset and the kept bits."""
+    return EXPONENT_OFFSET + check_align_bits(align_bits)
 
 
 def fp16_widths(max_k: int, group_size: int, scale_bits: int, families, align_bits: int) -> dict[str, int]:
@@ -100,10 +96,9 @@ def fp16_widths(max_k: int, group_size: int, scale_bits: int, families, align_bi
     * ``aligned``: ``|A| <= 2047 * 2^B``
     * ``product``: ``|v * A| <= max|v| * 2047 * 2^B``
     * ``group_sum``: ``G`` products
-    * ``aligned_group``: ``|T| <= |S| * 2^GUARD_BITS`` (a shift right only shrinks it; the
-      floor of a negative value stays within it)
-    * ``scaled_group``: times ``sq <= 2^S - 1``
-    * ``acc``: ``max_k / G`` scaled groups
+    * ``scaled_group``: a group sum times ``sq <= 2^S - 1`` (with its sign ``sg``)
+    * ``acc``: ``max_k / G`` scaled groups; ValueError if it could reach ``2^53`` (the
+      host's float64 conversion of ``acc`` must be exact)
 
     Returns the signed widths ``*_bits`` and the bounds ``max_abs_*`` they come from.
     """
@@ -118,10 +113,13 @@ def fp16_widths(max_k: int, group_size: int, scale_bits: int, families, align_bi
     max_aligned = ((1 << SIGNIFICAND_BITS) - 1) << align_bits
     max_product = max_abs_value(families) * max_aligned
     max_group = group_size * max_product
-    max_aligned_group = max_group << GUARD_BITS
-    max_scaled = max_aligned_group * ((1 << scale_bits) - 1)
+    max_scaled = max_group * ((1 << scale_bits) - 1)
     max_acc = (max_k // group_size) * max_scaled
+    if max_acc >= 1 << 53:
+        raise ValueError(f"max_k={max_k} with align_bits={align_bits}, scale_bits={scale_bits} and group_size="
+                         f"{group_size} lets an FP16 result reach 2^{max_acc.bit_length() - 1}, beyond float64's "
+                         f"exact integers: lower max_k, align_bits or scale_bits")
     bounds = {"aligned": max_aligned, "product": max_product, "group_sum": max_group,
-              "aligned_group": max_aligned_group, "scaled_group": max_scaled, "acc": max_acc}
+              "scaled_group": max_scaled, "acc": max_acc}
     widths = {f"{k}_bits": signed_bits(v) for k, v in bounds.items()}
     return {**{f"max_abs_{k}": v for k, v in bounds.items()}, **widths}

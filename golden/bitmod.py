@@ -20,10 +20,10 @@ from arch.bitmod import (
     family,
     quantizer_grid,
 )
-from arch.fp16 import DEFAULT_ALIGN_BITS, GUARD_BITS, output_shift
+from arch.fp16 import DEFAULT_ALIGN_BITS, output_shift
 
 from .formats import decode, encode
-from .fp16 import align_groups
+from .fp16 import align_tokens
 
 __all__ = [
     "BitmodWeights",
@@ -268,25 +268,36 @@ def quantize_activations(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return a_q, s_a
 
 
+def _exact_product(x: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
+    """``sum_g (-1)**sg * sq * sum_{k in g} v * x`` of integer activations ``x`` [M, K], int64 [M, N].
+
+    Group sums are float64 matrix products, exact while every partial sum is an integer
+    below ``2**53`` (int8: ``128 * 128 * 128``; aligned FP16: ``2047 * 2**8 * 128 * 128``);
+    the scaling and the sum over groups are int64.
+    """
+    m = x.shape[0]
+    n, k = bw.shape
+    ng = k // bw.group_size
+    v = _group_values(bw).to(torch.float64)                                 # [N, ng, G]
+    a = x.to(torch.float64).reshape(m, ng, bw.group_size).transpose(0, 1)  # [ng, M, G]
+    group_sums = torch.bmm(a, v.permute(1, 2, 0)).round().to(torch.int64)    # [ng, M, N]
+    return (group_sums * _signed_sq(bw).t()[:, None, :]).sum(dim=0)
+
+
+def _check_k(a: torch.Tensor, bw: BitmodWeights, argument: str) -> None:
+    if a.dim() != 2 or a.shape[1] != bw.shape[1]:
+        raise ValueError(f"{argument} must have shape [M, {bw.shape[1]}] (K of the weights), not {list(a.shape)}")
+
+
 def matmul_int(a_q: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
     """The PE array's exact result (contract section 5), int64 [M, N].
 
     ``acc[m, n] = sum_g (-1)**sg * sq * sum_{k in g} v(code[n, k], dt[n, g]) * a_q[m, k]``.
-    Group sums are computed as float64 matrix products, which are exact: every
-    partial sum is an integer below ``128 * 128 * 128 < 2**53``. The scaling and the
-    sum over groups are int64.
     """
     if not isinstance(a_q, torch.Tensor) or a_q.dtype != torch.int8:
         raise TypeError(f"a_q must be an int8 tensor, not {getattr(a_q, 'dtype', type(a_q).__name__)}")
-    if a_q.dim() != 2 or a_q.shape[1] != bw.shape[1]:
-        raise ValueError(f"a_q must have shape [M, {bw.shape[1]}] (K of the weights), not {list(a_q.shape)}")
-    m = a_q.shape[0]
-    n, k = bw.shape
-    ng = k // bw.group_size
-    v = _group_values(bw).to(torch.float64)                                   # [N, ng, G]
-    a = a_q.to(torch.float64).reshape(m, ng, bw.group_size).transpose(0, 1)  # [ng, M, G]
-    group_sums = torch.bmm(a, v.permute(1, 2, 0)).round().to(torch.int64)      # [ng, M, N]
-    return (group_sums * _signed_sq(bw).t()[:, None, :]).sum(dim=0)
+    _check_k(a_q, bw, "a_q")
+    return _exact_product(a_q, bw)
 
 
 def matmul(a: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
@@ -297,43 +308,27 @@ def matmul(a: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
 
 
 
-def _check_product(a: torch.Tensor, bw: BitmodWeights, argument: str) -> None:
-    if a.dim() != 2 or a.shape[1] != bw.shape[1]:
-        raise ValueError(f"{argument} must have shape [M, {bw.shape[1]}] (K of the weights), not {list(a.shape)}")
-
-
 def matmul_fp16_int(a: torch.Tensor, bw: BitmodWeights, align_bits: int = DEFAULT_ALIGN_BITS
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The PE array's exact FP16-activation result: ``(acc int64 [M, N], er int64 [M])``.
 
-    docs/formats.md, "FP16 activations": each token's groups are exponent-matched
-    (:func:`golden.fp16.align_groups`), each group sum ``S = sum (-1)^sg v A`` is exact,
-    aligned to the token's exponent ``er`` as ``T = floor(S * 2^GUARD_BITS / 2^(er - eg))``,
-    and ``acc = sum_g sq * T``. Group sums are float64 matrix products, which are exact:
-    every partial sum is an integer below ``2047 * 2^8 * 128 * 128 < 2**53``.
+    docs/formats.md, "FP16 activations": each token's activations are exponent-matched
+    to its largest exponent ``er`` (:func:`golden.fp16.align_tokens`), and ``acc`` is the
+    int8 mode's exact sum with the aligned significands ``A`` in place of ``a_q``.
     """
-    aligned, eg, er = align_groups(a, bw.group_size, align_bits)
-    _check_product(a, bw, "a")
-    m = a.shape[0]
-    n, k = bw.shape
-    ng = k // bw.group_size
-    group_sign = (1 - 2 * bw.sg.to(torch.int64)).t()[:, None, :]                 # [ng, 1, N]
-    v = _group_values(bw).to(torch.float64).permute(1, 2, 0)                    # [ng, G, N]
-    x = aligned.to(torch.float64).reshape(m, ng, bw.group_size).transpose(0, 1)  # [ng, M, G]
-    sums = torch.bmm(x, v).round().to(torch.int64) * group_sign                  # S, with sg folded in
-    shift = (er[:, None] - eg).t()[..., None]                                   # [ng, M, 1]
-    aligned_sums = (sums << GUARD_BITS) >> shift                                 # floor: arithmetic shift
-    return (aligned_sums * bw.sq.to(torch.int64).t()[:, None, :]).sum(dim=0), er
+    aligned, er = align_tokens(a, align_bits)
+    _check_k(a, bw, "a")
+    return _exact_product(aligned, bw), er
 
 
 def fp16_output(acc: torch.Tensor, er: torch.Tensor, cs: torch.Tensor, align_bits: int = DEFAULT_ALIGN_BITS
                 ) -> torch.Tensor:
     """``y = fl32(fl64(fl64(acc) * 2^(er - output_shift(B))) * cs)``, float32 [M, N].
 
-    The host's last step of the FP16 path (docs/formats.md): ``fl64(acc)`` is exact while
-    ``|acc| < 2**53`` (every configuration's ``acc_bits`` <= 53 keeps it so), the power of
-    two is exact, and the product with the float32 channel scale is rounded to float64,
-    then to float32, both to nearest even.
+    The host's last step of the FP16 path (docs/formats.md): ``fl64(acc)`` is exact
+    (``arch.fp16.fp16_widths`` keeps ``|acc| < 2**53``), the power of two is exact, and
+    the product with the float32 channel scale is rounded to float64, then to float32,
+    both to nearest even.
     """
     scale = torch.ldexp(torch.ones_like(er, dtype=torch.float64), er - output_shift(align_bits))
     return (acc.to(torch.float64) * scale[:, None] * cs.to(torch.float64)[None, :]).to(torch.float32)

@@ -1,7 +1,7 @@
 """FP16 activations, exactly as the PE array sees them (docs/formats.md, "FP16 activations").
 
-Decoding, the group's exponent matching and the token's exponent, in integer torch ops:
-:func:`golden.bitmod.matmul_fp16` builds the exact product on :func:`align_groups`.
+Decoding and the token's exponent matching, in integer torch ops:
+:func:`golden.bitmod.matmul_fp16` builds the exact product on :func:`align_tokens`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from arch.fp16 import (
     zero_shift,
 )
 
-__all__ = ["check_fp16", "fp16_fields", "align_groups"]
+__all__ = ["check_fp16", "fp16_fields", "align_tokens"]
 
 
 def check_fp16(a, argument: str = "a") -> None:
@@ -54,26 +54,19 @@ def fp16_fields(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return sign, torch.where(normal, field, MIN_EXPONENT), mantissa + (normal.to(torch.int64) << MANTISSA_BITS)
 
 
-def align_groups(a: torch.Tensor, group_size: int, align_bits: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Exponent matching over each group of ``group_size`` channels of each token.
+def align_tokens(a: torch.Tensor, align_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exponent matching over each token (row) of ``a`` [M, K].
 
-    Returns ``(A, eg, er)``: the aligned signed significands int64 [M, K]
-    (``(-1)^s * round_half_away(M * 2^B / 2^(eg - e))``), each group's exponent ``eg``
-    int64 [M, K / G] and each token's exponent ``er = max eg`` int64 [M].
+    Returns ``(A, er)``: the aligned signed significands int64 [M, K]
+    (``(-1)^s * round_half_away(M * 2^B / 2^(er - e))``) and each token's exponent
+    ``er = max e`` int64 [M].
     """
     check_fp16(a)
     check_align_bits(align_bits)
-    m, k = a.shape
-    if k % group_size:
-        raise ValueError(f"K = {k} (a.shape[1]) must be a multiple of group_size {group_size}")
     sign, e, significand = fp16_fields(a)
-    e = e.reshape(m, k // group_size, group_size)
-    eg = e.amax(dim=-1)
-    shift = (eg[..., None] - e).clamp_(max=zero_shift(align_bits))
-    scaled = (significand << align_bits).reshape(e.shape)
+    er = e.amax(dim=-1)
+    shift = (er[:, None] - e).clamp_(max=zero_shift(align_bits))
     # Round half away from zero on the magnitude: add half of the dropped weight, then shift.
-    half = torch.where(shift > 0, (1 << (shift - 1).clamp_(min=0)), torch.zeros_like(shift))
-    magnitude = ((scaled + half) >> shift).reshape(m, k)
-    aligned = torch.where(sign.bool(), -magnitude, magnitude)
-    return aligned, eg, eg.amax(dim=-1)
+    half = torch.where(shift > 0, 1 << (shift - 1).clamp_(min=0), torch.zeros_like(shift))
+    magnitude = ((significand << align_bits) + half) >> shift
+    return torch.where(sign.bool(), -magnitude, magnitude), er

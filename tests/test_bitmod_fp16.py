@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from arch.bitmod import FAMILIES
-from arch.fp16 import DEFAULT_ALIGN_BITS, GUARD_BITS, fp16_widths, output_shift
+from arch.fp16 import DEFAULT_ALIGN_BITS, fp16_widths, output_shift
 from golden import bitmod
-from golden.fp16 import align_groups, fp16_fields
+from golden.fp16 import align_tokens, fp16_fields
 
 G = 32
 
@@ -40,27 +40,23 @@ def reference(a: torch.Tensor, bw: bitmod.BitmodWeights, align_bits: int) -> tup
     values = bitmod._group_values(bw)
     m_count, k = a.shape
     n_count = bw.shape[0]
-    groups = k // bw.group_size
     acc_all, er_all = [], []
     y = np.zeros((m_count, n_count), dtype=np.float32)
     for m in range(m_count):
         fields = [_decode(float(x)) for x in a[m].tolist()]
-        eg = [max(fields[g * bw.group_size + i][1] for i in range(bw.group_size)) for g in range(groups)]
-        er = max(eg)
+        er = max(e for _, e, _ in fields)
         aligned = []
-        for index, (sign, e, significand) in enumerate(fields):
-            shifted = Fraction(significand * 2 ** align_bits, 2 ** (eg[index // bw.group_size] - e))
+        for sign, e, significand in fields:
+            shifted = Fraction(significand * 2 ** align_bits, 2 ** (er - e))
             aligned.append(-_round_half_away(shifted) if sign else _round_half_away(shifted))
         row = []
         for n in range(n_count):
             acc = 0
-            for g in range(groups):
+            for g in range(k // bw.group_size):
                 s = sum(int(values[n, g, i]) * aligned[g * bw.group_size + i] for i in range(bw.group_size))
-                s = -s if int(bw.sg[n, g]) else s
-                t = (s * 2 ** GUARD_BITS) // 2 ** (er - eg[g])        # Python's // is floor
-                acc += int(bw.sq[n, g]) * t
+                acc += (-1) ** int(bw.sg[n, g]) * int(bw.sq[n, g]) * s
             row.append(acc)
-            y[m, n] = np.float32(float(acc) * 2.0 ** (er - 25 - align_bits - GUARD_BITS) * float(bw.cs[n]))
+            y[m, n] = np.float32(float(acc) * 2.0 ** (er - 25 - align_bits) * float(bw.cs[n]))
         acc_all.append(row)
         er_all.append(er)
     return acc_all, er_all, y
@@ -127,12 +123,12 @@ def test_every_family_and_negative_groups(family):
 
 
 def test_ties_round_half_away_from_zero():
-    # Group max 2^1 (e = 16); 1.5 * 2^-3 (e = 12, M = 1536) shifts by 4 with B = 0: 96 exactly,
+    # Token max 2^1 (e = 16); 1.5 * 2^-3 (e = 12, M = 1536) shifts by 4 with B = 0: 96 exactly,
     # and 1025 * 2^-12 (M = 1025, e = 13) shifts by 3: 128.125 -> 128; 1028 / 8 = 128.5 -> 129.
     values = [2.0, 1.5 * 2 ** -3, 1025 * 2.0 ** -12, 1028 * 2.0 ** -12, -1028 * 2.0 ** -12] + [0.0] * (G - 5)
     a = torch.tensor([values]).half()
-    aligned, eg, er = align_groups(a, G, 0)
-    assert eg.tolist() == [[16]] and er.tolist() == [16]
+    aligned, er = align_tokens(a, 0)
+    assert er.tolist() == [16]
     assert aligned[0, :5].tolist() == [1024, 96, 128, 129, -129]
 
 
@@ -142,17 +138,18 @@ def test_zeros_and_subnormals_share_exponent_one():
     a[0, 2] = 2.0 ** -24                                   # smallest subnormal: M = 1, e = 1
     sign, e, significand = fp16_fields(a)
     assert e.tolist()[0][:3] == [1, 1, 1] and significand.tolist()[0][:3] == [0, 0, 1] and sign.tolist()[0][1] == 1
-    aligned, eg, _ = align_groups(a, G, 4)
-    assert eg.tolist() == [[1]] and aligned[0, 2] == 16
+    aligned, er = align_tokens(a, 4)
+    assert er.tolist() == [1] and aligned[0, 2] == 16
 
 
-def test_a_group_far_below_the_token_rounds_away():
-    # The second group is 2^-40 of the first (beyond the aligned window): it contributes floor(...) only.
-    a = torch.cat([torch.full((1, G), 1024.0), torch.full((1, G), 2.0 ** -20)], dim=1).half()
-    bw = _weights(2, 2 * G, "int8", seed=2)
-    acc, er = bitmod.matmul_fp16_int(a, bw)
-    ref_acc, ref_er, _ = reference(a, bw, DEFAULT_ALIGN_BITS)
-    assert acc.tolist() == ref_acc and er.tolist() == ref_er
+def test_channels_far_below_the_token_round_to_zero():
+    # 2^-20 next to 1024: a shift of 30 > zero_shift, so A = 0; 2^-4 keeps one unit at B = 4 (shift 14),
+    # 1.5 * 2^-4 is a tie: 1.5 -> 2.
+    a = torch.tensor([[1024.0, 2.0 ** -20, -(2.0 ** -20), 2.0 ** -4, 1.5 * 2 ** -4] + [0.0] * (G - 5)]).half()
+    aligned, er = align_tokens(a, 4)
+    assert er.tolist() == [25] and aligned[0, :5].tolist() == [1024 * 16, 0, 0, 1, 2]
+    bw = _weights(2, G, "int8", seed=2)
+    assert bitmod.matmul_fp16_int(a, bw)[0].tolist() == reference(a, bw, DEFAULT_ALIGN_BITS)[0]
 
 
 def test_the_widths_hold_the_worst_input():
@@ -163,6 +160,8 @@ def test_the_widths_hold_the_worst_input():
     bw.sq.fill_(255)
     bw.sg.fill_(0)
     widths = fp16_widths(k, G, 8, FAMILIES, DEFAULT_ALIGN_BITS)
+    with pytest.raises(ValueError, match="beyond float64's exact integers"):
+        fp16_widths(1 << 16, G, 12, FAMILIES, 8)
     acc, _ = bitmod.matmul_fp16_int(a, bw)
     assert int(acc) == -widths["max_abs_acc"]              # every bound is reached here
     assert widths["max_abs_acc"] < 2 ** (widths["acc_bits"] - 1)
@@ -184,7 +183,6 @@ def test_error_against_float64_is_small():
     (torch.ones(2, 64, dtype=torch.int8), TypeError, "float16"),
     (torch.ones(64).half(), ValueError, "2-D"),
     (torch.ones(2, 96).half(), ValueError, r"shape \[M, 64\]"),
-    (torch.ones(2, 48).half(), ValueError, "multiple of group_size 32"),
 ])
 def test_bad_activations_are_named(bad, error, match):
     bw = _weights(2, 64, "int4", seed=0)
@@ -207,4 +205,4 @@ def test_align_bits_is_checked(align_bits):
 
 
 def test_output_shift_is_the_contract_exponent():
-    assert output_shift(DEFAULT_ALIGN_BITS) == 25 + DEFAULT_ALIGN_BITS + GUARD_BITS
+    assert output_shift(DEFAULT_ALIGN_BITS) == 25 + DEFAULT_ALIGN_BITS

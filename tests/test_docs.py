@@ -69,12 +69,12 @@ def test_accumulator_width_table():
 
 def test_fp16_width_table():
     from arch.bitmod import FAMILIES
-    from arch.fp16 import DEFAULT_ALIGN_BITS, GUARD_BITS, fp16_widths
+    from arch.fp16 import DEFAULT_ALIGN_BITS, fp16_widths
 
     widths = fp16_widths(4096, 128, 8, FAMILIES, DEFAULT_ALIGN_BITS)
-    for key in ("aligned", "product", "group_sum", "aligned_group", "scaled_group", "acc"):
+    for key in ("aligned", "product", "group_sum", "scaled_group", "acc"):
         assert f"{widths[f'max_abs_{key}']} -> {widths[f'{key}_bits']} bits" in DOC
-    assert f"`GUARD_BITS` = {GUARD_BITS}" in DOC and f"default {DEFAULT_ALIGN_BITS})" in DOC
+    assert f"default {DEFAULT_ALIGN_BITS}):" in DOC and f"B = {DEFAULT_ALIGN_BITS}, max K = 4096" in DOC
 
 
 def test_engine_stream_beat_counts_match_golden():
