@@ -13,6 +13,7 @@ from fractions import Fraction
 from arch.bitmod import FAMILY_IDS, WORD_BITS, pack_layout
 from arch.checks import check_int
 from arch.derived import DerivedFields
+from arch.fp16 import ACTIVATION_KINDS
 from arch.kv_config import KvConfig
 from arch.link import COUNTER_FIELDS, INFO_FIELDS, MIN_DIVISOR, word_bytes
 from arch.pe_array_config import PeArrayConfig
@@ -21,7 +22,7 @@ from arch.vidkv import beats_per_group
 __all__ = ["AcceleratorConfig", "LINK_VERSION", "ENGINES", "LINK_RANGES"]
 
 #: INFO's ``version`` field: bump it when the command set or a payload layout changes.
-LINK_VERSION = 1
+LINK_VERSION = 2
 #: What a build holds: everything, the PE array only, or the KV engines only.
 ENGINES = ("all", "pe", "kv")
 #: The most a baud rate may be off the asked one (the UART's divisor is an integer).
@@ -80,12 +81,12 @@ class AcceleratorConfig(DerivedFields):
     divisor: int = field(init=False, compare=False, repr=False)
     #: Cycles a request may pause mid-frame before it is dropped.
     timeout_cycles: int = field(init=False, compare=False, repr=False)
-    #: Bytes of one activation beat (a step's int8 activations).
+    #: Bytes of one activation beat (a step's activations: int8, or binary16 in an FP16 build).
     act_bytes: int = field(init=False, compare=False, repr=False)
     #: Bits and bytes of a weight beat (``pe.cols`` 32-bit words).
     weight_bits: int = field(init=False, compare=False, repr=False)
     weight_bytes: int = field(init=False, compare=False, repr=False)
-    #: Bits and bytes of a result beat (``pe.cols`` accumulators).
+    #: Bits and bytes of a result beat (``pe.cols`` accumulators; an FP16 build adds the exponent and flag).
     result_bits: int = field(init=False, compare=False, repr=False)
     result_bytes: int = field(init=False, compare=False, repr=False)
     #: Bits and bytes of a KV token beat (``kv.lanes`` elements and the salient flag).
@@ -121,7 +122,7 @@ class AcceleratorConfig(DerivedFields):
             raise ValueError(f"baud {self.baud} is {float(error):.1%} off what clk_hz {self.clk_hz} can make "
                              f"({self.clk_hz / divisor:.0f}): pick a baud rate near clk_hz / an integer")
         pe, kv = self.pe, self.kv
-        act_bytes = pe.lanes
+        act_bytes = pe.act_beat_bits // 8
         weight_bytes = word_bytes(pe.cols * WORD_BITS)
         kv_in_bits = kv.lanes * kv.in_bits + 1
         kv_out_bits = kv.lanes * kv.out_bits + kv.position_bits
@@ -133,8 +134,8 @@ class AcceleratorConfig(DerivedFields):
             "act_bytes": act_bytes,
             "weight_bits": pe.cols * WORD_BITS,
             "weight_bytes": weight_bytes,
-            "result_bits": pe.cols * pe.acc_bits,
-            "result_bytes": word_bytes(pe.cols * pe.acc_bits),
+            "result_bits": pe.result_beat_bits,
+            "result_bytes": word_bytes(pe.result_beat_bits),
             "kv_in_bits": kv_in_bits,
             "kv_in_bytes": word_bytes(kv_in_bits),
             "kv_beat_bits": beat_bits,
@@ -198,7 +199,9 @@ class AcceleratorConfig(DerivedFields):
             "baud": self.baud, "max_payload": self.max_payload,
             "pe_rows": pe.rows, "pe_cols": pe.cols, "pe_lanes": pe.lanes, "pe_group_size": pe.group_size,
             "pe_scale_bits": pe.scale_bits, "pe_families": sum(1 << FAMILY_IDS[n] for n in pe.families),
-            "pe_max_k": pe.max_k, "pe_acc_bits": pe.acc_bits, "weight_beats": self.weight_beats,
+            "pe_max_k": pe.max_k, "pe_acc_bits": pe.acc_bits,
+            "pe_activations": ACTIVATION_KINDS.index(pe.activations), "pe_align_bits": pe.align_bits,
+            "weight_beats": self.weight_beats,
             "result_beats": self.result_beats, "kv_d": kv.d, "kv_group_tokens": kv.group_tokens,
             "kv_in_bits": kv.in_bits, "kv_lanes": kv.lanes, "kv_f_num": f.numerator, "kv_f_den": f.denominator,
             "kv_b3": int(kv.ternary_layout == "b3"), "kv_stp": int(kv.stp), "kv_fft": int(kv.fft),

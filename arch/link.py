@@ -86,7 +86,7 @@ STATUS_TEXT = {
 #: PE array is built, bit 1 the KV engines are).
 INFO_FIELDS = ("version", "engines", "clk_hz", "baud", "max_payload",
                "pe_rows", "pe_cols", "pe_lanes", "pe_group_size", "pe_scale_bits", "pe_families", "pe_max_k",
-               "pe_acc_bits", "weight_beats", "result_beats",
+               "pe_acc_bits", "pe_activations", "pe_align_bits", "weight_beats", "result_beats",
                "kv_d", "kv_group_tokens", "kv_in_bits", "kv_lanes", "kv_f_num", "kv_f_den", "kv_b3", "kv_stp",
                "kv_fft", "kv_frac_bits", "kv_out_bits", "kv_quant_fifo", "kv_dequant_fifo")
 #: COUNTERS' reply: u32 little-endian each.
@@ -139,8 +139,9 @@ class HeaderLayout:
 
 #: LOAD_WEIGHTS: u32 index of the first beat written.
 LOAD_WEIGHTS_LAYOUT = HeaderLayout(4, (("first", 0, 32),))
-#: LOAD_ACT: u8 family id, u8 0, u16 groups (K / G), u16 column tiles, u16 0.
-LOAD_ACT_LAYOUT = HeaderLayout(8, (("family", 0, 8), ("groups", 16, 16), ("col_tiles", 32, 16)))
+#: LOAD_ACT: u8 family id, u8 fp16 (bit 0: the job's activations are FP16), u16 groups (K / G),
+#: u16 column tiles, u16 0.
+LOAD_ACT_LAYOUT = HeaderLayout(8, (("family", 0, 8), ("fp16", 8, 1), ("groups", 16, 16), ("col_tiles", 32, 16)))
 #: KV_MODE: one byte each, bit 0 used: kind (0 keys, 1 values), value_2bit, stp.
 KV_MODE_LAYOUT = HeaderLayout(3, (("kind", 0, 1), ("value_2bit", 8, 1), ("stp", 16, 1)))
 

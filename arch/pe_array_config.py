@@ -19,8 +19,10 @@ from arch.bitmod import (
 )
 from arch.checks import check_int
 from arch.derived import DerivedFields
+from arch.fp16 import ACTIVATION_KINDS, DEFAULT_ALIGN_BITS, aligned_bits, check_align_bits, fp16_widths
 
-__all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS", "ROWS_PER_COPY"]
+__all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS", "ROWS_PER_COPY",
+           "FP16_FIELD_BITS", "EXPONENT_FIELD_BITS"]
 
 #: Upper bounds that keep generation and simulation sane; raise them when a board needs it.
 MAX_ROWS = 256
@@ -28,6 +30,10 @@ MAX_COLS = 64
 MAX_K = 1 << 16
 #: Width of the run-time ``col_tiles`` input: column tiles per activation load.
 TILE_COUNT_BITS = 16
+#: Bits of an activation lane of the ``act`` stream in an FP16 build (the raw binary16 bits).
+FP16_FIELD_BITS = 16
+#: Bits of a token's exponent ``er`` on the ``o`` stream of an FP16 build.
+EXPONENT_FIELD_BITS = 5
 #: Rows that share one registered copy of a column's digit bus and of the drain's
 #: control (hdl.replica): a copy's load stays local however tall the array.
 ROWS_PER_COPY = 2
@@ -49,6 +55,8 @@ class PeArrayConfig(DerivedFields):
     scale_bits: int = 8
     families: tuple[str, ...] = ("fp4", "fp3", "int4", "int3", "int6", "int8")
     max_k: int = 4096
+    activations: str = "int8"
+    align_bits: int = DEFAULT_ALIGN_BITS
     # Derived widths and counts (set by __post_init__; :meth:`derived` lists them all).
     #: Bits of a group's exact integer sum, of the group sum times its signed scale, of the
     #: accumulated result (arch.bitmod.accumulator_widths: no overflow for K <= max_k).
@@ -75,6 +83,10 @@ class PeArrayConfig(DerivedFields):
     act_beat_bits: int = field(init=False, compare=False, repr=False)
     weight_beat_bits: int = field(init=False, compare=False, repr=False)
     result_beat_bits: int = field(init=False, compare=False, repr=False)
+    #: Width of an activation lane in the PEs (int8, or the aligned FP16 significand).
+    lane_bits: int = field(init=False, compare=False, repr=False)
+    #: Width of an activation lane on the ``act`` stream (8, or 16: raw binary16 bits).
+    act_field_bits: int = field(init=False, compare=False, repr=False)
     #: Width of the run-time ``col_tiles`` input.
     tile_count_bits: int = field(init=False, compare=False, repr=False)
     #: Registered copies of a column's broadcast signals (one per ``ROWS_PER_COPY`` rows).
@@ -101,15 +113,29 @@ class PeArrayConfig(DerivedFields):
                 (self.group_size <= self.max_k <= MAX_K and self.max_k % self.group_size == 0):
             raise ValueError(f"max_k must be a multiple of group_size {self.group_size} in "
                              f"{self.group_size}..{MAX_K}, not {self.max_k!r}")
+        if self.activations not in ACTIVATION_KINDS:
+            raise ValueError(f"activations must be one of {', '.join(ACTIVATION_KINDS)}, not {self.activations!r}")
+        check_align_bits(self.align_bits)
         self._set_derived(self._derive())
 
     @classmethod
     def from_params(cls, params: dict) -> PeArrayConfig:
+        fp16 = {name: params[name] for name in ("activations", "align_bits") if name in params}
         return cls(**{name: params[name] for name in
-                      ("rows", "cols", "lanes", "group_size", "scale_bits", "families", "max_k")})
+                      ("rows", "cols", "lanes", "group_size", "scale_bits", "families", "max_k")}, **fp16)
+
+    @property
+    def fp16(self) -> bool:
+        """The lanes take FP16 activations (``activations`` is ``fp16`` or ``both``)."""
+        return self.activations != "int8"
 
     def _derive(self) -> dict:
-        acc = accumulator_widths(self.max_k, self.group_size, self.scale_bits, self.families)
+        if self.fp16:       # the aligned significands are wider than int8: their widths hold both
+            acc = fp16_widths(self.max_k, self.group_size, self.scale_bits, self.families, self.align_bits)
+            lane_bits, field_bits = aligned_bits(self.align_bits), FP16_FIELD_BITS
+        else:
+            acc = accumulator_widths(self.max_k, self.group_size, self.scale_bits, self.families)
+            lane_bits, field_bits = ACTIVATION_BITS, ACTIVATION_BITS
         layouts = {name: pack_layout(name, self.group_size, self.scale_bits) for name in self.families}
         code_bits = max_code_bits(self.families)
         return {
@@ -126,9 +152,11 @@ class PeArrayConfig(DerivedFields):
             "max_groups": self.max_k // self.group_size,
             "groups_bits": (self.max_k // self.group_size).bit_length(),
             "act_depth": self.max_k // self.lanes,
-            "act_beat_bits": self.lanes * ACTIVATION_BITS,
+            "lane_bits": lane_bits,
+            "act_field_bits": field_bits,
+            "act_beat_bits": self.lanes * field_bits,
             "weight_beat_bits": self.cols * WORD_BITS,
-            "result_beat_bits": self.cols * acc["acc_bits"],
+            "result_beat_bits": self.cols * acc["acc_bits"] + (EXPONENT_FIELD_BITS + 1) * self.fp16,
             "tile_count_bits": TILE_COUNT_BITS,
             "row_copies": -(-self.rows // ROWS_PER_COPY),
         }
@@ -140,8 +168,11 @@ class PeArrayConfig(DerivedFields):
 
     def params(self) -> dict:
         """The plain parameter dict (the names of ``mixbit generate pe_array -p``)."""
-        return {"rows": self.rows, "cols": self.cols, "lanes": self.lanes, "group_size": self.group_size,
-                "scale_bits": self.scale_bits, "families": self.families, "max_k": self.max_k}
+        params = {"rows": self.rows, "cols": self.cols, "lanes": self.lanes, "group_size": self.group_size,
+                  "scale_bits": self.scale_bits, "families": self.families, "max_k": self.max_k}
+        if self.fp16:       # an int8 array's parameters stay what they were before FP16 existed
+            params.update(activations=self.activations, align_bits=self.align_bits)
+        return params
 
     def cycles_per_group(self, name: str) -> int:
         """Cycles the PEs spend on one group of family ``name``: ``G / L`` steps of ``terms`` cycles."""

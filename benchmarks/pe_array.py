@@ -4,6 +4,7 @@ The syntheses run through `mixbit sweep`'s engine (synth.sweep: dask workers, ca
 under <out>/pe_array). Prints Markdown tables and writes <out>/pe_array.json. Usage:
 
     python benchmarks/pe_array.py [--out build/bench] [--skip-synth] [--skip-throughput] [--only TEXT] [--workers 2]
+                                  [--throughput-design pe_array|pe_array_parallel]
 
 The ECP5 configuration that fills at least half of the LUTs has its own script,
 benchmarks/pe_array_large.py (the flow's router does not finish it).
@@ -25,30 +26,45 @@ from synth import sweep
 from synth.flow import lut4_equivalent
 
 THROUGHPUT = [
-    {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096},
-    {"rows": 2, "cols": 2, "lanes": 16, "group_size": 128, "scale_bits": 8, "max_k": 4096},
+    ("pe_array", {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}),
+    ("pe_array", {"rows": 2, "cols": 2, "lanes": 16, "group_size": 128, "scale_bits": 8, "max_k": 4096}),
+    # The all-family bit-parallel baseline: a step of L weights per cycle where the weight stream allows.
+    ("pe_array_parallel", {"rows": 2, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096,
+                           "families": ",".join(FAMILIES), "multiplier": "lut"}),
 ]
 
 #: (label, design, params, target); MAC/s use 2 cycles per 4-bit weight for BitMoD, 1 for the baselines.
 _MID = {"rows": 8, "cols": 2, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 4096}
 _ICE = {"rows": 2, "cols": 1, "lanes": 8, "group_size": 128, "scale_bits": 8, "max_k": 1024}
+_ALL = ",".join(FAMILIES)
 SYNTH = [
     ("BitMoD, all six families", "pe_array", _MID, "ecp5-85f"),
     ("BitMoD, fp4+int4", "pe_array", {**_MID, "families": "fp4,int4"}, "ecp5-85f"),
     ("baseline int8 x int4, LUT", "pe_array_parallel", {**_MID, "multiplier": "lut"}, "ecp5-85f"),
     ("baseline int8 x int4, DSP", "pe_array_parallel", {**_MID, "multiplier": "dsp"}, "ecp5-85f"),
+    ("baseline int8 x int8, all six families, LUT", "pe_array_parallel",
+     {**_MID, "families": _ALL, "multiplier": "lut"}, "ecp5-85f"),
+    ("baseline int8 x int8, all six families, DSP", "pe_array_parallel",
+     {**_MID, "families": _ALL, "multiplier": "dsp"}, "ecp5-85f"),
     ("BitMoD, fp4+int4", "pe_array", {**_ICE, "families": "fp4,int4"}, "ice40-up5k"),
     ("BitMoD, all six families", "pe_array", _ICE, "ice40-up5k"),
     ("baseline int8 x int4, LUT", "pe_array_parallel", {**_ICE, "multiplier": "lut"}, "ice40-up5k"),
+    ("baseline int8 x int8, all six families, LUT", "pe_array_parallel",
+     {**_ICE, "families": _ALL, "multiplier": "lut"}, "ice40-up5k"),
 ]
 
 
 SHAPES = (("GEMM", 2, 2), ("GEMV", 1, 16))    # (name, jobs, column tiles); K = 2048
 
 
-def throughput(params: dict) -> list[dict]:
-    """Cycles of unstalled runs per family: a GEMM (M = 2R, N = 2C) and a GEMV-like job (M = R, N = 16C)."""
+def throughput(params: dict, design: str = "pe_array") -> list[dict]:
+    """Cycles of unstalled runs per family: a GEMM (M = 2R, N = 2C) and a GEMV-like job (M = R, N = 16C).
+
+    ``busy`` counts the cycles the PEs need at peak: ``G / L * T`` per group on ``pe_array``,
+    ``G / L`` (a step per cycle) on ``pe_array_parallel``.
+    """
     config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
+    per_group = config.cycles_per_group if design == "pe_array" else lambda name: config.steps_per_group
     rows = []
     for shape, jobs, tiles in SHAPES:
         for name in FAMILIES:
@@ -56,12 +72,14 @@ def throughput(params: dict) -> list[dict]:
             m, n, k = jobs * config.rows, tiles * config.cols, 2048
             a_q = torch.randint(-128, 128, (m, k), generator=generator, dtype=torch.int8)
             bw = quantize(torch.randn((n, k), generator=generator), name, config.group_size, config.scale_bits)
-            run = run_pe_array_detailed(params, a_q, bw, "verilator", seed=1)
+            run = run_pe_array_detailed(params, a_q, bw, "verilator", seed=1, design=design)
             assert torch.equal(run.acc, matmul_int(a_q, bw)), f"{name}: the array disagrees with golden"
-            busy = jobs * tiles * (k // config.group_size) * config.cycles_per_group(name)
+            groups = jobs * tiles * (k // config.group_size)
+            busy = groups * per_group(name)
             compute = run.cycles - run.load_cycles
             rows.append({
-                "params": params, "shape": shape, "family": name, "m": m, "n": n, "k": k, "cycles": run.cycles,
+                "design": design, "params": params, "shape": shape, "family": name, "m": m, "n": n, "k": k,
+                "cycles": run.cycles, "cycles_per_group": round(compute / groups, 2),
                 "load_cycles": run.load_cycles, "busy_cycles": busy, "efficiency": round(busy / compute, 4),
                 "efficiency_with_loads": round(busy / run.cycles, 4),
                 "macs_per_cycle": round(m * n * k / run.cycles, 2),
@@ -94,19 +112,23 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true", help="only the syntheses")
     parser.add_argument("--only", default="", help="synthesize only the rows whose label or target contains this")
     parser.add_argument("--workers", type=int, default=2, help="local dask workers for the syntheses (default 2)")
+    parser.add_argument("--throughput-design", default="", help="measure throughput only on this design")
     args = parser.parse_args()
     result = {"throughput": [], "synthesis": []}
     if not args.skip_throughput:
-        print("| R x C x L | shape (M x N x K) | family | cycles | loads | busy | efficiency "
-              "| with loads | MAC/cycle |")
-        print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-        for params in THROUGHPUT:
-            for row in throughput(params):
+        print("| design | R x C x L | shape (M x N x K) | family | cycles | loads | busy | efficiency "
+              "| with loads | MAC/cycle | cycles/group |")
+        print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for design, params in THROUGHPUT:
+            if args.throughput_design not in ("", design):
+                continue
+            for row in throughput(params, design):
                 result["throughput"].append(row)
-                print(f"| {params['rows']}x{params['cols']}x{params['lanes']} "
+                print(f"| {design} | {params['rows']}x{params['cols']}x{params['lanes']} "
                       f"| {row['shape']} {row['m']}x{row['n']}x{row['k']} | {row['family']} | {row['cycles']} "
                       f"| {row['load_cycles']} | {row['busy_cycles']} | {row['efficiency']:.1%} "
-                      f"| {row['efficiency_with_loads']:.1%} | {row['macs_per_cycle']} |", flush=True)
+                      f"| {row['efficiency_with_loads']:.1%} | {row['macs_per_cycle']} "
+                      f"| {row['cycles_per_group']} |", flush=True)
     if not args.skip_synth:
         print("\n| design | target | R x C x L | LUT4 | FF | BRAM | DSP | logic | Fmax | M MAC/s | per LUT4 |")
         print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

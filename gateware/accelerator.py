@@ -98,7 +98,8 @@ class AcceleratorCore(wiring.Component):
         def join(source, sink, *names):
             m.d.comb += [getattr(sink, name).eq(getattr(source, name)) for name in names]
 
-        join(decoder, engines, "in_header", "in_data", "command", "done_units", "family", "groups", "col_tiles",
+        join(decoder, engines, "in_header", "in_data", "command", "done_units", "family", "fp16", "groups",
+             "col_tiles",
              "first_beat", "weights_needed", "running", "results_in", "kv_reset", "kv_kind", "kv_value_2bit",
              "kv_stp")
         join(engines, decoder, "delivered", "result_written", "kv_quant_level", "kv_dequant_level")

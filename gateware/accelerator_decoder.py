@@ -62,8 +62,9 @@ class CommandDecoder(wiring.Component):
         Words of the payload delivered so far.
     delivered : In(1)
         A word reached the command's engine this cycle (sampled in the ``in_data`` phase).
-    family, groups, col_tiles : Out(3), Out(16), Out(16)
-        The PE-array job of the last accepted LOAD_ACT.
+    family, fp16, groups, col_tiles : Out(3), Out(1), Out(16), Out(16)
+        The PE-array job of the last accepted LOAD_ACT (``fp16``: its activations are FP16;
+        a build takes only the modes its ``activations`` has, else ARGUMENT).
     first_beat : Out(range(weight_beats + 1))
         The weight beat the current LOAD_WEIGHTS writes first.
     weights_needed : Out(24)
@@ -107,7 +108,7 @@ class CommandDecoder(wiring.Component):
             "byte": In(8), "byte_valid": In(1),
             "in_header": Out(1), "in_data": Out(1),
             "command": Out(8), "done_units": Out(16), "delivered": In(1),
-            "family": Out(3), "groups": Out(16), "col_tiles": Out(16),
+            "family": Out(3), "fp16": Out(1), "groups": Out(16), "col_tiles": Out(16),
             "first_beat": Out(range(config.weight_beats + 1)), "weights_needed": Out(24),
             "running": Out(1), "results_in": Out(16), "result_written": In(1),
             "kv_reset": Out(1), "kv_kind": Out(1), "kv_value_2bit": Out(1), "kv_stp": Out(1),
@@ -275,13 +276,15 @@ class CommandDecoder(wiring.Component):
                         act = view(LOAD_ACT_LAYOUT)
                         family_id, groups, tiles = act.family, act.groups, act.col_tiles
                         built = Const(family_mask, 8).bit_select(family_id[:3], 1) & (family_id < 8)
-                        with m.If(~built | (groups == 0) | (groups > pe_config.max_groups)
+                        modes = {"int8": ~act.fp16, "fp16": act.fp16, "both": Const(1, 1)}
+                        mode_built = modes[pe_config.activations]
+                        with m.If(~built | ~mode_built | (groups == 0) | (groups > pe_config.max_groups)
                                   | (tiles == 0) | (tiles > config.max_col_tiles)):
                             self._reply(m, r, Status.ARGUMENT)
                         with m.Elif(r.units != groups * (pe_config.rows * pe_config.steps_per_group)):
                             self._reply(m, r, Status.LENGTH)
                         with m.Else():
-                            m.d.sync += [self.family.eq(family_id), self.groups.eq(groups),
+                            m.d.sync += [self.family.eq(family_id), self.fp16.eq(act.fp16), self.groups.eq(groups),
                                          self.col_tiles.eq(tiles), r.tiles_left.eq(tiles),
                                          self.weights_needed.eq(0), r.results_valid.eq(0)]
                             m.next = "Size"

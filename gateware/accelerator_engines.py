@@ -46,7 +46,7 @@ class Engines(wiring.Component):
         The decoder's phase, command and words delivered.
     delivered : Out(1)
         A word entered the command's destination this cycle.
-    family, groups, col_tiles : In(3), In(16), In(16)
+    family, fp16, groups, col_tiles : In(3), In(1), In(16), In(16)
         The PE array's job (held stable through a RUN).
     first_beat, weights_needed, running : In(range), In(24), In(1)
         LOAD_WEIGHTS' first beat; the beats a RUN streams; high during RUN.
@@ -73,7 +73,7 @@ class Engines(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(8)),
             "in_header": In(1), "in_data": In(1), "command": In(8), "done_units": In(16), "delivered": Out(1),
-            "family": In(3), "groups": In(16), "col_tiles": In(16),
+            "family": In(3), "fp16": In(1), "groups": In(16), "col_tiles": In(16),
             "first_beat": In(range(config.weight_beats + 1)), "weights_needed": In(24), "running": In(1),
             "results_in": In(16), "result_written": Out(1),
             "result_addr": In(16), "result_en": In(1), "result_data": Out(config.result_bits),
@@ -109,7 +109,7 @@ class Engines(wiring.Component):
             m.d.comb += [weight_w.en.eq(beats.valid), beats.ready.eq(1),
                          weight_w.addr.eq(self.first_beat + self.done_units), weight_w.data.eq(beats.payload)]
             destination[Command.LOAD_WEIGHTS] = beats.valid
-            act = route(Command.LOAD_ACT, config.pe.lanes * 8)
+            act = route(Command.LOAD_ACT, config.pe.act_beat_bits)
             m.d.comb += [pe.act.payload.eq(act.payload), pe.act.valid.eq(act.valid), act.ready.eq(pe.act.ready)]
             destination[Command.LOAD_ACT] = act.valid & act.ready
         if config.has_kv:
@@ -131,6 +131,8 @@ class Engines(wiring.Component):
     def _pe_array(self, m: Module) -> PeArray:
         pe = m.submodules.pe = PeArray(self.config.pe)
         m.d.comb += [pe.family.eq(self.family), pe.groups.eq(self.groups), pe.col_tiles.eq(self.col_tiles)]
+        if self.config.pe.activations == "both":
+            m.d.comb += pe.fp16.eq(self.fp16)
         return pe
 
     def _weights(self, m: Module, pe: PeArray):

@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 
 from arch.accelerator_config import ENGINES, LINK_RANGES, AcceleratorConfig
 from arch.bitmod import GROUP_SIZES, SCALE_BITS_RANGE
+from arch.fp16 import ACTIVATION_KINDS, ALIGN_BITS_RANGE
 from arch.kv_config import MAX_LANES, KvConfig
 from arch.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 from arch.vidkv import FRAC_BITS_RANGE, GROUP_TOKENS, HEAD_DIMS, IN_BITS_RANGE, KEY_FRACTIONS, TERNARY_LAYOUTS
@@ -16,6 +17,7 @@ from hdl.decoder import WeightDecoder, decoder_widths
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
 from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
+from hdl.parallel_families import FamilyParallelArray, family_parallel_config
 from hdl.pe_array import PeArray
 
 from .accelerator import Accelerator
@@ -86,9 +88,20 @@ _PE_ARRAY_PARAMS = (
              low=min(GROUP_SIZES), high=MAX_K),
 )
 
-_PARALLEL_PARAMS = tuple(p for p in _PE_ARRAY_PARAMS if p.name != "families") + (
+_PARALLEL_PARAMS = tuple(p if p.name != "families" else FamiliesParam(
+    "families", help="int4 alone: the int8 x int4 array; any other set: a weight of any of them per lane "
+    "and cycle (int8 x int8 with int8; run-time selectable)", default=("int4",)) for p in _PE_ARRAY_PARAMS) + (
     ChoiceParam("multiplier", help="lut: shifts and adds; dsp: '*' for the FPGA's multipliers", default="lut",
                 choices=MULTIPLIERS),
+)
+
+
+#: The FP16 path's parameters: pe_array only (the baselines and the accelerator take int8).
+_FP16_PARAMS = (
+    ChoiceParam("activations", help="what the lanes take: int8, fp16 (binary16, exponent-matched per token) "
+                "or both (chosen per job)", default=_PE_ARRAY_DEFAULTS.activations, choices=ACTIVATION_KINDS),
+    IntParam("align_bits", help="B: bits an FP16 activation keeps below its token's largest significand",
+             default=_PE_ARRAY_DEFAULTS.align_bits, low=ALIGN_BITS_RANGE.start, high=ALIGN_BITS_RANGE.stop - 1),
 )
 
 
@@ -139,7 +152,7 @@ def _link_param(name: str) -> IntParam:
     return IntParam(name, help=_LINK_HELP[name], default=getattr(_ACCEL_DEFAULTS, name), low=low, high=high)
 
 
-_ACCELERATOR_PARAMS = _prefixed("pe_", _PE_ARRAY_PARAMS) + _prefixed("kv_", _KV_DEQUANT_PARAMS) + (
+_ACCELERATOR_PARAMS = _prefixed("pe_", _PE_ARRAY_PARAMS + _FP16_PARAMS) + _prefixed("kv_", _KV_DEQUANT_PARAMS) + (
     *(_link_param(name) for name in _LINK_HELP if name != "byte_timeout_us"),
     ChoiceParam("engines", help="all, or only the PE array (pe) or the KV engines (kv)",
                 default=_ACCEL_DEFAULTS.engines, choices=ENGINES),
@@ -155,7 +168,15 @@ def _configured(name: str, summary: str, params: tuple[Param, ...], config: Call
 
 
 def _parallel(params: dict) -> PeArrayConfig:
-    return parallel_config(PeArrayConfig.from_params({**params, "families": ("int4",)}))
+    """The baseline's configuration: the int4 array for int4 alone, else the all-family one."""
+    config = PeArrayConfig.from_params(params)
+    return parallel_config(config) if config.families == ("int4",) else family_parallel_config(config)
+
+
+def _parallel_array(params: dict) -> wiring.Component:
+    config = _parallel(params)
+    array = ParallelArray if config.families == ("int4",) else FamilyParallelArray
+    return array(config, params["multiplier"])
 
 
 DESIGNS: dict[str, Design] = {
@@ -170,12 +191,14 @@ DESIGNS: dict[str, Design] = {
             regression="sim.tb_decoder",
         ),
         _configured("pe_array",
-                    "BitMoD bit-serial PE array: rows x cols PEs of lanes lanes, all datatypes at run time",
-                    _PE_ARRAY_PARAMS, PeArrayConfig.from_params,
+                    "BitMoD bit-serial PE array: rows x cols PEs of lanes lanes, all datatypes at run time, "
+                    "int8 or FP16 activations",
+                    _PE_ARRAY_PARAMS + _FP16_PARAMS, PeArrayConfig.from_params,
                     lambda p: PeArray(PeArrayConfig.from_params(p)), "sim.tb_pe_array"),
         _configured("pe_array_parallel",
-                    "baseline: bit-parallel int8 x int4 array with pe_array's streams (LUT or DSP multipliers)",
-                    _PARALLEL_PARAMS, _parallel, lambda p: ParallelArray(_parallel(p), p["multiplier"]),
+                    "baseline: bit-parallel int8 x int4 array (or int8 x int8 for other families) with pe_array's "
+                    "streams (LUT or DSP multipliers)",
+                    _PARALLEL_PARAMS, _parallel, _parallel_array,
                     "sim.tb_pe_array"),
         _configured("kv_quant",
                     "VidKV KV-cache quantize engine: tokens in, packed 2/1/1.58-bit groups + metadata out",

@@ -9,17 +9,18 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth import C, Cat, Elaboratable, Module, Mux, Signal, Value, signed
+from amaranth import C, Cat, Elaboratable, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS
-from arch.pe_array_config import PeArrayConfig
+from arch.pe_array_config import EXPONENT_FIELD_BITS, PeArrayConfig
 
+from .fp16_align import aligned_lane, exponent, int8_lane, max_tree, special
 from .replica import REPLICA_ATTR, replicas
 
-__all__ = ["array_members", "delay_line", "JobControl", "drain_results"]
+__all__ = ["array_members", "result_layout", "result_fields", "delay_line", "JobControl", "drain_results"]
 
 #: Result bits per copy of the output buffer's `advance` and pointers (:func:`drain_results`).
 SLICE_BITS = 16
@@ -28,16 +29,41 @@ SLICE_BITS = 16
 BUFFER_ENTRIES = 3
 
 
+def result_layout(config: PeArrayConfig):
+    """A beat of ``o``: C results; an FP16 build adds the token's exponent and the job's ``invalid``."""
+    results = data.ArrayLayout(signed(config.acc_bits), config.cols)
+    if not config.fp16:
+        return results
+    return data.StructLayout({"acc": results, "exponent": EXPONENT_FIELD_BITS, "invalid": 1})
+
+
+def result_fields(config: PeArrayConfig, payload) -> list[Value]:
+    """The pieces of a result beat that :func:`drain_results` moves: the C results, then (FP16
+    builds) the row's tag ``Cat(exponent, invalid)``."""
+    if not config.fp16:
+        return [payload[c] for c in range(config.cols)]
+    return [payload.acc[c] for c in range(config.cols)] + [Cat(payload.exponent, payload.invalid)]
+
+
 def array_members(config: PeArrayConfig) -> dict:
-    """The members of a PE array (:class:`hdl.pe_array.PeArray`, :class:`hdl.parallel_array.ParallelArray`)."""
-    return {
+    """The members of a PE array (:class:`hdl.pe_array.PeArray`, :class:`hdl.parallel_array.ParallelArray`).
+
+    An FP16 build's ``act`` lanes are raw binary16 bits (16 each; an int8 job of a ``both``
+    build puts its int8 in a lane's low byte), and a ``both`` build has a per-job ``fp16``
+    input, sampled like ``family``.
+    """
+    lane = unsigned(config.act_field_bits) if config.fp16 else signed(ACTIVATION_BITS)
+    members = {
         "family": In(FAMILY_ID_BITS),
         "groups": In(config.groups_bits),
         "col_tiles": In(config.tile_count_bits),
-        "act": In(stream.Signature(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes))),
+        "act": In(stream.Signature(data.ArrayLayout(lane, config.lanes))),
         "w": In(stream.Signature(config.weight_beat_bits)),
-        "o": Out(stream.Signature(data.ArrayLayout(signed(config.acc_bits), config.cols))),
+        "o": Out(stream.Signature(result_layout(config))),
     }
+    if config.activations == "both":
+        members["fp16"] = In(1)
+    return members
 
 
 def delay_line(m: Module, value: Value, stages: int, name: str, *, reset_less: bool = False) -> Value:
@@ -72,16 +98,32 @@ class JobControl(Elaboratable):
     column of PEs reads a register of its own, placed next to it, instead of one that
     all columns reach across the die. ``columns[c]`` is likewise column ``c``'s copy of
     ``family_id``, ``groups`` and ``col_tiles`` (a dict of those names).
+
+    FP16 builds (``config.fp16``, ``late`` only) store the raw binary16 lanes. While a job
+    loads, each row's exponent ``er`` (the largest ``e`` of its activations) and the
+    job's sticky ``invalid`` (an Inf or NaN lane) are kept, two cycles behind the
+    beats; the memories' data is aligned to its row's ``er`` (``hdl.fp16_align``) into a
+    register of its own per row, in the cycle after it is read, which the take enable
+    then moves into ``activations``. ``fp16_job`` is the job's mode (the ``fp16``
+    input of a ``both`` build, sampled like ``family``); ``tags[r]`` is row ``r``'s
+    ``Cat(er, invalid)`` for the result beats (zero in an int8 job).
     """
 
     def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles, prefetch: bool = False,
-                 late: bool = False, column_copies: int = 1):
+                 late: bool = False, column_copies: int = 1, fp16=None):
         if late and not prefetch:
             raise ValueError("JobControl: late=True needs prefetch=True")
         if column_copies != 1 and not late:
             raise ValueError(f"JobControl: column_copies={column_copies} needs late=True")
+        if config.fp16 and not late:
+            raise ValueError(f"JobControl: activations={config.activations} needs late=True")
+        if (fp16 is not None) != (config.activations == "both"):
+            raise ValueError("JobControl: the fp16 input is the per-job choice of a 'both' build, and only that")
         self.config, self.prefetch, self.late, self.column_copies = config, prefetch, late, column_copies
         self._act, self._family, self._groups, self._col_tiles = act, family, groups, col_tiles
+        self._fp16 = fp16
+        self.fp16_job = Signal(init=config.activations == "fp16")
+        self.tags = [Signal(EXPONENT_FIELD_BITS + 1, name=f"tag{r}") for r in range(config.rows)]
         self.family_id = Signal(FAMILY_ID_BITS)
         self.groups = Signal.like(groups)
         self.col_tiles = Signal.like(col_tiles)
@@ -93,8 +135,9 @@ class JobControl(Elaboratable):
         self.start = Signal()
         self.reload = Signal()
         self.read_addr = Signal(range(config.act_depth))
+        self.read_addr_next = Signal(range(config.act_depth))      # FP16 builds: read_addr a cycle ahead
         self.read_enable = Signal()
-        layout = data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes)
+        layout = data.ArrayLayout(signed(config.lane_bits), config.lanes)
         self.activations = [[Signal(layout, name=f"a{r}" if column_copies == 1 else f"a{r}_{c}", reset_less=True)
                              for c in range(column_copies)] for r in range(config.rows)]
 
@@ -120,11 +163,15 @@ class JobControl(Elaboratable):
         # Per group of rows: the registered write (address and data) and, when late, the
         # read address and the take enable (a tree: a copy per column of activation
         # registers, then one per group of rows).
+        er = self._track_exponents(m, first_beat, load_addr, row_hot) if config.fp16 else None
         copies = config.row_copies
         write_addr = replicas(m, load_addr, copies, "write_addr", reset_less=True)
         write_data = replicas(m, act.payload, copies, "write_data", reset_less=True)
         if self.late:
-            read_addr = replicas(m, self.read_addr, copies, "read_addr", reset_less=True)
+            # An FP16 build's memories see the address a cycle earlier (its copies are of the
+            # next value), so that the aligned data is ready when the take enable comes.
+            read_addr = replicas(m, self.read_addr_next if config.fp16 else self.read_addr, copies, "read_addr",
+                                 reset_less=True)
             take = [replicas(m, taken, copies, f"read_taken{c}") for c, taken in
                     enumerate(replicas(m, self.read_enable, self.column_copies, "read_taken"))]
         else:
@@ -151,11 +198,16 @@ class JobControl(Elaboratable):
                 # The memory reads in every cycle into a plain register, and `activations`
                 # takes that register one cycle after the read was asked for (two with
                 # `late`), through a registered enable, not the memories' clock enables.
-                raw = Signal.like(self.activations[r][0], name=f"raw{r}", reset_less=True)
+                if config.fp16:
+                    raw = Signal(len(read.data), name=f"raw{r}", reset_less=True)
+                    source = Signal.like(self.activations[r][0], name=f"aligned{r}", reset_less=True)
+                    m.d.sync += source.eq(self._aligned(raw, er[r]))
+                else:
+                    raw = source = Signal.like(self.activations[r][0], name=f"raw{r}", reset_less=True)
                 m.d.sync += raw.eq(read.data)
                 for c, activations in enumerate(self.activations[r]):
                     with m.If(take[c][group]):
-                        m.d.sync += activations.eq(raw)
+                        m.d.sync += activations.eq(source)
             else:
                 m.d.comb += read.en.eq(self.read_enable)
                 m.d.sync += self.activations[r][0].eq(read.data)
@@ -165,6 +217,8 @@ class JobControl(Elaboratable):
         with m.If(self.loading & first_beat):
             m.d.sync += [self.family_id.eq(self._family), self.groups.eq(self._groups),
                          self.col_tiles.eq(self._col_tiles)]
+            if self._fp16 is not None:
+                m.d.sync += self.fp16_job.eq(self._fp16)
             for column in self.columns:
                 m.d.sync += [column["family_id"].eq(self._family), column["groups"].eq(self._groups),
                              column["col_tiles"].eq(self._col_tiles)]
@@ -178,9 +232,45 @@ class JobControl(Elaboratable):
             m.d.sync += self.loading.eq(1)
         return m
 
+    def _aligned(self, raw: Value, er: Value) -> Value:
+        """A row's read data as the PEs take it: aligned FP16 significands (an int8 job: its int8s)."""
+        config = self.config
+        bits = config.act_field_bits
+        lanes = [raw[bits * lane:bits * (lane + 1)] for lane in range(config.lanes)]
+        aligned = Cat(aligned_lane(lane, er, config.align_bits) for lane in lanes)
+        if config.activations == "fp16":
+            return aligned
+        widened = Cat(int8_lane(lane, config.lane_bits) for lane in lanes)
+        return Mux(self.fp16_job, aligned, widened)
+
+    def _track_exponents(self, m: Module, first_beat: Value, load_addr: Value, row_hot: Value) -> list[Signal]:
+        """Each row's exponent ``er`` and the job's ``invalid``, kept while the job loads."""
+        config, act = self.config, self._act
+        # Stage A: the beat's largest exponent, whether a lane is Inf or NaN, and where the beat
+        # goes, registered; stage B: the row's exponent and the job's flag. A row's `er` is
+        # final two cycles after its last beat: before its first aligned read.
+        bits = config.act_field_bits
+        lanes = [act.payload.as_value()[bits * lane:bits * (lane + 1)] for lane in range(config.lanes)]
+        beat_e, beat_bad = Signal(EXPONENT_FIELD_BITS, name="fp16_beat_e"), Signal(name="fp16_beat_bad")
+        b_valid, b_row = Signal(name="fp16_valid"), Signal(config.rows, name="fp16_row")
+        b_row_first, b_job_first = Signal(name="fp16_row_first"), Signal(name="fp16_job_first")
+        m.d.sync += [beat_e.eq(max_tree([exponent(lane) for lane in lanes])),
+                     beat_bad.eq(Cat(special(lane) for lane in lanes).any()),
+                     b_valid.eq(act.valid & act.ready & self.fp16_job), b_row.eq(row_hot),
+                     b_row_first.eq(load_addr == 0), b_job_first.eq(first_beat)]
+        er = [Signal(EXPONENT_FIELD_BITS, name=f"er{r}") for r in range(config.rows)]
+        invalid = Signal(name="invalid")
+        with m.If(b_valid):
+            m.d.sync += invalid.eq(beat_bad | (invalid & ~b_job_first))
+        for r in range(config.rows):
+            with m.If(b_valid & b_row[r]):
+                m.d.sync += er[r].eq(Mux(b_row_first | (beat_e > er[r]), beat_e, er[r]))
+            m.d.comb += self.tags[r].eq(Mux(self.fp16_job, Cat(er[r], invalid), 0))
+        return er
+
 
 def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, dequantizing_next: list,
-                  job: JobControl, clear: list) -> tuple[Signal, Signal]:
+                  job: JobControl, clear: list, fields=None) -> tuple[Signal, Signal]:
     """Move a finished tile into result registers and send it as R beats of C results.
 
     Every result ``accs[r][c]`` has its own copy of the finishing control:
@@ -200,8 +290,16 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     in group ``group_of[r]``): no row multiplexer, and no shift enable that depends on
     ``o.ready`` at all (the decision assumes no pop) and fans out to every result bit of
     a tall array. After the copy of the job's last tile ``job.reload`` pulses.
+
+    ``fields(payload)`` lists the pieces of a beat that ``accs[r]`` fill, in order
+    (default: ``payload[c]``, one per result); a row may carry more than its results
+    (an FP16 build's exponent and flag, :func:`result_fields`), with the control of a
+    result of its row.
     """
     groups, cols = max(group_of) + 1, len(accs[0])
+    if fields is None:
+        def fields(payload):
+            return [payload[c] for c in range(cols)]
     copies = [[Signal(name=f"copy{r}_{c}") for c in range(cols)] for r in range(len(accs))]
     for r, row in enumerate(copies):
         for c, copy in enumerate(row):
@@ -224,9 +322,9 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
     # `advance` (this cycle) was decided in the last one; its copies: one per cell, one
     # per slice of the buffer (a column's results in SLICE_BITS pieces), one for the
     # buffer's state and the counters.
-    acc_bits = len(chain[0][0])
-    slices = [(c, low, min(low + SLICE_BITS, acc_bits))
-              for c in range(cols) for low in range(0, acc_bits, SLICE_BITS)]
+    widths = [len(Value.cast(value)) for value in chain[0]]
+    slices = [(c, low, min(low + SLICE_BITS, widths[c]))
+              for c in range(cols) for low in range(0, widths[c], SLICE_BITS)]
     advance_next = Signal()
     advance = replicas(m, advance_next, groups * cols + len(slices) + 1, "advance")
     push = advance[-1]
@@ -263,9 +361,10 @@ def drain_results(m: Module, o, accs, *, group_of: list[int], tile_done: list, d
         bottom = Value.cast(chain[0][c])[low:high]
         for i, entry in enumerate(entries):
             with m.If(push_s & write_s[i]):
-                m.d.sync += Value.cast(entry[c])[low:high].eq(bottom)
-        m.d.comb += Value.cast(o.payload[c])[low:high].eq(functools.reduce(operator.or_, (
-            Value.cast(entry[c])[low:high] & read_s[i].replicate(high - low) for i, entry in enumerate(entries))))
+                m.d.sync += Value.cast(fields(entry)[c])[low:high].eq(bottom)
+        m.d.comb += Value.cast(fields(o.payload)[c])[low:high].eq(functools.reduce(operator.or_, (
+            Value.cast(fields(entry)[c])[low:high] & read_s[i].replicate(high - low)
+            for i, entry in enumerate(entries))))
 
     # A copy fills the chain; a push takes its bottom row.
     held_next = Signal.like(held)

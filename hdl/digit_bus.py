@@ -56,6 +56,9 @@ class DigitBus(wiring.Component):
     read_addr : Out(range(act_depth))
         The activation address of the step being taken: counts the steps of a tile
         from 0, back to 0 after the tile's last step.
+    read_addr_next : Out(range(act_depth))
+        FP16 builds only: ``read_addr``'s value in the next cycle (the activation
+        reader's alignment stage reads a cycle ahead with it).
     sel : Out(cols x lanes x lane_select_layout(max_shift))
         The bus: column ``c``'s lane selects of the current digit.
     neg_count : Out(cols x neg_count_bits(lanes))
@@ -75,7 +78,9 @@ class DigitBus(wiring.Component):
     def __init__(self, config: PeArrayConfig):
         self.config = config
         cols, lanes = config.cols, config.lanes
+        members = {"read_addr_next": Out(range(config.act_depth))} if config.fp16 else {}
         super().__init__({
+            **members,
             "steps": In(stream.Signature(step_layout(config))),
             "family": In(FAMILY_ID_BITS),
             "loading": In(1),
@@ -143,6 +148,9 @@ class DigitBus(wiring.Component):
             m.d.sync += holding.eq(0)
         with m.If(self.tile_copied):
             m.d.sync += closing.eq(0)
+        if config.fp16:
+            m.d.comb += self.read_addr_next.eq(Mux(accept, Mux(payload.last_tile, 0, self.read_addr + 1),
+                                                   self.read_addr))
         # The digit index, and a copy of it per column for the column's digit multiplexers.
         digit_next = Signal.like(digit)
         m.d.comb += digit_next.eq(Mux(accept, 0, Mux(holding & ~last_digit, digit + 1, digit)))

@@ -16,16 +16,21 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from arch.bitmod import ACTIVATION_BITS, WORD_BITS, pack_layout
+from arch.bitmod import ACTIVATION_BITS, WORD_BITS, pack_layout, signed_bits
 from arch.pe_array_config import PeArrayConfig
 
 from .array_io import JobControl, array_members, delay_line, drain_results
 from .pe import DequantUnit, ScaleSerializer, adder_tree, lane_select_layout, lane_sum_bits
 
-__all__ = ["MULTIPLIERS", "ParallelPE", "ParallelArray", "parallel_config"]
+__all__ = ["MULTIPLIERS", "neg_weight", "ParallelPE", "ParallelArray", "parallel_config", "parallel_results"]
 
 MULTIPLIERS = ("lut", "dsp")
 _WEIGHT_BITS = 5            # an int4 value with the group sign folded in: -8..8
+
+
+def neg_weight(terms: int) -> int:
+    """``sum_t 4**t`` over ``terms`` digits: a lane's most weight in the column's count of negations."""
+    return ((1 << 2 * terms) - 1) // 3
 
 
 def parallel_config(config: PeArrayConfig) -> PeArrayConfig:
@@ -46,25 +51,31 @@ class ParallelPE(wiring.Component):
     """``lanes`` int8 x int4 multipliers, their adder tree and the group accumulator.
 
     Same contract as :class:`hdl.pe.BitSerialPE`, with whole weights instead of one
-    digit per cycle: ``dsp`` takes ``v`` (the weight with its group sign, -8..8);
-    ``lut`` takes ``sel[l][i]``, the two Booth digits of each weight (sign folded in),
-    and ``neg_count``, the column's ``sum(neg[l][0] + 4 * neg[l][1])``. ``latency``
+    digit per cycle: ``dsp`` takes ``v`` (the weight with its group sign, ``|v| <=
+    max_abs``: 8 for int4); ``lut`` takes ``sel[l][t]``, the ``terms`` radix-4 digits
+    of each weight (Booth digits for int4, sign folded in; shifts up to ``max_shift``),
+    and ``neg_count``, the column's ``sum_t 4**t * sum_l neg[l][t]``. ``latency``
     cycles after a ``valid & last`` input, ``done`` pulses with ``group_sum``;
     ``done_next`` is ``done`` a cycle early.
     """
 
-    def __init__(self, lanes: int, group_sum_bits: int, multiplier: str):
+    def __init__(self, lanes: int, group_sum_bits: int, multiplier: str, *, max_abs: int = 8, terms: int = 2,
+                 max_shift: int = 1):
         if multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
         self.lanes, self.group_sum_bits, self.multiplier = lanes, group_sum_bits, multiplier
-        self.sum_bits = lane_sum_bits(lanes, 3)          # |v| <= 8 = 2**3
-        inputs = lanes + (multiplier == "lut")
+        self.terms, self.max_shift = terms, max_shift
+        self.value_bits = signed_bits(max_abs)
+        self.sum_bits = lane_sum_bits(lanes, (max_abs - 1).bit_length())     # |v| <= max_abs <= 2**that
+        # A lane's leaves of the adder tree: its product, or (lut) a sum of two partial products each.
+        self.leaves = -(-terms // 2) if multiplier == "lut" else 1
+        inputs = lanes * self.leaves + (multiplier == "lut")
         self.latency = 1 + max(1, (inputs - 1).bit_length()) + 1
         super().__init__({
             "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
-            "v": In(data.ArrayLayout(signed(_WEIGHT_BITS), lanes)),
-            "sel": In(data.ArrayLayout(data.ArrayLayout(lane_select_layout(1), 2), lanes)),
-            "neg_count": In(range(5 * lanes + 1)),
+            "v": In(data.ArrayLayout(signed(self.value_bits), lanes)),
+            "sel": In(data.ArrayLayout(data.ArrayLayout(lane_select_layout(max_shift), terms), lanes)),
+            "neg_count": In(range(neg_weight(terms) * lanes + 1)),
             "valid": In(1),
             "last": In(1),
             "group_sum": Out(signed(group_sum_bits)),
@@ -72,23 +83,31 @@ class ParallelPE(wiring.Component):
             "done_next": Out(1),
         })
 
-    def _product(self, lane):
+    def _products(self, lane) -> list:
+        """The lane's leaves: ``a * v``, or (lut) the sums of its partial products two by two."""
         a = self.a[lane]
         if self.multiplier == "dsp":
-            return a * self.v[lane]
+            return [a * self.v[lane]]
         partial = []
         for index, sel in enumerate(self.sel[lane]):
-            picked = Mux(sel.e[0], a.as_signed(), 0) | Mux(sel.e[1], (a << 1).as_signed(), 0)
-            partial.append((picked ^ sel.neg.replicate(ACTIVATION_BITS + 1).as_signed()) << (2 * index))
-        return partial[0] + partial[1]
+            picked = Mux(sel.e[0], a.as_signed(), 0)
+            for shift in range(1, self.max_shift + 1):
+                picked = picked | Mux(sel.e[shift], (a << shift).as_signed(), 0)
+            bits = ACTIVATION_BITS + self.max_shift
+            partial.append((picked ^ sel.neg.replicate(bits).as_signed()) << (2 * index))
+        return [partial[i] + partial[i + 1] if i + 1 < len(partial) else partial[i]
+                for i in range(0, len(partial), 2)]
 
     def elaborate(self, platform):
         m = Module()
         products = []
         for lane in range(self.lanes):
-            product = Signal(signed(ACTIVATION_BITS + 5), name=f"product{lane}")
-            m.d.sync += product.eq(self._product(lane))
-            products.append(product)
+            leaves = self._products(lane)
+            for index, leaf in enumerate(leaves):
+                name = f"product{lane}" if len(leaves) == 1 else f"product{lane}_{index}"
+                product = Signal(signed(ACTIVATION_BITS + self.value_bits), name=name)
+                m.d.sync += product.eq(leaf)
+                products.append(product)
         if self.multiplier == "lut":
             count = Signal.like(self.neg_count, name="neg_count_1")
             m.d.sync += count.eq(self.neg_count)
@@ -178,7 +197,7 @@ class ParallelArray(wiring.Component):
         counts = [Signal(range(5 * lanes + 1), name=f"count{c}") for c in range(cols)]
         bus_count = [Signal.like(count, name=f"bus_count{c}") for c, count in enumerate(counts)]
         step_valid, step_last, step_tile_end = Signal(), Signal(), Signal()
-        bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal()
+        bus_valid, bus_last, bus_tile_end = Signal(), Signal(), Signal(name="bus_tile_end")
         step_sq = [Signal(config.scale_bits, name=f"step_sq{c}") for c in range(cols)]
         bus_sq = [Signal(config.scale_bits, name=f"bus_sq{c}") for c in range(cols)]
         for c in range(cols):
@@ -206,37 +225,50 @@ class ParallelArray(wiring.Component):
         # ---- PEs, dequantization, results ------------------------------------------------------
         pes = [[ParallelPE(lanes, config.group_sum_bits, self.multiplier) for _ in range(cols)]
                for _ in range(rows)]
-        stages = pes[0][0].latency - 1
-        sq_at_done = [delay_line(m, bus_sq[c], stages, f"sq{c}") for c in range(cols)]
-        tile_end_at_done = delay_line(m, bus_tile_end, stages, "tile_end")
-        clear = [[Signal(name=f"clear{r}_{c}") for c in range(cols)] for r in range(rows)]
-        serializers = []
-        for c in range(cols):
-            serializer = ScaleSerializer(config.scale_bits)
-            m.submodules[f"scale{c}"] = serializer
-            m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[0][0].done),
-                         serializer.load_next.eq(pes[0][0].done_next)]
-            serializers.append(serializer)
-        accs = []
-        for r in range(rows):
-            row = []
-            for c in range(cols):
-                pe, unit = pes[r][c], DequantUnit(config.group_sum_bits, config.scaled_group_bits, config.acc_bits)
-                m.submodules[f"pe{r}_{c}"], m.submodules[f"dequant{r}_{c}"] = pe, unit
-                m.d.comb += [
-                    pe.a.eq(job.activations[r][0]), pe.v.eq(bus[c]), pe.sel.eq(bus_sel[c]),
-                    pe.neg_count.eq(bus_count[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last),
-                    unit.group_sum.eq(pe.group_sum), unit.load.eq(pe.done),
-                    unit.add.eq(serializers[c].add), unit.busy.eq(serializers[c].busy),
-                    unit.clear.eq(clear[r][c]),
-                ]
-                row.append(unit.acc)
-            accs.append(row)
-        full, copy = drain_results(m, self.o, accs, group_of=[0] * rows,
-                                   tile_done=[[pes[0][0].done & tile_end_at_done] * cols] * rows,
-                                   dequantizing_next=[[s.active_next for s in serializers]] * rows, job=job,
-                                   clear=clear)
+        full, copy = parallel_results(m, config, self.o, job, pes, bus_sq, bus_tile_end, lambda r, c, pe: [
+            pe.a.eq(job.activations[r][0]), pe.v.eq(bus[c]), pe.sel.eq(bus_sel[c]),
+            pe.neg_count.eq(bus_count[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last)])
         m.d.comb += results_full.eq(full)
         with m.If(copy):
             m.d.sync += closing.eq(0)
         return m
+
+
+def parallel_results(m: Module, config: PeArrayConfig, o, job: JobControl, pes: list, bus_sq: list, bus_tile_end,
+                     inputs) -> tuple[Signal, Signal]:
+    """The bit-parallel PEs ``pes[r][c]`` with their dequantization units, scale serializers and result drain.
+
+    ``bus_sq[c]`` (column c's group scale) and ``bus_tile_end`` (the tile's last step)
+    come with the PEs' inputs; ``inputs(r, c, pe)`` gives the statements that drive PE
+    ``(r, c)``'s inputs. All PEs move in lockstep, so PE (0, 0)'s ``done`` loads one
+    serializer per column. Returns :func:`hdl.array_io.drain_results`' ``(full, copy)``.
+    """
+    rows, cols = config.rows, config.cols
+    stages = pes[0][0].latency - 1
+    sq_at_done = [delay_line(m, bus_sq[c], stages, f"sq{c}") for c in range(cols)]
+    tile_end_at_done = delay_line(m, bus_tile_end, stages, "tile_end")
+    clear = [[Signal(name=f"clear{r}_{c}") for c in range(cols)] for r in range(rows)]
+    serializers = []
+    for c in range(cols):
+        serializer = ScaleSerializer(config.scale_bits)
+        m.submodules[f"scale{c}"] = serializer
+        m.d.comb += [serializer.sq.eq(sq_at_done[c]), serializer.load.eq(pes[0][0].done),
+                     serializer.load_next.eq(pes[0][0].done_next)]
+        serializers.append(serializer)
+    accs = []
+    for r in range(rows):
+        row = []
+        for c in range(cols):
+            pe, unit = pes[r][c], DequantUnit(config.group_sum_bits, config.scaled_group_bits, config.acc_bits)
+            m.submodules[f"pe{r}_{c}"], m.submodules[f"dequant{r}_{c}"] = pe, unit
+            m.d.comb += [
+                *inputs(r, c, pe),
+                unit.group_sum.eq(pe.group_sum), unit.load.eq(pe.done),
+                unit.add.eq(serializers[c].add), unit.busy.eq(serializers[c].busy),
+                unit.clear.eq(clear[r][c]),
+            ]
+            row.append(unit.acc)
+        accs.append(row)
+    return drain_results(m, o, accs, group_of=[0] * rows,
+                         tile_done=[[pes[0][0].done & tile_end_at_done] * cols] * rows,
+                         dequantizing_next=[[s.active_next for s in serializers]] * rows, job=job, clear=clear)

@@ -34,9 +34,10 @@ def lane_select_layout(max_shift: int) -> data.StructLayout:
     return data.StructLayout({"e": max_shift + 1, "neg": 1})
 
 
-def lane_sum_bits(lanes: int, max_shift: int) -> int:
-    """Width of a lane sum: ``lanes`` digits of at most ``2**max_shift`` times an int8."""
-    return signed_bits(lanes << (ACTIVATION_BITS - 1 + max_shift))
+def lane_sum_bits(lanes: int, max_shift: int, activation_bits: int = ACTIVATION_BITS) -> int:
+    """Width of a lane sum: ``lanes`` digits of at most ``2**max_shift`` times a signed
+    ``activation_bits`` activation (int8, or an aligned FP16 significand)."""
+    return signed_bits(lanes << (activation_bits - 1 + max_shift))
 
 
 def neg_count_bits(lanes: int) -> int:
@@ -77,7 +78,8 @@ def adder_tree(m: Module, values, width: int, levels_per_stage: int) -> tuple[Si
 class BitSerialPE(wiring.Component):
     """``lanes`` bit-serial lanes, their adder tree and the group accumulator.
 
-    Inputs are registered by the array and change every cycle: ``a[l]`` (int8),
+    Inputs are registered by the array and change every cycle: ``a[l]`` (a signed
+    ``activation_bits`` activation: int8, or an aligned FP16 significand),
     ``sel[l]`` (the lane's digit, :func:`lane_select_layout`), ``neg_count`` (lanes with
     ``neg`` set), ``t`` (the digit's index: the lane sum weighs ``4**t``), ``valid``
     and ``last`` (the group's last digit). ``latency`` cycles after a ``valid & last``
@@ -87,17 +89,18 @@ class BitSerialPE(wiring.Component):
     ``done_next`` is ``done`` a cycle early.
     """
 
-    def __init__(self, lanes: int, max_shift: int, max_t: int, group_sum_bits: int, levels_per_stage: int = 1):
+    def __init__(self, lanes: int, max_shift: int, max_t: int, group_sum_bits: int, levels_per_stage: int = 1,
+                 activation_bits: int = ACTIVATION_BITS):
         self.lanes, self.max_shift, self.group_sum_bits = lanes, max_shift, group_sum_bits
-        self.levels_per_stage = levels_per_stage
-        self.sum_bits = lane_sum_bits(lanes, max_shift)
+        self.levels_per_stage, self.activation_bits = levels_per_stage, activation_bits
+        self.sum_bits = lane_sum_bits(lanes, max_shift, activation_bits)
         # Register the products, the tree's stages and the weighted sum; the accumulator
         # adds after that, and the finished group sum is registered once more.
         tree_levels = lanes.bit_length()          # lanes + 1 inputs (the count of negatives)
         self._accumulated = 1 + -(-tree_levels // levels_per_stage) + 1 + 1
         self.latency = self._accumulated + 1
         super().__init__({
-            "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), lanes)),
+            "a": In(data.ArrayLayout(signed(activation_bits), lanes)),
             "sel": In(data.ArrayLayout(lane_select_layout(max_shift), lanes)),
             "neg_count": In(neg_count_bits(lanes)),
             "t": In(max(1, (max_t - 1).bit_length())),
@@ -110,7 +113,7 @@ class BitSerialPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        product_bits = ACTIVATION_BITS + self.max_shift
+        product_bits = self.activation_bits + self.max_shift
         # Stage 1: each lane's select and inversion, registered.
         lanes = []
         for lane in range(self.lanes):

@@ -20,14 +20,13 @@ sequencer and digit bus), a :class:`PeCell` per PE and :func:`hdl.array_io.drain
 
 from __future__ import annotations
 
-from amaranth import Module, signed
+from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from arch.bitmod import ACTIVATION_BITS
 from arch.pe_array_config import PeArrayConfig
 
-from .array_io import JobControl, array_members, delay_line, drain_results
+from .array_io import JobControl, array_members, delay_line, drain_results, result_fields
 from .digit_bus import DigitBus
 from .pe import BitSerialPE, DequantUnit, ScaleSerializer, lane_select_layout, neg_count_bits
 from .replica import replicas
@@ -49,15 +48,23 @@ class PeArray(wiring.Component):
         ``K / group_size`` of the job (1..max_k / group_size), sampled likewise.
     col_tiles : In(16)
         Column tiles per job (>= 1), sampled likewise.
-    act : In(stream(lanes x int8))
+    fp16 : In(1)
+        ``activations="both"`` builds only: the job's activations are FP16 (else int8),
+        sampled likewise.
+    act : In(stream(lanes x int8)), FP16 builds In(stream(lanes x 16 bits))
         The job's activations, row by row: for r in 0..R-1, for each step of K / lanes,
-        lanes consecutive ``a_q[r, k]`` (lane ``l`` at bits ``8l``).
+        lanes consecutive ``a_q[r, k]`` (lane ``l`` at bits ``8l``); in an FP16 build
+        binary16 bits (lane ``l`` at bits ``16l``; an int8 job: the int8 in the low byte).
     w : In(stream(cols x 32 bits))
         For each tile, each group, each word index of a record: that word of the
         ``cols`` records (``golden.bitmod_pack.weight_beats``).
-    o : Out(stream(cols x acc_bits))
+    o : Out(stream(cols x acc_bits)), FP16 builds Out(stream(struct))
         For each tile, R beats: row r's ``acc`` of the tile's C columns (signed,
-        column c at bits ``c * acc_bits``).
+        column c at bits ``c * acc_bits``). An FP16 build's beat is
+        ``hdl.array_io.result_layout``: ``acc`` (those results), then the token's
+        ``exponent`` ``er`` and the job's sticky ``invalid`` (an Inf or NaN activation was
+        taken); both 0 in an int8 job. The float result is computed on the host
+        (``golden.bitmod.fp16_output``).
     """
 
     def __init__(self, config: PeArrayConfig):
@@ -69,7 +76,8 @@ class PeArray(wiring.Component):
         config = self.config
         rows, cols = config.rows, config.cols
         m.submodules.job = job = JobControl(config, self.act, self.family, self.groups, self.col_tiles,
-                                            prefetch=True, late=True, column_copies=cols)
+                                            prefetch=True, late=True, column_copies=cols,
+                                            fp16=self.fp16 if config.activations == "both" else None)
 
         # ---- weight front end -----------------------------------------------------------------
         m.submodules.front = front = WeightSteps(config)
@@ -84,6 +92,8 @@ class PeArray(wiring.Component):
         wiring.connect(m, front.steps, bus.steps)
         m.d.comb += [bus.family.eq(job.family_id), bus.loading.eq(job.loading),
                      job.read_enable.eq(bus.read_enable), job.read_addr.eq(bus.read_addr)]
+        if config.fp16:
+            m.d.comb += job.read_addr_next.eq(bus.read_addr_next)
 
         # ---- fan-out: a registered copy of the digit bus for every ROWS_PER_COPY rows --------
         # (the activations are taken a cycle later to meet it: JobControl(late=True))
@@ -120,11 +130,19 @@ class PeArray(wiring.Component):
                 ]
 
         # ---- results: after the tile's last dequantization, R beats of C results -------------
-        full, copy = drain_results(m, self.o, [[cell.acc for cell in row] for row in cells],
-                                   group_of=[config.row_group(r) for r in range(rows)],
-                                   tile_done=[[cell.tile_done for cell in row] for row in cells],
-                                   dequantizing_next=[[cell.dequantizing_next for cell in row] for row in cells],
-                                   job=job, clear=[[cell.clear for cell in row] for row in cells])
+        # An FP16 build's beats also carry the row's exponent and the job's flag (job.tags),
+        # moved with the row's results under the control of its column 0.
+        extra = [[job.tags[r]] if config.fp16 else [] for r in range(rows)]
+        full, copy = drain_results(
+            m, self.o, [[cell.acc for cell in row] + extra[r] for r, row in enumerate(cells)],
+            group_of=[config.row_group(r) for r in range(rows)],
+            tile_done=[[cell.tile_done for cell in row] + [row[0].tile_done] * len(extra[r])
+                       for r, row in enumerate(cells)],
+            dequantizing_next=[[cell.dequantizing_next for cell in row]
+                               + [row[0].dequantizing_next] * len(extra[r]) for r, row in enumerate(cells)],
+            job=job, clear=[[cell.clear for cell in row] + [Signal(name=f"tag_clear{r}")] * len(extra[r])
+                            for r, row in enumerate(cells)],
+            fields=lambda payload: result_fields(config, payload))
         m.d.comb += [bus.results_full.eq(full), bus.tile_copied.eq(copy)]
         return m
 
@@ -160,11 +178,12 @@ class PeCell(wiring.Component):
 
     def __init__(self, config: PeArrayConfig):
         self.config = config
-        self._pe = BitSerialPE(config.lanes, config.max_shift, config.terms, config.group_sum_bits)
+        self._pe = BitSerialPE(config.lanes, config.max_shift, config.terms, config.group_sum_bits,
+                               activation_bits=config.lane_bits)
         #: Cycles from a group's last digit to its ``done`` (the PE's).
         self.latency = self._pe.latency
         super().__init__({
-            "a": In(data.ArrayLayout(signed(ACTIVATION_BITS), config.lanes)),
+            "a": In(data.ArrayLayout(signed(config.lane_bits), config.lanes)),
             "sel": In(data.ArrayLayout(lane_select_layout(config.max_shift), config.lanes)),
             "neg_count": In(neg_count_bits(config.lanes)),
             "t": In(self._pe.t.shape()),

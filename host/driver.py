@@ -6,6 +6,7 @@
     with Accelerator("/dev/ttyUSB1") as acc:          # or the path a simulated board prints
         acc.load_weights(bw)                          # golden.bitmod.BitmodWeights
         y = acc.gemv(a_q)                             # == golden.bitmod.matmul_int(a_q[None], bw)[0]
+        y = acc.gemv(a)                               # float16 a, an FP16 build: == golden.bitmod.matmul_fp16
         packed = acc.quantize_kv(x, "key")            # == golden.vidkv_stream.pack_tokens(x, "key", ...)
         tokens = acc.dequantize_kv(packed)
 
@@ -30,6 +31,7 @@ from fractions import Fraction
 import torch
 
 from arch.bitmod import FAMILY_IDS
+from arch.fp16 import ACTIVATION_KINDS
 from arch.kv_config import KvConfig
 from arch.link import (
     INFO_FIELDS,
@@ -44,13 +46,13 @@ from arch.link import (
     word_bytes,
 )
 from arch.pe_array_config import PeArrayConfig
-from golden.bitmod import BitmodWeights
+from golden.bitmod import BitmodWeights, fp16_output
 from golden.vidkv_pack import PackedKV
 from golden.vidkv_stream import HEADER, beats_per_group, group_counts, stream_beats
 
 from .kv_beats import check_packed, check_run_inputs, packed_mode, parse_job_beats, token_beats, unpack_output
 from .link import RETRY_POLICY, Link, LinkError, LinkStats, LinkTimeout, LinkUnreliable, _command_name, _Uncertain
-from .pe_array_jobs import assemble, check_inputs, plan_jobs
+from .pe_array_jobs import assemble, assemble_tags, check_inputs, plan_jobs
 
 __all__ = ["Accelerator", "LinkError", "LinkTimeout", "LinkUnreliable", "LinkStats", "RETRY_POLICY"]
 
@@ -118,7 +120,9 @@ class Accelerator:
         families = tuple(name for fid, name in sorted(_FAMILY_NAMES.items()) if i["pe_families"] >> fid & 1)
         self.pe_config = PeArrayConfig(rows=i["pe_rows"], cols=i["pe_cols"], lanes=i["pe_lanes"],
                                        group_size=i["pe_group_size"], scale_bits=i["pe_scale_bits"],
-                                       families=families, max_k=i["pe_max_k"])
+                                       families=families, max_k=i["pe_max_k"],
+                                       activations=ACTIVATION_KINDS[i["pe_activations"]],
+                                       align_bits=i["pe_align_bits"])
         self.kv_config = KvConfig(d=i["kv_d"], group_tokens=i["kv_group_tokens"], in_bits=i["kv_in_bits"],
                                   lanes=i["kv_lanes"], f=float(Fraction(i["kv_f_num"], i["kv_f_den"])),
                                   ternary_layout="b3" if i["kv_b3"] else "i2", stp=bool(i["kv_stp"]),
@@ -141,7 +145,7 @@ class Accelerator:
         for command, size in ((Command.KV_QUANT_READ, word_bytes(32 + kv.tag_bits)),
                               (Command.KV_DEQUANT_READ, word_bytes(kv.lanes * kv.out_bits + kv.position_bits))):
             sizes[command] = (0, info["max_payload"] // size * size, size)
-        size = word_bytes(pe.cols * pe.acc_bits)
+        size = word_bytes(pe.result_beat_bits)
         sizes[Command.READ_RESULTS] = (0, info["result_beats"] * size, size)
         return sizes
 
@@ -179,7 +183,8 @@ class Accelerator:
         """Pack ``bw`` (golden.bitmod_pack, the build's columns) into the weight memory."""
         self._need(0, "PE array")
         config = self.pe_config
-        probe = torch.zeros((1, bw.shape[1]), dtype=torch.int8) if isinstance(bw, BitmodWeights) else None
+        dtype = torch.float16 if config.activations == "fp16" else torch.int8
+        probe = torch.zeros((1, bw.shape[1]), dtype=dtype) if isinstance(bw, BitmodWeights) else None
         check_inputs(config, probe, bw)
         beats = plan_jobs(config, probe, bw)[0].weights
         if len(beats) > self.info["weight_beats"]:
@@ -206,38 +211,55 @@ class Accelerator:
         self.request(Command.LOAD_ACT, act)
         self._job_pending = True
 
-    def gemm(self, a_q: torch.Tensor) -> torch.Tensor:
-        """``matmul_int(a_q, bw)`` (int64 ``[M, N]``) for the loaded weights, ``rows`` tokens a job."""
+    def gemm(self, a: torch.Tensor) -> torch.Tensor:
+        """``a`` times the loaded weights, ``rows`` tokens a job.
+
+        int8 ``a`` (an ``int8`` or ``both`` build): ``matmul_int(a, bw)``, int64 ``[M, N]``;
+        float16 ``a`` (``pe_activations`` ``fp16`` or ``both``): ``matmul_fp16(a, bw)``,
+        float32 ``[M, N]``, bit for bit. A build without the mode refuses with ValueError;
+        a job the accelerator flags invalid (an Inf or NaN activation) raises ValueError.
+        """
         if self._weights is None:
             raise RuntimeError("gemm needs weights: call load_weights(bw) first")
         bw = self._weights
         config = self.pe_config
-        jobs = plan_jobs(config, a_q, bw)
-        act_bytes = LOAD_ACT_LAYOUT.size + len(jobs[0].act) * config.lanes
+        if isinstance(a, torch.Tensor) and a.dtype == torch.float16 and not config.fp16:
+            raise ValueError("a is float16 but this accelerator was built with pe_activations=int8: "
+                             "build it with pe_activations=fp16 or both for FP16 activations")
+        jobs = plan_jobs(config, a, bw)
+        act_bytes = LOAD_ACT_LAYOUT.size + len(jobs[0].act) * config.act_beat_bits // 8
         if act_bytes > self.info["max_payload"]:
             raise ValueError(f"a job's activations ({config.rows} tokens x K = {bw.shape[1]}) take {act_bytes} "
                              f"bytes; this build's max_payload is {self.info['max_payload']}")
         if jobs[0].results > self.info["result_beats"]:
             raise ValueError(f"N = {bw.shape[0]} needs {jobs[0].results} result beats; this build holds "
                              f"{self.info['result_beats']}")
-        result_bits = config.cols * config.acc_bits
+        result_bits = config.result_beat_bits
         beats = []
         self.run_cycles = 0
         for job in jobs:
-            header = LOAD_ACT_LAYOUT.pack(family=job.family, groups=job.groups, col_tiles=job.col_tiles)
-            self._start_job(header + pack_words(job.act, config.lanes * 8))
+            header = LOAD_ACT_LAYOUT.pack(family=job.family, fp16=job.fp16, groups=job.groups,
+                                          col_tiles=job.col_tiles)
+            self._start_job(header + pack_words(job.act, config.act_beat_bits))
             self._job_pending = None
             self.run_cycles += int.from_bytes(self.request(Command.RUN), "little")
             self._job_pending = False
             size = job.results * word_bytes(result_bits)
             beats.append(unpack_words(self.request(Command.READ_RESULTS, expect=(size, size, 1)), result_bits))
-        return assemble(config, a_q.shape[0], bw.shape[0], jobs, beats)
+        acc = assemble(config, a.shape[0], bw.shape[0], jobs, beats)
+        if a.dtype != torch.float16:
+            return acc
+        er, invalid = assemble_tags(config, a.shape[0], jobs, beats)
+        if invalid.any():
+            raise ValueError(f"the accelerator flagged token {int(invalid.nonzero()[0])}'s job invalid: an "
+                             f"activation of its job is Inf or NaN")
+        return fp16_output(acc, er, bw.cs, config.align_bits)
 
-    def gemv(self, a_q: torch.Tensor) -> torch.Tensor:
-        """``matmul_int(a_q[None], bw)[0]`` for a 1-D int8 ``a_q``."""
-        if not isinstance(a_q, torch.Tensor) or a_q.dim() != 1:
-            raise ValueError(f"a_q must be a 1-D int8 tensor, not shape {tuple(getattr(a_q, 'shape', ()))}")
-        return self.gemm(a_q[None])[0]
+    def gemv(self, a: torch.Tensor) -> torch.Tensor:
+        """``gemm(a[None])[0]`` for a 1-D int8 or float16 ``a``."""
+        if not isinstance(a, torch.Tensor) or a.dim() != 1:
+            raise ValueError(f"a must be a 1-D int8 or float16 tensor, not shape {tuple(getattr(a, 'shape', ()))}")
+        return self.gemm(a[None])[0]
 
     # ---- VidKV
     def _kv_mode(self, kind: bool, value_2bit: bool, stp: bool) -> None:

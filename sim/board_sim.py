@@ -41,7 +41,7 @@ __all__ = ["SimulatedBoard", "LineFaults", "build_board", "SMALL_BOARD", "FAULT_
 #: PE of 4 lanes (int4, fp4), D = 32 KV engines, and a UART at clk / 4.
 SMALL_BOARD = {
     "pe_rows": 1, "pe_cols": 1, "pe_lanes": 4, "pe_group_size": 32, "pe_families": ("int4", "fp4"),
-    "pe_max_k": 128,
+    "pe_max_k": 128, "pe_activations": "both",
     "kv_d": 32, "kv_group_tokens": 16, "kv_lanes": 2, "kv_in_bits": 8, "kv_stp": True, "kv_ternary_layout": "b3",
     "max_payload": 1024, "weight_beats": 256, "result_beats": 16, "kv_quant_fifo": 256, "kv_dequant_fifo": 512,
     "clk_hz": 12_000_000, "baud": 3_000_000, "byte_timeout_us": 100_000,

@@ -1,4 +1,4 @@
-"""Run the generated PE-array Verilog on a GEMM: ``run_pe_array(params, a_q, bw)``."""
+"""Run the generated PE-array Verilog on a GEMM: ``run_pe_array(params, a, bw)`` (int8 or FP16 tokens)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from gateware.designs import get_design
-from golden.bitmod import BitmodWeights
-from host.pe_array_jobs import assemble, plan_jobs
+from golden.bitmod import BitmodWeights, fp16_output
+from host.pe_array_jobs import assemble, assemble_tags, plan_jobs
 
 from .runner import Build, build_design, check_stall, run_json_job
 
@@ -20,6 +20,8 @@ __all__ = ["PeArrayRun", "run_pe_array", "run_pe_array_detailed"]
 class PeArrayRun:
     """What a run of the PE array returned, with its cycle counts.
 
+    ``acc`` is the exact integer result; for FP16 tokens ``exponent`` is each token's
+    ``er`` and ``out`` the float32 result (``golden.bitmod.fp16_output``), else both None.
     ``cycles`` counts every job from its first activation beat to its last result;
     ``load_cycles`` is the part spent loading activations.
     """
@@ -29,9 +31,11 @@ class PeArrayRun:
     load_cycles: int
     job_cycles: list[int]
     params: dict
+    exponent: torch.Tensor | None = None
+    out: torch.Tensor | None = None
 
 
-def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
+def run_pe_array_detailed(params: dict, a: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
                           stall: float = 0.0, seed: int | None = None, reset_after: int | None = None,
                           build: Build | None = None, design: str = "pe_array",
                           verbose: bool = False) -> PeArrayRun:
@@ -52,28 +56,38 @@ def run_pe_array_detailed(params: dict, a_q: torch.Tensor, bw: BitmodWeights, si
     array = get_design(design)
     params = array.resolve(dict(params))
     config = array.config(params)
-    jobs = plan_jobs(config, a_q, bw)
+    jobs = plan_jobs(config, a, bw)
     seed = random.randrange(1 << 31) if seed is None else seed
     if build is None:
         build, params = build_design(design, params, simulator)
     spec = {"jobs": [job.as_dict() for job in jobs], "stall": stall, "seed": seed, "reset_after": reset_after}
     results = run_json_job(build, "sim.tb_pe_array", params, spec, seed=seed, testcase="pe_array_run",
                            verbose=verbose)
-    acc = assemble(config, a_q.shape[0], bw.shape[0], jobs, results["beats"])
-    return PeArrayRun(acc, sum(results["cycles"]), sum(results["load_cycles"]), results["cycles"], params)
+    acc = assemble(config, a.shape[0], bw.shape[0], jobs, results["beats"])
+    run = PeArrayRun(acc, sum(results["cycles"]), sum(results["load_cycles"]), results["cycles"], params)
+    if a.dtype == torch.float16:
+        run.exponent, invalid = assemble_tags(config, a.shape[0], jobs, results["beats"])
+        if invalid.any():
+            raise RuntimeError(f"the array flagged token {int(invalid.nonzero()[0])} invalid (Inf or NaN), but "
+                               f"its activations were checked finite: the array is wrong")
+        run.out = fp16_output(acc, run.exponent, bw.cs, config.align_bits)
+    return run
 
 
-def run_pe_array(params: dict, a_q: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
+def run_pe_array(params: dict, a: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
                  verbose: bool = False) -> tuple[torch.Tensor, int]:
-    """Run ``acc = matmul_int(a_q, bw)`` on the generated PE-array Verilog; return ``(acc, cycles)``.
+    """Run ``a`` times ``bw`` on the generated PE-array Verilog; return ``(out, cycles)``.
 
     Parameters
     ----------
     params : dict
         Generator parameters, the names of ``mixbit generate pe_array -p`` (rows, cols,
-        lanes, group_size, scale_bits, families, max_k); missing ones take defaults.
-    a_q : int8 tensor [M, K]
-        Tokens (any M; the array runs ``ceil(M / rows)`` jobs).
+        lanes, group_size, scale_bits, families, max_k, activations, align_bits);
+        missing ones take defaults.
+    a : int8 or float16 tensor [M, K]
+        Tokens (any M; the array runs ``ceil(M / rows)`` jobs): int8 for an
+        ``activations`` = ``int8`` or ``both`` build, float16 for ``fp16`` or ``both``
+        (Inf and NaN raise ValueError naming token and channel).
     bw : golden.bitmod.BitmodWeights
         Weights [N, K] of a family built into the array, with its group_size and scale_bits.
     simulator : "verilator" or "icarus"
@@ -81,11 +95,12 @@ def run_pe_array(params: dict, a_q: torch.Tensor, bw: BitmodWeights, simulator: 
         Show the simulator's output (cocotb's log) on stdout; by default it goes to
         ``sim.log`` in the run's folder (:func:`sim.runner.run_regression`).
 
-    Returns ``acc`` (int64 [M, N], bit-exact ``golden.bitmod.matmul_int``) and the
-    cycles the array took, activation loads included. The design is built once per
+    Returns ``out`` and the cycles the array took, activation loads included: for int8
+    tokens ``out`` is ``acc`` (int64 [M, N], bit-exact ``golden.bitmod.matmul_int``), for
+    float16 tokens the float32 [M, N] of ``golden.bitmod.matmul_fp16`` bit for bit. The design is built once per
     parameter set and simulator and cached (``$MIXBIT_CACHE_DIR``). Errors in the
     inputs raise ValueError/TypeError naming the argument; a failed simulation raises
     :class:`sim.runner.SimulationFailed`, which names the log.
     """
-    run = run_pe_array_detailed(params, a_q, bw, simulator, verbose=verbose)
-    return run.acc, run.cycles
+    run = run_pe_array_detailed(params, a, bw, simulator, verbose=verbose)
+    return (run.acc if run.out is None else run.out), run.cycles

@@ -23,8 +23,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from gateware.designs import get_design
-from golden.bitmod import matmul_int
-from host.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
+from golden.bitmod import matmul_fp16_int, matmul_int
+from host.pe_array_jobs import assemble, assemble_tags, first_mismatch, plan_jobs, random_case, random_fp16
 from sim.streams import CycleCounter, StreamDriver, StreamMonitor
 
 # Far above any run the tests make (the biggest is ~200,000 cycles): a hang fails, never blocks.
@@ -41,11 +41,17 @@ async def _reset(dut, cycles: int = 3) -> None:
     await RisingEdge(dut.clk)
 
 
-async def run_job(dut, job: dict, rng: random.Random, stall: float) -> tuple[list[int], int, int]:
-    """Drive one job; return its result beats, its cycles and the cycles until its last activation beat."""
+def _configure(dut, job: dict) -> None:
     dut.family.value = job["family"]
     dut.groups.value = job["groups"]
     dut.col_tiles.value = job["col_tiles"]
+    if hasattr(dut, "fp16"):             # an activations=both build: the job's mode
+        dut.fp16.value = int(job.get("fp16", False))
+
+
+async def run_job(dut, job: dict, rng: random.Random, stall: float) -> tuple[list[int], int, int]:
+    """Drive one job; return its result beats, its cycles and the cycles until its last activation beat."""
+    _configure(dut, job)
     await RisingEdge(dut.clk)            # the configuration leads the first activation beat
     act = StreamDriver(dut, "act", dut.clk, random.Random(rng.getrandbits(32)), stall)
     weights = StreamDriver(dut, "w", dut.clk, random.Random(rng.getrandbits(32)), stall)
@@ -72,7 +78,7 @@ async def pe_array_run(dut):
         job = spec["jobs"][0]
         act = StreamDriver(dut, "act", dut.clk, random.Random(rng.getrandbits(32)), spec["stall"])
         weights = StreamDriver(dut, "w", dut.clk, random.Random(rng.getrandbits(32)), spec["stall"])
-        dut.family.value, dut.groups.value, dut.col_tiles.value = job["family"], job["groups"], job["col_tiles"]
+        _configure(dut, job)
         await RisingEdge(dut.clk)
         tasks = [cocotb.start_soon(act.send(job["act"])), cocotb.start_soon(weights.send(job["weights"]))]
         dut.o__ready.value = 1
@@ -94,9 +100,8 @@ async def pe_array_run(dut):
 
 @cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" in os.environ)
 async def pe_array_self_check(dut):
-    """Random weights of every built family against golden, with stalls (for ``mixbit sim``)."""
-
-
+    """Random weights of every built family against golden, with stalls (for ``mixbit sim``);
+    an FP16 build also runs FP16 tokens (subnormals, wide exponent spreads, heavy tails)."""
     design = get_design(os.environ.get("MIXBIT_DESIGN", "pe_array"))
     config = design.config(design.resolve(json.loads(os.environ["MIXBIT_PARAMS"])))
     seed = int(os.environ.get("MIXBIT_SEED", "1"))
@@ -105,11 +110,25 @@ async def pe_array_self_check(dut):
     await _reset(dut)
     for name in config.families:
         a_q, bw = random_case(config, name, torch.Generator().manual_seed(rng.getrandbits(32)))
-        jobs = plan_jobs(config, a_q, bw)
-        beats = []
-        for job in jobs:
-            job_beats, _, _ = await run_job(dut, job.as_dict(), rng, 0.3)
-            beats.append(job_beats)
-        got = assemble(config, a_q.shape[0], bw.shape[0], jobs, beats)
-        mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
-        assert mismatch is None, f"{name}: {mismatch} (seed {seed})"
+        tokens = [a_q] if config.activations != "fp16" else []
+        if config.fp16:
+            generator = torch.Generator().manual_seed(rng.getrandbits(32))
+            tokens.append(random_fp16(a_q.shape[0], a_q.shape[1], generator))
+        for a in tokens:
+            jobs = plan_jobs(config, a, bw)
+            beats = []
+            for job in jobs:
+                job_beats, _, _ = await run_job(dut, job.as_dict(), rng, 0.3)
+                beats.append(job_beats)
+            got = assemble(config, a.shape[0], bw.shape[0], jobs, beats)
+            kind = "FP16" if a.dtype == torch.float16 else "int8"
+            if a.dtype == torch.float16:
+                want, want_er = matmul_fp16_int(a, bw, config.align_bits)
+                er, invalid = assemble_tags(config, a.shape[0], jobs, beats)
+                assert torch.equal(er, want_er) and not invalid.any(), \
+                    f"{name}, FP16: exponents {er.tolist()}, expected {want_er.tolist()}; " \
+                    f"invalid {invalid.tolist()} (seed {seed})"
+            else:
+                want = matmul_int(a, bw)
+            mismatch = first_mismatch(got, want, a, bw)
+            assert mismatch is None, f"{name}, {kind}: {mismatch} (seed {seed})"

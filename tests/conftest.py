@@ -39,6 +39,7 @@ FILE_TIERS = {
     "test_cocotb_kv_fft.py": "cocotb",
     "test_cocotb_kv_quant.py": "cocotb",
     "test_cocotb_pe_array.py": "cocotb",
+    "test_cocotb_pe_array_fp16.py": "cocotb",
     "test_netlist.py": "synthesis",
     "test_synth.py": "synthesis",
     "test_ecp5_bram.py": "synthesis",

@@ -14,7 +14,7 @@ from arch.link import INFO_FIELDS, Command, Status, encode_request
 from golden.vidkv_stream import pack_tokens
 from host.driver import Accelerator, LinkError, LinkTimeout
 from host.kv_beats import corner_tokens
-from host.pe_array_jobs import first_mismatch
+from host.pe_array_jobs import first_mismatch, random_fp16
 from sim.board_sim import SMALL_BOARD, SimulatedBoard
 from sim.kv_dequant import check_tokens_against_golden
 from sim.kv_quant import first_difference
@@ -51,6 +51,28 @@ def test_gemm_and_gemv_are_bit_exact(acc, family):
     problem = first_mismatch(acc.gemv(a_q[2])[None], gb.matmul_int(a_q[2:], bw), a_q[2:], bw)
     assert problem is None, problem
     assert acc.run_cycles > 0
+
+
+def test_fp16_gemm_and_gemv_are_bit_exact(acc):
+    gen = torch.Generator().manual_seed(7)
+    bw = gb.quantize(torch.randn(3, 96, generator=gen), "fp4", group_size=32, scale_bits=8)
+    acc.load_weights(bw)
+    a = random_fp16(3, 96, gen)                             # subnormal, spread, heavy and Gaussian tokens
+    a[0, :2] = torch.tensor([65504.0, -0.0])
+    assert torch.equal(acc.gemm(a).view(torch.int32), gb.matmul_fp16(a, bw).view(torch.int32))
+    assert torch.equal(acc.gemv(a[2]).view(torch.int32), gb.matmul_fp16(a[2:], bw)[0].view(torch.int32))
+
+
+def test_an_inf_activation_that_reaches_the_board_is_an_error(acc, monkeypatch):
+    import host.pe_array_jobs
+
+    gen = torch.Generator().manual_seed(8)
+    acc.load_weights(gb.quantize(torch.randn(2, 32, generator=gen), "int4", group_size=32, scale_bits=8))
+    a = torch.ones((2, 32), dtype=torch.float16)
+    a[1, 3] = float("inf")
+    monkeypatch.setattr(host.pe_array_jobs, "check_fp16", lambda a: None)    # the host check skipped
+    with pytest.raises(ValueError, match="flagged token 1's job invalid"):
+        acc.gemm(a)
 
 
 @pytest.mark.parametrize(("kind", "value_format", "stp"), [("key", "ternary", False), ("value", "ternary", False),

@@ -1,14 +1,19 @@
 """The generated PE-array Verilog on Verilator and Icarus, bit for bit against golden.matmul_int."""
 
+import subprocess
+
 import pytest
 import torch
 
 from arch.bitmod import FAMILIES, family
 from arch.pe_array_config import PeArrayConfig
+from gateware.designs import get_design
+from gateware.generate import to_verilog
 from golden.bitmod import BitmodWeights, matmul_int
 from host.pe_array_jobs import first_mismatch, random_case
 from sim.pe_array import run_pe_array, run_pe_array_detailed
-from sim.tools import SIMULATORS
+from sim.runner import LINT_WAIVERS
+from sim.tools import SIMULATORS, prepare_simulator
 
 SMALL = {"rows": 2, "cols": 2, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 128}
 SHAPES = [
@@ -142,3 +147,32 @@ def test_parallel_baseline_same_streams(simulator, multiplier, seed):
     a_q, bw = random_case(config, "int4", torch.Generator().manual_seed(seed))
     run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.3, seed=seed, design="pe_array_parallel")
     _check(run.acc, a_q, bw, seed)
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize("multiplier", ["lut", "dsp"])
+def test_family_parallel_baseline_same_streams(simulator, multiplier, seed):
+    # The all-family int8 x int8 baseline (`-p families=...`, all six built): each simulator
+    # runs every family, half of them through each multiplier (tests/test_pe_array.py runs
+    # all six through both under Amaranth's simulator).
+    params = {"rows": 2, "cols": 2, "lanes": 8, "group_size": 64, "scale_bits": 6, "max_k": 128,
+              "families": ",".join(FAMILIES), "multiplier": multiplier}
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
+    for name in {"lut": ("fp4", "int3", "int8"), "dsp": ("fp3", "int4", "int6")}[multiplier]:
+        family_seed = seed + FAMILIES.index(name)
+        a_q, bw = random_case(config, name, torch.Generator().manual_seed(family_seed))
+        run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.3, seed=family_seed,
+                                    design="pe_array_parallel")
+        _check(run.acc, a_q, bw, family_seed)
+
+
+@pytest.mark.parametrize("multiplier", ["lut", "dsp"])
+def test_family_parallel_baseline_verilog_passes_verilator_lint(tmp_path, multiplier):
+    design = get_design("pe_array_parallel")
+    params = design.resolve({"rows": 2, "families": ",".join(FAMILIES), "multiplier": multiplier})
+    verilog = tmp_path / "mixbit_pe_array_parallel.v"
+    verilog.write_text(to_verilog(design.build(params), design.top))
+    prepare_simulator("verilator")
+    result = subprocess.run(["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS), str(verilog)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -288,6 +288,7 @@ def test_load_act_and_kv_mode_headers_keep_their_bytes():
     """The tables give the bytes docs/host_link.md states."""
     from arch.link import KV_MODE_LAYOUT, LOAD_ACT_LAYOUT, LOAD_WEIGHTS_LAYOUT
 
-    assert LOAD_ACT_LAYOUT.pack(family=3, groups=0x0102, col_tiles=0x0304) == bytes([3, 0, 2, 1, 4, 3, 0, 0])
+    assert LOAD_ACT_LAYOUT.pack(family=3, fp16=0, groups=0x0102, col_tiles=0x0304) == bytes([3, 0, 2, 1, 4, 3, 0, 0])
+    assert LOAD_ACT_LAYOUT.pack(family=3, fp16=1, groups=0x0102, col_tiles=0x0304) == bytes([3, 1, 2, 1, 4, 3, 0, 0])
     assert KV_MODE_LAYOUT.pack(kind=True, value_2bit=False, stp=True) == bytes([1, 0, 1])
     assert LOAD_WEIGHTS_LAYOUT.pack(first=7) == (7).to_bytes(4, "little")

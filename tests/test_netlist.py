@@ -1,4 +1,5 @@
-"""Post-synthesis netlist simulation: yosys's netlist of the decoder equals the RTL word for word."""
+"""Post-synthesis netlist simulation: yosys's netlists of the decoder and the PE array (int8 and FP16
+jobs) compute what the RTL and golden compute."""
 
 import json
 
@@ -48,13 +49,14 @@ def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator
     import torch
 
     from arch.pe_array_config import PeArrayConfig
-    from golden.bitmod import matmul_int
-    from host.pe_array_jobs import first_mismatch, random_case
+    from golden.bitmod import matmul_fp16_int, matmul_int
+    from host.pe_array_jobs import first_mismatch, random_case, random_fp16
     from sim.pe_array import run_pe_array_detailed
 
+    # activations=both: the netlist runs int8 and FP16 jobs.
     design = get_design("pe_array")
     params = design.resolve({"rows": 2, "cols": 1, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 64,
-                             "families": ("fp4", "int8")})
+                             "families": ("fp4", "int8"), "activations": "both"})
     _, cells, netlist = synthesize_core("pe_array", params, target, tmp_path)
     assert cells, "yosys produced no cells"
     build = build_netlist(netlist, design.top, target, simulator)
@@ -64,3 +66,8 @@ def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator
         run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.2, seed=seed, build=build)
         mismatch = first_mismatch(run.acc, matmul_int(a_q, bw), a_q, bw)
         assert mismatch is None, f"{target} netlist: {mismatch} (seed {seed})"
+        a = random_fp16(a_q.shape[0], a_q.shape[1], torch.Generator().manual_seed(seed))
+        run = run_pe_array_detailed(params, a, bw, simulator, stall=0.2, seed=seed, build=build)
+        acc, er = matmul_fp16_int(a, bw, config.align_bits)
+        mismatch = first_mismatch(run.acc, acc, a, bw)
+        assert mismatch is None and torch.equal(run.exponent, er), f"{target} netlist, FP16: {mismatch} (seed {seed})"

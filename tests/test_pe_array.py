@@ -2,16 +2,20 @@
 
 import dataclasses
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
 from amaranth.sim import Simulator
 
-from arch.bitmod import FAMILIES, FAMILY_IDS, pack_layout
+from arch.bitmod import FAMILIES, FAMILY_IDS, family, pack_layout
 from arch.pe_array_config import ROWS_PER_COPY, PeArrayConfig
+from gateware.designs import get_design
 from golden.bitmod import BitmodWeights, matmul_int, quantize
 from golden.bitmod_pack import pack, weight_beats
 from hdl.parallel_array import MULTIPLIERS, ParallelArray
+from hdl.parallel_families import FamilyParallelArray
 from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
 from hdl.pe_array import PeArray
 from host.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
@@ -119,6 +123,103 @@ def test_parallel_baseline_refuses_what_it_cannot_run():
         ParallelArray(PeArrayConfig(families=("int4",), group_size=64))
     with pytest.raises(ValueError, match="multiplier must be one of lut, dsp, not 'abacus'"):
         ParallelArray(PeArrayConfig(families=("int4",)), "abacus")
+
+
+@pytest.mark.parametrize("multiplier", MULTIPLIERS)
+def test_family_parallel_baseline_every_family_with_stalls(multiplier, seed):
+    # The all-family int8 x int8 array: every family through one build, bit for bit.
+    config = PeArrayConfig(rows=2, cols=2, lanes=8, group_size=64, scale_bits=6, max_k=128)
+    build = lambda c: FamilyParallelArray(c, multiplier)  # noqa: E731
+    for name in FAMILIES:
+        family_seed = seed + FAMILY_IDS[name]
+        a_q, bw = random_case(config, name, torch.Generator().manual_seed(family_seed))
+        got, _ = simulate_array(config, a_q, bw, stall=0.3, seed=family_seed, build=build)
+        mismatch = first_mismatch(got, matmul_int(a_q, bw), a_q, bw)
+        assert mismatch is None, f"{name}: {mismatch} (seed {family_seed})"
+
+
+def _corner_weights(name, n, k, group_size, scale_bits):
+    """The largest |v| of ``name`` (int: code -2**(bits-1), with sg = 1 it is +2**(bits-1)), every sign, sq max."""
+    fam = family(name)
+    ng = k // group_size
+    big = fam.special_code if fam.kind == "fp" else 1 << (fam.bits - 1)
+    codes = torch.full((n, k), big, dtype=torch.uint8)
+    codes[:, 1::3] = (1 << fam.bits) - 1
+    sg = torch.tensor([[(row + g) % 2 for g in range(ng)] for row in range(n)], dtype=torch.uint8)
+    dt = torch.ones((n, ng), dtype=torch.uint8) if fam.kind == "fp" else torch.zeros((n, ng), dtype=torch.uint8)
+    sq = torch.full((n, ng), (1 << scale_bits) - 1, dtype=torch.int32)
+    return BitmodWeights(codes, dt, sg, sq, torch.ones(n), name, group_size, scale_bits)
+
+
+@pytest.mark.parametrize("multiplier", MULTIPLIERS)
+def test_family_parallel_baseline_corners_and_a_narrow_build(multiplier):
+    # |v| = 128 (int8's -128 under a negative group sign) times a = -128, at max_k; then
+    # a build of two families at lanes = 4 (other queue positions, 9-bit-less multipliers).
+    config = PeArrayConfig(rows=2, cols=1, lanes=8, group_size=64, scale_bits=4, max_k=128)
+    a_q = torch.full((3, 128), -128, dtype=torch.int8)
+    a_q[1] = 127
+    for name in ("int8", "fp4"):
+        bw = _corner_weights(name, 2, 128, 64, 4)
+        got, _ = simulate_array(config, a_q, bw, build=lambda c: FamilyParallelArray(c, multiplier))
+        assert torch.equal(got, matmul_int(a_q, bw)) and got.any()
+    narrow = PeArrayConfig(rows=1, cols=3, lanes=4, group_size=32, scale_bits=4, families=("fp3", "int6"),
+                           max_k=96)
+    assert FamilyParallelArray(narrow).max_abs == 32
+    a_q, bw = random_case(narrow, "int6", torch.Generator().manual_seed(7))
+    got, _ = simulate_array(narrow, a_q, bw, stall=0.2, seed=7, build=lambda c: FamilyParallelArray(c, multiplier))
+    assert first_mismatch(got, matmul_int(a_q, bw), a_q, bw) is None
+
+
+def test_family_parallel_baseline_family_not_built_gives_zeros():
+    config = PeArrayConfig(rows=1, cols=2, lanes=8, group_size=64, scale_bits=4, families=("fp3", "int8"), max_k=64)
+    a_q, bw = random_case(config, "fp3", torch.Generator().manual_seed(5))
+    got, _ = simulate_array(config, a_q, bw, stall=0.2, family_id=FAMILY_IDS["int4"], build=FamilyParallelArray)
+    assert not got.any(), got
+
+
+def test_family_parallel_baseline_takes_a_step_per_cycle_where_the_stream_allows():
+    # One job (R = 1, K = 256, four column tiles), unstalled, G = 128: a step (L weights
+    # per PE) per cycle for fp3 (14 beats per 16 steps), one beat per cycle (the stream's
+    # rate) for fp4 (17 beats), int6 (27) and int8 (33); besides, the 32 activation beats
+    # and the pipeline's fill and drain.
+    config = PeArrayConfig(rows=1, cols=1, lanes=8, group_size=128, scale_bits=4, max_k=256)
+    for name in ("fp3", "fp4", "int6", "int8"):
+        generator = torch.Generator().manual_seed(2)
+        a_q = torch.randint(-128, 128, (1, 256), generator=generator, dtype=torch.int8)
+        bw = quantize(torch.randn((4, 256), generator=generator), name, 128, 4)
+        got, cycles = simulate_array(config, a_q, bw, build=FamilyParallelArray)
+        assert torch.equal(got, matmul_int(a_q, bw))
+        beats, steps = 4 * 2 * pack_layout(name, 128, 4)["words_per_group"], 4 * 2 * 128 // 8
+        assert 0 <= cycles - 32 - max(beats, steps) <= 20, (name, cycles, beats, steps)
+
+
+def test_family_parallel_baseline_refuses_what_it_cannot_run():
+    with pytest.raises(ValueError, match="group_size=64 with lanes=8 gives groups of 8 cycles, too few for the "
+                                         "bit-serial dequantization of scale_bits=8"):
+        FamilyParallelArray(PeArrayConfig(group_size=64))
+    with pytest.raises(ValueError, match="multiplier must be one of lut, dsp, not 'abacus'"):
+        FamilyParallelArray(PeArrayConfig(), "abacus")
+    design = get_design("pe_array_parallel")
+    assert design.resolve({})["families"] == ("int4",)                          # today's int4 array
+    assert isinstance(design.build(design.resolve({"families": "fp4,int8"})), FamilyParallelArray)
+    assert isinstance(design.build(design.resolve({})), ParallelArray)
+    for given, message in [
+        ({"families": "fp4,int8", "lanes": 16}, "group_size=128 with lanes=16 gives groups of 8 cycles"),
+        ({"families": "int4", "lanes": 16}, "lanes of the bit-parallel int4 baseline must be 8"),
+        ({"families": "fp5"}, "parameter families must contain only fp4, fp3, int4, int3, int6, int8; 'fp5' is unknown"),
+        ({"families": "int8", "multiplier": "abacus"}, "parameter multiplier must be one of lut, dsp, not 'abacus'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            design.resolve(given)
+
+
+def test_family_parallel_baseline_bad_parameter_is_one_cli_line_with_status_2():
+    result = subprocess.run([sys.executable, "-m", "mixbit.cli", "generate", "pe_array_parallel", "-p",
+                             "families=fp4,int8", "-p", "lanes=16"], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("mixbit: error: group_size=128 with lanes=16 gives groups of 8 cycles, too few "
+                                     "for the bit-serial dequantization of scale_bits=8")
 
 
 def test_int_only_array_and_one_lane():
