@@ -119,8 +119,8 @@ def test_run_pe_array_returns_acc_and_cycles():
 
 
 @pytest.mark.parametrize("change,error,message", [
-    ({"a_q": torch.zeros((1, 64), dtype=torch.int32)}, ValueError, "a_q must be a 2-D int8 tensor"),
-    ({"a_q": torch.zeros((1, 32), dtype=torch.int8)}, ValueError, "a_q has K = 32 columns but the weights have K = 64"),
+    ({"a_q": torch.zeros((1, 64), dtype=torch.int32)}, ValueError, "a must be a 2-D int8 or float16 tensor"),
+    ({"a_q": torch.zeros((1, 32), dtype=torch.int8)}, ValueError, "a has K = 32 columns but the weights have K = 64"),
     ({"params": {**SMALL, "families": "fp4"}}, ValueError, "bw.family 'int4' is not built into this array"),
     ({"params": {**SMALL, "group_size": 64}}, ValueError, "bw has group_size=32, scale_bits=4"),
     ({"params": {**SMALL, "max_k": 32}}, ValueError, "K = 64 exceeds the array's max_k = 32"),
