@@ -19,6 +19,7 @@ from hdl.parallel_families import FamilyParallelArray
 from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
 from hdl.pe_array import PeArray
 from host.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
+from sim.pe_array_amaranth import simulate_jobs
 
 
 def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray, family_id=None):
@@ -30,47 +31,8 @@ def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray, family_
     jobs = plan_jobs(config, a_q, bw)
     if family_id is not None:
         jobs = [dataclasses.replace(job, family=family_id) for job in jobs]
-    rng = random.Random(seed)
-    results, cycles = [], 0
-
-    async def testbench(ctx):
-        nonlocal cycles
-        for job in jobs:
-            ctx.set(dut.family, job.family)
-            ctx.set(dut.groups, job.groups)
-            ctx.set(dut.col_tiles, job.col_tiles)
-            await ctx.tick()                 # the configuration leads the first activation beat
-            act = weights = 0
-            beats, held = [], None
-            while len(beats) < job.results:
-                act_valid = act < len(job.act) and rng.random() >= stall
-                weight_valid = weights < len(job.weights) and rng.random() >= stall
-                ready = rng.random() >= stall
-                ctx.set(dut.act.valid, act_valid)
-                ctx.set(dut.act.payload.as_value(), job.act[act] if act_valid else 0)
-                ctx.set(dut.w.valid, weight_valid)
-                ctx.set(dut.w.payload, job.weights[weights] if weight_valid else 0)
-                ctx.set(dut.o.ready, ready)
-                _, _, act_ready, weight_ready, valid, payload = await ctx.tick().sample(
-                    dut.act.ready, dut.w.ready, dut.o.valid, dut.o.payload.as_value())
-                cycles += 1
-                act += act_valid and act_ready
-                weights += weight_valid and weight_ready
-                if held is not None:
-                    assert valid and payload == held, "a stalled result was withdrawn or changed"
-                held = payload if valid and not ready else None
-                if valid and ready:
-                    beats.append(payload)
-                assert cycles < 100_000, f"{len(beats)} of {job.results} results came"
-            ctx.set(dut.act.valid, 0)
-            ctx.set(dut.w.valid, 0)
-            results.append(beats)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    return assemble(config, a_q.shape[0], bw.shape[0], jobs, results), cycles
+    run = simulate_jobs(dut, jobs, stall=stall, seed=seed)
+    return assemble(config, a_q.shape[0], bw.shape[0], jobs, run.beats), run.cycles
 
 
 @pytest.mark.parametrize("name", FAMILIES)
