@@ -58,7 +58,7 @@ from .fp16_mul import (
 )
 from .fp32_add import FP32_BITS, fp32_add
 from .parallel_families import decode_value
-from .parallel_steps import ParallelSteps
+from .parallel_steps import step_sequencer
 from .replica import REPLICA_ATTR
 
 __all__ = ["MAX_SCALE_BITS", "fp16_mac_config", "Fp16MacPE", "Fp16MacArray"]
@@ -204,16 +204,7 @@ class Fp16MacArray(wiring.Component):
         job.activations = [[Signal(len(self.act.payload.as_value()), name=f"a{r}", reset_less=True)]
                            for r in range(rows)]
         m.submodules.job = job
-        m.submodules.front = front = ParallelSteps(config)
-        wiring.connect(m, wiring.flipped(self.w), front.words)
-        closing, results_full = Signal(), Signal()
-        m.d.comb += [front.start.eq(job.start), front.family.eq(job.family_id), front.groups.eq(job.groups),
-                     front.tiles.eq(job.col_tiles), front.hold.eq(closing | results_full),
-                     job.read_enable.eq(front.emit)]
-        with m.If(front.emit):
-            m.d.sync += job.read_addr.eq(job.read_addr + 1)
-            with m.If(front.tile_end):
-                m.d.sync += [job.read_addr.eq(0), closing.eq(1)]
+        front, drained = step_sequencer(m, config, self.w, job)
 
         # ---- the job's sticky `invalid`: an Inf or NaN lane taken since its first beat ---------------------
         invalid, fresh = Signal(), Signal(init=1)
@@ -277,7 +268,5 @@ class Fp16MacArray(wiring.Component):
             m, self.o, accs, group_of=[config.row_group(r) for r in range(rows)], tile_done=done,
             dequantizing_next=[[C(0, 1)] * (cols + 1) for _ in range(rows)], job=job, clear=extra_clear,
             fields=lambda payload: result_fields(config, payload))
-        m.d.comb += results_full.eq(full)
-        with m.If(copy):
-            m.d.sync += closing.eq(0)
+        drained(full, copy)
         return m

@@ -34,7 +34,7 @@ from arch.pe_array_config import PeArrayConfig
 from .array_io import JobControl, array_members
 from .decoder import decode_terms
 from .parallel_array import MULTIPLIERS, ParallelPE, neg_weight, parallel_results
-from .parallel_steps import ParallelSteps
+from .parallel_steps import step_sequencer
 from .pe import lane_select_layout
 from .replica import REPLICA_ATTR
 
@@ -96,16 +96,7 @@ class FamilyParallelArray(wiring.Component):
         config = self.config
         rows, cols, lanes, terms = config.rows, config.cols, config.lanes, config.terms
         m.submodules.job = job = JobControl(config, self.act, self.family, self.groups, self.col_tiles)
-        m.submodules.front = front = ParallelSteps(config)
-        wiring.connect(m, wiring.flipped(self.w), front.words)
-        closing, results_full = Signal(), Signal()
-        m.d.comb += [front.start.eq(job.start), front.family.eq(job.family_id), front.groups.eq(job.groups),
-                     front.tiles.eq(job.col_tiles), front.hold.eq(closing | results_full),
-                     job.read_enable.eq(front.emit)]
-        with m.If(front.emit):
-            m.d.sync += job.read_addr.eq(job.read_addr + 1)
-            with m.If(front.tile_end):
-                m.d.sync += [job.read_addr.eq(0), closing.eq(1)]
+        front, drained = step_sequencer(m, config, self.w, job)
 
         # ---- decoders (a cycle), then a bus register that meets the activations ------------------
         # The family flags (one-hot, all low for a family not built), a registered copy per column.
@@ -167,7 +158,5 @@ class FamilyParallelArray(wiring.Component):
         full, copy = parallel_results(m, config, self.o, job, pes, bus_sq, bus_tile_end, lambda r, c, pe: [
             pe.a.eq(job.activations[r][0]), pe.v.eq(bus_v[c]), pe.sel.eq(bus_sel[c]),
             pe.neg_count.eq(bus_count[c]), pe.valid.eq(bus_valid), pe.last.eq(bus_last)])
-        m.d.comb += results_full.eq(full)
-        with m.If(copy):
-            m.d.sync += closing.eq(0)
+        drained(full, copy)
         return m

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Callable
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from arch.bitmod import FAMILY_ID_BITS, FAMILY_IDS, WORD_BITS, family, pack_layout
 from arch.pe_array_config import PeArrayConfig
 
-__all__ = ["queue_slots", "ParallelSteps"]
+__all__ = ["queue_slots", "ParallelSteps", "step_sequencer"]
 
 
 def _code_widths(config: PeArrayConfig) -> list[int]:
@@ -250,3 +251,32 @@ class ParallelSteps(wiring.Component):
                 m.d.comb += self.codes[c][lane].eq(queue[lane])
         m.d.comb += [self.emit.eq(emit), self.last_step.eq(last_step), self.tile_end.eq(tile_end)]
         return m
+
+
+def step_sequencer(m: Module, config: PeArrayConfig, w,
+                   job) -> tuple[ParallelSteps, Callable[[Value, Value], None]]:
+    """A :class:`ParallelSteps` on the array's weight stream ``w``, driving ``job``'s
+    (:class:`hdl.array_io.JobControl`) activation reads: one per step, back to 0 after a
+    tile's last. A tile's last step waits while the previous tile still closes (its last
+    step taken, its results not yet copied) or the result drain is full.
+
+    Returns the front end and ``drained(full, copy)``, to call with
+    :func:`hdl.array_io.drain_results`' outputs.
+    """
+    m.submodules.front = front = ParallelSteps(config)
+    wiring.connect(m, wiring.flipped(w), front.words)
+    closing, results_full = Signal(name="closing"), Signal(name="results_full")
+    m.d.comb += [front.start.eq(job.start), front.family.eq(job.family_id), front.groups.eq(job.groups),
+                 front.tiles.eq(job.col_tiles), front.hold.eq(closing | results_full),
+                 job.read_enable.eq(front.emit)]
+    with m.If(front.emit):
+        m.d.sync += job.read_addr.eq(job.read_addr + 1)
+        with m.If(front.tile_end):
+            m.d.sync += [job.read_addr.eq(0), closing.eq(1)]
+
+    def drained(full: Value, copy: Value) -> None:
+        m.d.comb += results_full.eq(full)
+        with m.If(copy):
+            m.d.sync += closing.eq(0)
+
+    return front, drained
