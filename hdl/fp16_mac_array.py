@@ -47,7 +47,6 @@ from .array_io import JobControl, array_members, delay_line, drain_results, resu
 from .fp16_align import special
 from .fp16_mul import (
     ACT_EXPONENT,
-    MULTIPLIERS,
     WEIGHT_EXPONENT,
     lut_product,
     pack_product,
@@ -57,6 +56,7 @@ from .fp16_mul import (
     weight_fp16,
 )
 from .fp32_add import FP32_BITS, fp32_add
+from .parallel_array import check_multiplier
 from .parallel_families import decode_value
 from .parallel_steps import step_sequencer
 from .replica import REPLICA_ATTR
@@ -107,8 +107,7 @@ class Fp16MacPE(wiring.Component):
     """
 
     def __init__(self, lanes: int, multiplier: str):
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        check_multiplier(multiplier)
         self.lanes, self.multiplier = lanes, multiplier
         self.levels = (lanes - 1).bit_length()
         #: Cycles from the operands to the accumulator's input: two for the product, two a tree level.
@@ -189,8 +188,7 @@ class Fp16MacArray(wiring.Component):
 
     def __init__(self, config: PeArrayConfig, multiplier: str = "lut"):
         self.config = fp16_mac_config(config)
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        check_multiplier(multiplier)
         self.multiplier = multiplier
         super().__init__(array_members(config))
 

@@ -19,10 +19,9 @@ from arch.fp16 import MANTISSA_BITS, SIGNIFICAND_BITS
 from .fp16_align import exponent, fields
 from .fp32_add import FP32_BITS, leading_zeros
 
-__all__ = ["MULTIPLIERS", "ACT_EXPONENT", "WEIGHT_EXPONENT", "unpacked_layout", "lut_product", "unpack_fp16",
+__all__ = ["ACT_EXPONENT", "WEIGHT_EXPONENT", "unpacked_layout", "lut_product", "unpack_fp16",
            "weight_fp16", "partial_products", "pack_product"]
 
-MULTIPLIERS = ("lut", "dsp")
 #: Signed widths of an activation's exponent (-34..5) and a weight's (-10..5).
 ACT_EXPONENT = 7
 WEIGHT_EXPONENT = 5

@@ -22,7 +22,8 @@ from arch.pe_array_config import PeArrayConfig
 from .array_io import JobControl, array_members, delay_line, drain_results
 from .pe import DequantUnit, ScaleSerializer, adder_tree, lane_select_layout, lane_sum_bits
 
-__all__ = ["MULTIPLIERS", "neg_weight", "ParallelPE", "ParallelArray", "parallel_config", "parallel_results"]
+__all__ = ["MULTIPLIERS", "check_multiplier", "neg_weight", "ParallelPE", "ParallelArray", "parallel_config",
+           "parallel_results"]
 
 MULTIPLIERS = ("lut", "dsp")
 _WEIGHT_BITS = 5            # an int4 value with the group sign folded in: -8..8
@@ -31,6 +32,13 @@ _WEIGHT_BITS = 5            # an int4 value with the group sign folded in: -8..8
 def neg_weight(terms: int) -> int:
     """``sum_t 4**t`` over ``terms`` digits: a lane's most weight in the column's count of negations."""
     return ((1 << 2 * terms) - 1) // 3
+
+
+def check_multiplier(multiplier) -> str:
+    """``multiplier`` if it is one of :data:`MULTIPLIERS`, else ValueError naming it."""
+    if multiplier not in MULTIPLIERS:
+        raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+    return multiplier
 
 
 def parallel_config(config: PeArrayConfig) -> PeArrayConfig:
@@ -61,8 +69,7 @@ class ParallelPE(wiring.Component):
 
     def __init__(self, lanes: int, group_sum_bits: int, multiplier: str, *, max_abs: int = 8, terms: int = 2,
                  max_shift: int = 1):
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        check_multiplier(multiplier)
         self.lanes, self.group_sum_bits, self.multiplier = lanes, group_sum_bits, multiplier
         self.terms, self.max_shift = terms, max_shift
         self.value_bits = signed_bits(max_abs)
@@ -135,8 +142,7 @@ class ParallelArray(wiring.Component):
 
     def __init__(self, config: PeArrayConfig, multiplier: str = "lut"):
         self.config = parallel_config(config)
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        check_multiplier(multiplier)
         self.multiplier = multiplier
         super().__init__(array_members(config))
 

@@ -33,7 +33,7 @@ from arch.pe_array_config import PeArrayConfig
 
 from .array_io import JobControl, array_members
 from .decoder import decode_terms
-from .parallel_array import MULTIPLIERS, ParallelPE, neg_weight, parallel_results
+from .parallel_array import ParallelPE, check_multiplier, neg_weight, parallel_results
 from .parallel_steps import step_sequencer
 from .pe import lane_select_layout
 from .replica import REPLICA_ATTR
@@ -85,8 +85,7 @@ class FamilyParallelArray(wiring.Component):
 
     def __init__(self, config: PeArrayConfig, multiplier: str = "lut"):
         self.config = family_parallel_config(config)
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {multiplier!r}")
+        check_multiplier(multiplier)
         self.multiplier = multiplier
         self.max_abs = max_abs_value(config.families)
         super().__init__(array_members(config))
