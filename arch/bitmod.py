@@ -231,13 +231,16 @@ def check_scale_bits(scale_bits) -> int:
     return scale_bits
 
 
-def accumulator_widths(max_k: int, group_size: int, scale_bits: int, families) -> dict[str, int]:
+def accumulator_widths(max_k: int, group_size: int, scale_bits: int, families,
+                       max_abs_activation: int = 1 << (ACTIVATION_BITS - 1)) -> dict[str, int]:
     """Bit widths that make overflow impossible in the PE array (docs/bitmod_contract.md section 5).
 
-    The bounds take any code word (int4's ``-8`` too) and any int8 activation
-    (``-128`` too), so they hold for every input, not only quantizer output:
+    The bounds take any code word (int4's ``-8`` too) and any activation up to
+    ``max_abs_activation`` (by default any int8, ``-128`` too; the FP16 path's aligned
+    significands pass theirs, :func:`arch.fp16.fp16_widths`), so they hold for every input,
+    not only quantizer output:
 
-    * ``product``: ``|v * a| <= max|v| * 128``
+    * ``product``: ``|v * a| <= max|v| * max_abs_activation``
     * ``group_sum``: ``G`` products
     * ``scaled_group``: a group sum times ``sq <= 2**S - 1`` (with its sign ``sg``)
     * ``acc``: ``max_k / G`` scaled groups
@@ -252,7 +255,7 @@ def accumulator_widths(max_k: int, group_size: int, scale_bits: int, families) -
         raise TypeError(f"max_k must be an integer, not {max_k!r}")
     if max_k <= 0 or max_k % group_size:
         raise ValueError(f"max_k must be a positive multiple of group_size {group_size}, not {max_k}")
-    max_product = max_abs_value(families) * (1 << (ACTIVATION_BITS - 1))
+    max_product = max_abs_value(families) * max_abs_activation
     max_group = group_size * max_product
     max_scaled = max_group * ((1 << scale_bits) - 1)
     max_acc = (max_k // group_size) * max_scaled

@@ -17,7 +17,7 @@ The arithmetic in one line per step (every name is defined in docs/formats.md):
 
 from __future__ import annotations
 
-from .bitmod import check_families, check_group_size, check_scale_bits, max_abs_value, signed_bits
+from .bitmod import accumulator_widths, signed_bits
 
 __all__ = [
     "MANTISSA_BITS",
@@ -93,33 +93,17 @@ def output_shift(align_bits: int) -> int:
 def fp16_widths(max_k: int, group_size: int, scale_bits: int, families, align_bits: int) -> dict[str, int]:
     """Bit widths that make overflow impossible on the FP16 path, for *any* finite FP16 input.
 
-    * ``aligned``: ``|A| <= 2047 * 2^B``
-    * ``product``: ``|v * A| <= max|v| * 2047 * 2^B``
-    * ``group_sum``: ``G`` products
-    * ``scaled_group``: a group sum times ``sq <= 2^S - 1`` (with its sign ``sg``)
-    * ``acc``: ``max_k / G`` scaled groups; ValueError if it could reach ``2^53`` (the
-      host's float64 conversion of ``acc`` must be exact)
+    :func:`arch.bitmod.accumulator_widths` with the aligned significands in place of int8
+    (``aligned``: ``|A| <= 2047 * 2^B``), and a ValueError if ``acc`` could reach ``2^53``
+    (the host's float64 conversion of ``acc`` must be exact).
 
     Returns the signed widths ``*_bits`` and the bounds ``max_abs_*`` they come from.
     """
-    families = check_families(families)
-    check_group_size(group_size)
-    check_scale_bits(scale_bits)
-    check_align_bits(align_bits)
-    if isinstance(max_k, bool) or not isinstance(max_k, int):
-        raise TypeError(f"max_k must be an integer, not {max_k!r}")
-    if max_k <= 0 or max_k % group_size:
-        raise ValueError(f"max_k must be a positive multiple of group_size {group_size}, not {max_k}")
-    max_aligned = ((1 << SIGNIFICAND_BITS) - 1) << align_bits
-    max_product = max_abs_value(families) * max_aligned
-    max_group = group_size * max_product
-    max_scaled = max_group * ((1 << scale_bits) - 1)
-    max_acc = (max_k // group_size) * max_scaled
+    max_aligned = ((1 << SIGNIFICAND_BITS) - 1) << check_align_bits(align_bits)
+    widths = accumulator_widths(max_k, group_size, scale_bits, families, max_aligned)
+    max_acc = widths["max_abs_acc"]
     if max_acc >= 1 << 53:
         raise ValueError(f"max_k={max_k} with align_bits={align_bits}, scale_bits={scale_bits} and group_size="
                          f"{group_size} lets an FP16 result reach 2^{max_acc.bit_length() - 1}, beyond float64's "
                          f"exact integers: lower max_k, align_bits or scale_bits")
-    bounds = {"aligned": max_aligned, "product": max_product, "group_sum": max_group,
-              "scaled_group": max_scaled, "acc": max_acc}
-    widths = {f"{k}_bits": signed_bits(v) for k, v in bounds.items()}
-    return {**{f"max_abs_{k}": v for k, v in bounds.items()}, **widths}
+    return {"max_abs_aligned": max_aligned, "aligned_bits": signed_bits(max_aligned), **widths}
