@@ -35,9 +35,8 @@ from pathlib import Path
 
 import torch
 
-from arch.fp16 import zero_shift
 from golden import bitmod
-from golden.fp16 import fp16_fields
+from golden.fp16 import align_tokens, fp16_fields
 
 ALIGN_BITS = (0, 2, 4, 6, 8)
 
@@ -46,13 +45,9 @@ def group_matched(a: torch.Tensor, bw: bitmod.BitmodWeights, align_bits: int = 4
     """Matching over each weight group instead of the token (the alternative), float64 [M, N]."""
     m, k = a.shape
     g = bw.group_size
-    sign, e, significand = fp16_fields(a)
-    e = e.reshape(m, k // g, g)
-    eg = e.amax(dim=-1)
-    shift = (eg[..., None] - e).clamp(max=zero_shift(align_bits))
-    half = torch.where(shift > 0, 1 << (shift - 1).clamp(min=0), torch.zeros_like(shift))
-    magnitude = (((significand << align_bits).reshape(e.shape) + half) >> shift).reshape(m, k)
-    aligned = torch.where(sign.bool(), -magnitude, magnitude).to(torch.float64).reshape(m, k // g, g)
+    # Each group of a token matched as if it were a token of its own.
+    aligned, eg = align_tokens(a.reshape(m * k // g, g), align_bits)
+    aligned, eg = aligned.to(torch.float64).reshape(m, k // g, g), eg.reshape(m, k // g)
     v = bitmod._group_values(bw).to(torch.float64)                                    # [N, ng, G]
     sums = torch.einsum("mgk,ngk->mng", aligned, v).round().to(torch.int64)
     sums = sums * (1 - 2 * bw.sg.to(torch.int64))[None]
