@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from arch.bitmod import ACTIVATION_BITS, FAMILY_ID_BITS
 from arch.pe_array_config import EXPONENT_FIELD_BITS, PeArrayConfig
 
-from .fp16_align import aligned_lane, exponent, int8_lane, max_tree, special
+from .fp16_align import ALIGN_LATENCY, aligned_lane, exponent, max_tree, special, staged_lane_value, staged_layout
 from .replica import REPLICA_ATTR, replicas
 
 __all__ = ["array_members", "result_layout", "result_fields", "delay_line", "JobControl", "drain_results"]
@@ -99,24 +99,31 @@ class JobControl(Elaboratable):
     all columns reach across the die. ``columns[c]`` is likewise column ``c``'s copy of
     ``family_id``, ``groups`` and ``col_tiles`` (a dict of those names).
 
-    FP16 builds (``config.fp16``, ``late`` only) store the raw binary16 lanes. While a job
-    loads, each row's exponent ``er`` (the largest ``e`` of its activations) and the
-    job's sticky ``invalid`` (an Inf or NaN lane) are kept, two cycles behind the
-    beats; the memories' data is aligned to its row's ``er`` (``hdl.fp16_align``) into a
-    register of its own per row, in the cycle after it is read, which the take enable
-    then moves into ``activations``. ``fp16_job`` is the job's mode (the ``fp16``
-    input of a ``both`` build, sampled like ``family``); ``tags[r]`` is row ``r``'s
+    FP16 builds (``config.fp16``) store the raw binary16 lanes. While a job loads, each
+    row's exponent ``er`` (the largest ``e`` of its activations) and the job's sticky
+    ``invalid`` (an Inf or NaN lane) are kept, a few cycles behind the beats (five at 8
+    lanes). With ``late``, the memories' data is aligned to its row's ``er``
+    (``hdl.fp16_align``) through ``ALIGN_LATENCY`` registers of its own per row (the read
+    data, the lanes' coarse shifts, the aligned values) after it is read, which the take
+    enable then moves into ``activations``: the memories see the address a cycle early
+    (``read_addr_next``) and the digit bus comes ``ALIGN_LATENCY - 1`` cycles late
+    (:class:`hdl.digit_bus.DigitBus`) to make room for them. With ``raw`` (no prefetch)
+    ``activations[r]`` is the memory's word as it is (the FP16 MAC baseline unpacks it).
+    ``fp16_job`` is the job's mode (the ``fp16`` input of a ``both`` build, sampled like
+    ``family``); ``tags[r]`` is row ``r``'s
     ``Cat(er, invalid)`` for the result beats (zero in an int8 job).
     """
 
     def __init__(self, config: PeArrayConfig, act, family, groups, col_tiles, prefetch: bool = False,
-                 late: bool = False, column_copies: int = 1, fp16=None):
+                 late: bool = False, column_copies: int = 1, fp16=None, raw: bool = False):
         if late and not prefetch:
             raise ValueError("JobControl: late=True needs prefetch=True")
         if column_copies != 1 and not late:
             raise ValueError(f"JobControl: column_copies={column_copies} needs late=True")
-        if config.fp16 and not late:
-            raise ValueError(f"JobControl: activations={config.activations} needs late=True")
+        if raw and (prefetch or not config.fp16):
+            raise ValueError("JobControl: raw=True is for FP16 builds without prefetch")
+        if config.fp16 and not (late or raw):
+            raise ValueError(f"JobControl: activations={config.activations} needs late=True or raw=True")
         if (fp16 is not None) != (config.activations == "both"):
             raise ValueError("JobControl: the fp16 input is the per-job choice of a 'both' build, and only that")
         self.config, self.prefetch, self.late, self.column_copies = config, prefetch, late, column_copies
@@ -137,7 +144,8 @@ class JobControl(Elaboratable):
         self.read_addr = Signal(range(config.act_depth))
         self.read_addr_next = Signal(range(config.act_depth))      # FP16 builds: read_addr a cycle ahead
         self.read_enable = Signal()
-        layout = data.ArrayLayout(signed(config.lane_bits), config.lanes)
+        layout = unsigned(config.lanes * config.act_field_bits) if raw else \
+            data.ArrayLayout(signed(config.lane_bits), config.lanes)
         self.activations = [[Signal(layout, name=f"a{r}" if column_copies == 1 else f"a{r}_{c}", reset_less=True)
                              for c in range(column_copies)] for r in range(config.rows)]
 
@@ -172,8 +180,10 @@ class JobControl(Elaboratable):
             # next value), so that the aligned data is ready when the take enable comes.
             read_addr = replicas(m, self.read_addr_next if config.fp16 else self.read_addr, copies, "read_addr",
                                  reset_less=True)
+            # (FP16 builds: the data comes ALIGN_LATENCY - 1 cycles later, through the aligner)
+            read_enable = delay_line(m, self.read_enable, ALIGN_LATENCY - 1 if config.fp16 else 0, "read_enable")
             take = [replicas(m, taken, copies, f"read_taken{c}") for c, taken in
-                    enumerate(replicas(m, self.read_enable, self.column_copies, "read_taken"))]
+                    enumerate(replicas(m, read_enable, self.column_copies, "read_taken"))]
         else:
             read_taken = Signal(name="read_taken")
             m.d.sync += read_taken.eq(self.read_enable)
@@ -200,8 +210,12 @@ class JobControl(Elaboratable):
                 # `late`), through a registered enable, not the memories' clock enables.
                 if config.fp16:
                     raw = Signal(len(read.data), name=f"raw{r}", reset_less=True)
+                    held = Signal(len(read.data), name=f"held{r}", reset_less=True)
+                    staged = Signal(data.ArrayLayout(staged_layout(config.align_bits), config.lanes),
+                                    name=f"staged{r}", reset_less=True)
                     source = Signal.like(self.activations[r][0], name=f"aligned{r}", reset_less=True)
-                    m.d.sync += source.eq(self._aligned(raw, er[r]))
+                    m.d.sync += [held.eq(raw), staged.eq(self._staged(held, er[r])),
+                                 source.eq(self._aligned(staged))]
                 else:
                     raw = source = Signal.like(self.activations[r][0], name=f"raw{r}", reset_less=True)
                 m.d.sync += raw.eq(read.data)
@@ -232,32 +246,46 @@ class JobControl(Elaboratable):
             m.d.sync += self.loading.eq(1)
         return m
 
-    def _aligned(self, raw: Value, er: Value) -> Value:
-        """A row's read data as the PEs take it: aligned FP16 significands (an int8 job: its int8s)."""
+    def _staged(self, raw: Value, er: Value) -> Value:
+        """A row's read data after the aligner's first stage (``hdl.fp16_align.staged_layout``)."""
         config = self.config
         bits = config.act_field_bits
-        lanes = [raw[bits * lane:bits * (lane + 1)] for lane in range(config.lanes)]
-        aligned = Cat(aligned_lane(lane, er, config.align_bits) for lane in lanes)
-        if config.activations == "fp16":
-            return aligned
-        widened = Cat(int8_lane(lane, config.lane_bits) for lane in lanes)
-        return Mux(self.fp16_job, aligned, widened)
+        int8 = ~self.fp16_job if config.activations == "both" else None
+        return Cat(staged_lane_value(raw[bits * lane:bits * (lane + 1)], er, config.align_bits, int8)
+                   for lane in range(config.lanes))
+
+    def _aligned(self, staged: Value) -> Value:
+        """A row's data as the PEs take it: aligned FP16 significands (an int8 job: its int8s)."""
+        return Cat(aligned_lane(lane, self.config.align_bits) for lane in staged)
 
     def _track_exponents(self, m: Module, first_beat: Value, load_addr: Value, row_hot: Value) -> list[Signal]:
         """Each row's exponent ``er`` and the job's ``invalid``, kept while the job loads."""
         config, act = self.config, self._act
-        # Stage A: the beat's largest exponent, whether a lane is Inf or NaN, and where the beat
-        # goes, registered; stage B: the row's exponent and the job's flag. A row's `er` is
-        # final two cycles after its last beat: before its first aligned read.
+        # Stage A: each lane's exponent, whether a lane is Inf or NaN, and where the beat goes,
+        # registered; then the beat's largest exponent through a tree with a register after
+        # every level but the last (hdl.fp16_align.max_tree); stage B: the row's exponent and
+        # the job's flag. A row's `er` is final `3 + tree stages` cycles after its last beat
+        # (5 at 8 lanes), long before its first aligned read (about 10 cycles more would still
+        # be in time in tests/test_pe_array_fp16.py, whose weights wait in the stream: the
+        # earliest first read).
         bits = config.act_field_bits
         lanes = [act.payload.as_value()[bits * lane:bits * (lane + 1)] for lane in range(config.lanes)]
-        beat_e, beat_bad = Signal(EXPONENT_FIELD_BITS, name="fp16_beat_e"), Signal(name="fp16_beat_bad")
-        b_valid, b_row = Signal(name="fp16_valid"), Signal(config.rows, name="fp16_row")
-        b_row_first, b_job_first = Signal(name="fp16_row_first"), Signal(name="fp16_job_first")
-        m.d.sync += [beat_e.eq(max_tree([exponent(lane) for lane in lanes])),
-                     beat_bad.eq(Cat(special(lane) for lane in lanes).any()),
-                     b_valid.eq(act.valid & act.ready & self.fp16_job), b_row.eq(row_hot),
-                     b_row_first.eq(load_addr == 0), b_job_first.eq(first_beat)]
+        lane_e = [Signal(EXPONENT_FIELD_BITS, name=f"fp16_lane_e{lane}", reset_less=True)
+                  for lane in range(config.lanes)]
+        a_bad, a_valid = Signal(name="fp16_a_bad"), Signal(name="fp16_a_valid")
+        a_row = Signal(config.rows, name="fp16_a_row")
+        a_row_first, a_job_first = Signal(name="fp16_a_row_first"), Signal(name="fp16_a_job_first")
+        m.d.sync += [*(e.eq(exponent(lane)) for e, lane in zip(lane_e, lanes, strict=True)),
+                     a_bad.eq(Cat(special(lane) for lane in lanes).any()),
+                     a_valid.eq(act.valid & act.ready & self.fp16_job), a_row.eq(row_hot),
+                     a_row_first.eq(load_addr == 0), a_job_first.eq(first_beat)]
+        largest, stages = max_tree(m, lane_e, "fp16_max", levels_per_stage=1)
+        beat_e = Signal(EXPONENT_FIELD_BITS, name="fp16_beat_e")
+        m.d.sync += beat_e.eq(largest)
+        beat_bad, b_valid, b_row, b_row_first, b_job_first = (
+            delay_line(m, value, stages + 1, name) for value, name in
+            ((a_bad, "fp16_bad"), (a_valid, "fp16_valid"), (a_row, "fp16_row"), (a_row_first, "fp16_row_first"),
+             (a_job_first, "fp16_job_first")))
         er = [Signal(EXPONENT_FIELD_BITS, name=f"er{r}") for r in range(config.rows)]
         invalid = Signal(name="invalid")
         with m.If(b_valid):

@@ -8,13 +8,14 @@ digits per weight of the job's family, and the next step follows without a gap.
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from arch.bitmod import FAMILY_ID_BITS, FAMILY_IDS, family
 from arch.pe_array_config import PeArrayConfig
 
+from .fp16_align import ALIGN_LATENCY
 from .pe import lane_select_layout, neg_count_bits
 from .replica import replicas
 from .weight_steps import step_layout
@@ -26,8 +27,9 @@ class DigitBus(wiring.Component):
     """Steps in, the digit bus out: each step as ``T`` digits, one per cycle, to every column.
 
     A step taken in cycle ``n`` is on the bus as digit ``t`` (``t = 0..T-1``, ``T`` the
-    digits of the job's family) in cycle ``n + 2 + t``: latency 2 cycles, one step every
-    ``T`` cycles with no gap between steps. The bus is registered, with a copy of its
+    digits of the job's family) in cycle ``n + 2 + t`` (``n + 1 + ALIGN_LATENCY + t`` in FP16
+    builds, whose activations pass an aligner: ``hdl.fp16_align.ALIGN_LATENCY``), one step
+    every ``T`` cycles with no gap between steps. The bus is registered, with a copy of its
     control per column (``t``, ``valid``, ``last``, ``tile_end`` are arrays of equal
     values, each column's placed next to it). Bus data (``sel``, ``neg_count``, ``sq``)
     has no reset: it counts only while ``valid`` is high.
@@ -158,6 +160,14 @@ class DigitBus(wiring.Component):
         digit_copies = replicas(m, digit_next, cols, "digit")
 
         # ---- the digit bus: data registers without reset, control copied per column -----------
+        # (FP16 builds: ALIGN_LATENCY - 1 more registers of each, cycles for the activations' aligner)
+        def late(value: Value, name: str, reset_less: bool) -> Value:
+            for stage in range(ALIGN_LATENCY - 1 if config.fp16 else 0):
+                delayed = Signal.like(value, name=f"{name}_late{stage}", reset_less=reset_less)
+                m.d.sync += delayed.eq(value)
+                value = delayed
+            return value
+
         for c in range(cols):
             bus_sel = Signal.like(self.sel[c], name=f"sel{c}", reset_less=True)
             bus_neg = Signal.like(self.neg_count[c], name=f"neg_count{c}", reset_less=True)
@@ -167,11 +177,13 @@ class DigitBus(wiring.Component):
                 bus_neg.eq(Array(step_neg[c])[digit_copies[c]]),
                 bus_sq.eq(step.sq[c]),
             ]
-            m.d.comb += [self.sel[c].eq(bus_sel), self.neg_count[c].eq(bus_neg), self.sq[c].eq(bus_sq)]
+            m.d.comb += [self.sel[c].eq(late(bus_sel, f"sel{c}", True)),
+                         self.neg_count[c].eq(late(bus_neg, f"neg_count{c}", True)),
+                         self.sq[c].eq(late(bus_sq, f"bus_sq{c}", True))]
         for port, name, value, reset_less in (
                 (self.t, "bus_t", digit, True), (self.valid, "bus_valid", holding, False),
                 (self.last, "bus_last", holding & last_digit & step.last_group, False),
                 (self.tile_end, "bus_tile_end", holding & last_digit & step.last_tile, False)):
-            m.d.comb += [port[c].eq(copy) for c, copy in enumerate(replicas(m, value, cols, name,
-                                                                             reset_less=reset_less))]
+            m.d.comb += [port[c].eq(late(copy, f"{name}{c}", reset_less)) for c, copy in
+                         enumerate(replicas(m, value, cols, name, reset_less=reset_less))]
         return m

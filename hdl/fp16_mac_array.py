@@ -29,22 +29,19 @@ weight stream ``w``, the same job protocol (``family``, ``groups``, ``col_tiles`
 Streams, job control and the result drain are those of the other arrays
 (:class:`hdl.array_io.JobControl`, :func:`hdl.array_io.drain_results`,
 :class:`hdl.parallel_steps.ParallelSteps`); the activation buffer keeps the raw
-binary16 words and is read once per step (JobControl without prefetch).
+binary16 words and is read once per step (JobControl with ``raw``).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from amaranth import C, Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from arch.bitmod import FAMILY_IDS, max_abs_value, signed_bits
-from arch.pe_array_config import PeArrayConfig
+from arch.pe_array_config import EXPONENT_FIELD_BITS, PeArrayConfig
 
 from .array_io import JobControl, array_members, delay_line, drain_results, result_fields
-from .fp16_align import special
 from .fp16_mul import (
     ACT_EXPONENT,
     WEIGHT_EXPONENT,
@@ -196,23 +193,10 @@ class Fp16MacArray(wiring.Component):
         m = Module()
         config = self.config
         rows, cols, lanes = config.rows, config.cols, config.lanes
-        # The activation buffer of an int8 build's JobControl (one read per cycle), holding raw binary16 words.
-        job = JobControl(dataclasses.replace(config, activations="int8"), self.act, self.family, self.groups,
-                         self.col_tiles)
-        job.activations = [[Signal(len(self.act.payload.as_value()), name=f"a{r}", reset_less=True)]
-                           for r in range(rows)]
-        m.submodules.job = job
+        # The activation buffer (one read per step), holding raw binary16 words; its `invalid` (job.tags).
+        m.submodules.job = job = JobControl(config, self.act, self.family, self.groups, self.col_tiles, raw=True)
         front, drained = step_sequencer(m, config, self.w, job)
-
-        # ---- the job's sticky `invalid`: an Inf or NaN lane taken since its first beat ---------------------
-        invalid, fresh = Signal(), Signal(init=1)
-        act = self.act
         bits = config.act_field_bits
-        lane_bits = [act.payload.as_value()[bits * lane:bits * (lane + 1)] for lane in range(lanes)]
-        with m.If(act.valid & act.ready):
-            m.d.sync += [invalid.eq(Cat(special(v) for v in lane_bits).any() | (invalid & ~fresh)), fresh.eq(0)]
-        with m.If(job.reload):
-            m.d.sync += fresh.eq(1)
 
         # ---- weights: decode (F1), sq * |v| (F2), FP16 rounding (F3), per column --------------------------
         max_abs = max_abs_value(config.families)
@@ -257,8 +241,8 @@ class Fp16MacArray(wiring.Component):
                 m.submodules[f"pe{r}_{c}"] = pe
                 m.d.comb += [pe.a.eq(activations[r]), pe.w.eq(weights[c]), pe.valid.eq(valid),
                              pe.tile_end.eq(tile_end), pe.clear.eq(clear[r][c])]
-            tag = Signal(6, name=f"tag{r}")
-            m.d.comb += tag.eq(Cat(C(0, 5), invalid))
+            tag = Signal(EXPONENT_FIELD_BITS + 1, name=f"tag{r}")        # the job's `invalid`; exponent 0
+            m.d.comb += tag.eq(Cat(C(0, EXPONENT_FIELD_BITS), job.tags[r][-1]))
             accs.append([pe.acc for pe in pes[r]] + [tag])
             done.append([pe.tile_done for pe in pes[r]] + [pes[r][0].tile_done])
             extra_clear.append(clear[r] + [Signal(name=f"tag_clear{r}")])

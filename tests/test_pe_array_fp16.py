@@ -3,14 +3,34 @@ bit for bit against golden.bitmod.matmul_fp16_int, with random stalls on every s
 
 import pytest
 import torch
+from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth.sim import Simulator
 
 from arch.bitmod import FAMILIES
 from arch.fp16 import DEFAULT_ALIGN_BITS
 from arch.pe_array_config import PeArrayConfig
 from golden.bitmod import fp16_output, matmul_fp16, matmul_fp16_int, matmul_int, quantize
+from golden.fp16 import align_tokens
+from hdl.fp16_align import aligned_lane, staged_lane_value
 from hdl.pe_array import PeArray
 from host.pe_array_jobs import assemble, assemble_tags, first_mismatch, plan_jobs, random_case, random_fp16
 from sim.pe_array_amaranth import simulate_jobs
+
+class _Aligner(Elaboratable):
+    """``lanes`` of the aligner's two stages, combinational, each lane with its own ``er``."""
+
+    def __init__(self, lanes, align_bits):
+        self.lanes, self.align_bits, self.width = lanes, align_bits, 12 + align_bits
+        self.value, self.er, self.int8 = Signal(16 * lanes), Signal(5 * lanes), Signal()
+        self.aligned = Signal(self.width * lanes)
+
+    def elaborate(self, platform):
+        m = Module()
+        staged = [staged_lane_value(self.value[16 * i:16 * (i + 1)], self.er[5 * i:5 * (i + 1)], self.align_bits,
+                                    self.int8) for i in range(self.lanes)]
+        m.d.comb += self.aligned.eq(Cat(aligned_lane(lane, self.align_bits) for lane in staged))
+        return m
+
 
 SMALL = {"rows": 2, "cols": 2, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 128}
 
@@ -119,3 +139,49 @@ def test_activations_must_suit_the_build():
     a[1, 5] = float("inf")
     with pytest.raises(ValueError, match=r"a\[1, 5\] = inf \(token 1, channel 5\)"):
         plan_jobs(fp16_build, a, bw)
+
+
+@pytest.mark.parametrize("align_bits", [0, DEFAULT_ALIGN_BITS, 8])
+def test_the_aligner_on_every_binary16_value(align_bits, seed):
+    # Every finite binary16 value at its own exponent and at er - e = 1..29 for a random
+    # eighth of them (every coarse/fine split of the shift, past the width), against
+    # golden.fp16.align_tokens on the token [value, 2^(er - 15)]; and an int8 job's byte.
+    lanes = 256
+    bits = torch.cat([torch.arange(0, 0x7C00), torch.arange(0x8000, 0xFC00)])
+    values = bits.to(torch.int16).view(torch.float16)
+    e = (bits >> 10 & 31).clamp(min=1)
+    gen = torch.Generator().manual_seed(seed)
+    pairs = [(bits, e)]
+    for shift in range(1, 30):
+        pick = (torch.rand(len(bits), generator=gen) < 1 / 8) & (e + shift <= 30)
+        pairs.append((bits[pick], e[pick] + shift))
+    bits, er = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    anchor = ((er - 15).to(torch.float64).exp2()).to(torch.float16)
+    values = bits.to(torch.int16).view(torch.float16)
+    want, _ = align_tokens(torch.stack([values, anchor], dim=1), align_bits)
+    want = want[:, 0]
+    dut = _Aligner(lanes, align_bits)
+    sim = Simulator(dut)
+    failures = []
+
+    def lanes_of(word, width):
+        return [(word >> (width * i)) & ((1 << width) - 1) for i in range(lanes)]
+
+    async def bench(ctx):
+        for first in range(0, len(bits), lanes):
+            chunk = range(first, min(first + lanes, len(bits)))
+            ctx.set(dut.value, sum(int(bits[j]) << (16 * i) for i, j in enumerate(chunk)))
+            ctx.set(dut.er, sum(int(er[j]) << (5 * i) for i, j in enumerate(chunk)))
+            for int8 in (0, 1) if first % (8 * lanes) == 0 else (0,):
+                ctx.set(dut.int8, int8)
+                got = lanes_of(ctx.get(dut.aligned), dut.width)
+                for i, j in enumerate(chunk):
+                    value = got[i] - (got[i] >> (dut.width - 1) << dut.width)
+                    expected = (int(bits[j]) & 0xFF) - (int(bits[j]) & 0x80) * 2 if int8 else int(want[j])
+                    if value != expected and not failures:
+                        failures.append(f"{'int8 ' if int8 else ''}bits {int(bits[j]):#06x}, er {int(er[j])}: "
+                                        f"got {value}, expected {expected}")
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert not failures, failures[0]
