@@ -30,6 +30,7 @@ __all__ = [
     "ALIGN_BITS_RANGE",
     "DEFAULT_ALIGN_BITS",
     "ACTIVATION_KINDS",
+    "BASELINE_ACTIVATIONS",
     "check_align_bits",
     "aligned_bits",
     "zero_shift",
@@ -61,6 +62,8 @@ DEFAULT_ALIGN_BITS = 6
 
 #: The PE array's ``activations`` parameter: what a lane can take.
 ACTIVATION_KINDS = ("int8", "fp16", "both")
+#: The bit-parallel baselines' ``activations``: the int8 arrays, or the FP16 MAC array.
+BASELINE_ACTIVATIONS = ("int8", "fp16")
 
 
 def check_align_bits(align_bits) -> int:

@@ -9,11 +9,12 @@ from amaranth.lib import wiring
 
 from arch.accelerator_config import ENGINES, LINK_RANGES, AcceleratorConfig
 from arch.bitmod import GROUP_SIZES, SCALE_BITS_RANGE
-from arch.fp16 import ACTIVATION_KINDS, ALIGN_BITS_RANGE
+from arch.fp16 import ACTIVATION_KINDS, ALIGN_BITS_RANGE, BASELINE_ACTIVATIONS
 from arch.kv_config import MAX_LANES, KvConfig
 from arch.pe_array_config import MAX_COLS, MAX_K, MAX_ROWS, PeArrayConfig
 from arch.vidkv import FRAC_BITS_RANGE, GROUP_TOKENS, HEAD_DIMS, IN_BITS_RANGE, KEY_FRACTIONS, TERNARY_LAYOUTS
 from hdl.decoder import WeightDecoder, decoder_widths
+from hdl.fp16_mac_array import Fp16MacArray, fp16_mac_config
 from hdl.kv_dequant import KvDequantizer
 from hdl.kv_quant import KvQuantizer
 from hdl.parallel_array import MULTIPLIERS, ParallelArray, parallel_config
@@ -23,7 +24,7 @@ from hdl.pe_array import PeArray
 from .accelerator import Accelerator
 from .params import BoolParam, ChoiceParam, FamiliesParam, FractionParam, IntParam, Param, resolve_params
 
-__all__ = ["Design", "DESIGNS", "get_design"]
+__all__ = ["Design", "DESIGNS", "get_design", "fp32_results"]
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,12 @@ _PARALLEL_PARAMS = tuple(p if p.name != "families" else FamiliesParam(
     "and cycle (int8 x int8 with int8; run-time selectable)", default=("int4",)) for p in _PE_ARRAY_PARAMS) + (
     ChoiceParam("multiplier", help="lut: shifts and adds; dsp: '*' for the FPGA's multipliers", default="lut",
                 choices=MULTIPLIERS),
+    ChoiceParam("activations", help="int8: the int8 arrays above; fp16: the FP16 MAC array (FP16 weights "
+                "sq * v, FP16 x FP16 products, FP32 accumulation)", default="int8", choices=BASELINE_ACTIVATIONS),
 )
 
 
-#: The FP16 path's parameters: pe_array only (the baselines and the accelerator take int8).
+#: The FP16 path's parameters: pe_array and the accelerator's PE array (the baselines have their own).
 _FP16_PARAMS = (
     ChoiceParam("activations", help="what the lanes take: int8, fp16 (binary16, exponent-matched per token) "
                 "or both (chosen per job)", default=_PE_ARRAY_DEFAULTS.activations, choices=ACTIVATION_KINDS),
@@ -168,15 +171,26 @@ def _configured(name: str, summary: str, params: tuple[Param, ...], config: Call
 
 
 def _parallel(params: dict) -> PeArrayConfig:
-    """The baseline's configuration: the int4 array for int4 alone, else the all-family one."""
+    """The baseline's configuration: the FP16 MAC array for FP16 activations, else the int8 x int4
+    array for int4 alone and the all-family one for any other set."""
     config = PeArrayConfig.from_params(params)
+    if config.activations == "fp16":
+        return fp16_mac_config(config)
     return parallel_config(config) if config.families == ("int4",) else family_parallel_config(config)
 
 
 def _parallel_array(params: dict) -> wiring.Component:
     config = _parallel(params)
-    array = ParallelArray if config.families == ("int4",) else FamilyParallelArray
+    if config.activations == "fp16":
+        array = Fp16MacArray
+    else:
+        array = ParallelArray if config.families == ("int4",) else FamilyParallelArray
     return array(config, params["multiplier"])
+
+
+def fp32_results(design: str, config: PeArrayConfig) -> bool:
+    """The array's result fields are FP32 bits (the FP16 MAC baseline), not exact integer sums."""
+    return design == "pe_array_parallel" and config.activations == "fp16"
 
 
 DESIGNS: dict[str, Design] = {
@@ -196,8 +210,8 @@ DESIGNS: dict[str, Design] = {
                     _PE_ARRAY_PARAMS + _FP16_PARAMS, PeArrayConfig.from_params,
                     lambda p: PeArray(PeArrayConfig.from_params(p)), "sim.tb_pe_array"),
         _configured("pe_array_parallel",
-                    "baseline: bit-parallel int8 x int4 array (or int8 x int8 for other families) with pe_array's "
-                    "streams (LUT or DSP multipliers)",
+                    "baseline: bit-parallel int8 x int4 array (int8 x int8 for other families, FP16 x FP16 "
+                    "with FP32 sums for fp16 activations) with pe_array's streams (LUT or DSP multipliers)",
                     _PARALLEL_PARAMS, _parallel, _parallel_array,
                     "sim.tb_pe_array"),
         _configured("kv_quant",

@@ -30,7 +30,7 @@ from .bitmod import BitmodWeights, _group_values, _signed_sq, dequantize
 from .fp16 import check_fp16
 
 __all__ = ["MAX_SCALE_BITS", "check_scale_bits_fp16", "weights_fp16", "mac_products", "matmul_fp16_mac_acc",
-           "fp16_mac_output", "matmul_fp16_mac", "errors_against_float64"]
+           "fp32_bits", "acc_from_bits", "fp16_mac_output", "matmul_fp16_mac", "errors_against_float64"]
 
 #: ``|sq * v| <= (2^S - 1) * 128`` must stay an FP16 integer: S <= 8 gives at most 32640 < 65504.
 MAX_SCALE_BITS = 8
@@ -93,6 +93,23 @@ def matmul_fp16_mac_acc(a: torch.Tensor, bw: BitmodWeights, lanes: int, *, block
             acc = acc + pairs[..., j]
         blocks.append(acc)
     return torch.cat(blocks, dim=1)
+
+
+def fp32_bits(x: torch.Tensor) -> torch.Tensor:
+    """The FP32 bit patterns of float32 ``x`` as int64 integers 0 .. 2^32 - 1 (the array's fields)."""
+    return x.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+
+
+def acc_from_bits(fields: torch.Tensor) -> torch.Tensor:
+    """The float32 accumulators from the array's result fields: FP32 bit patterns as int64
+    integers, zero- or sign-extended from bit 31 (``assemble`` sign-extends a 32-bit field)."""
+    if not isinstance(fields, torch.Tensor) or fields.dtype != torch.int64:
+        raise TypeError(f"fields must be an int64 tensor, not {getattr(fields, 'dtype', type(fields).__name__)}")
+    high = fields >> 32
+    if ((high != 0) & (high != -1)).any():
+        raise ValueError(f"fields must be FP32 bit patterns, not {int(fields[(high != 0) & (high != -1)][0])}")
+    bits = fields & 0xFFFFFFFF
+    return torch.where(bits >= 1 << 31, bits - (1 << 32), bits).to(torch.int32).view(torch.float32)
 
 
 def fp16_mac_output(acc: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from gateware.designs import get_design
+from gateware.designs import fp32_results, get_design
 from golden.bitmod import BitmodWeights, fp16_output
+from golden.fp16_mac import acc_from_bits, fp16_mac_output
 from host.pe_array_jobs import assemble, assemble_tags, plan_jobs
 
 from .runner import Build, build_design, check_stall, run_json_job
@@ -22,6 +23,9 @@ class PeArrayRun:
 
     ``acc`` is the exact integer result; for FP16 tokens ``exponent`` is each token's
     ``er`` and ``out`` the float32 result (``golden.bitmod.fp16_output``), else both None.
+    The FP16 MAC baseline (``pe_array_parallel`` with ``activations=fp16``) gives float32
+    ``acc`` (its FP32 accumulators, ``golden.fp16_mac.matmul_fp16_mac_acc``), ``out``
+    (``golden.fp16_mac.matmul_fp16_mac``) and no ``exponent``.
     ``cycles`` counts every job from its first activation beat to its last result;
     ``load_cycles`` is the part spent loading activations.
     """
@@ -46,7 +50,8 @@ def run_pe_array_detailed(params: dict, a: torch.Tensor, bw: BitmodWeights, simu
     with a reset that many cycles in and then runs every job again (the result must not
     notice); both are checked before anything is built. ``build`` runs an existing
     simulator build (e.g. a synthesized netlist) instead of the generated RTL; ``design``
-    may name another array with the same streams (``pe_array_parallel``); ``verbose`` as
+    may name another array with the same streams (``pe_array_parallel``, whose FP16 MAC
+    array returns its own arithmetic's result: :class:`PeArrayRun`); ``verbose`` as
     in :func:`run_pe_array`.
     """
     stall = check_stall(stall)
@@ -70,7 +75,11 @@ def run_pe_array_detailed(params: dict, a: torch.Tensor, bw: BitmodWeights, simu
         if invalid.any():
             raise RuntimeError(f"the array flagged token {int(invalid.nonzero()[0])} invalid (Inf or NaN), but "
                                f"its activations were checked finite: the array is wrong")
-        run.out = fp16_output(acc, run.exponent, bw.cs, config.align_bits)
+        if fp32_results(design, config):        # the FP16 MAC baseline: FP32 accumulators, no exponent
+            run.acc = acc_from_bits(acc)
+            run.out, run.exponent = fp16_mac_output(run.acc, bw.cs), None
+        else:
+            run.out = fp16_output(acc, run.exponent, bw.cs, config.align_bits)
     return run
 
 

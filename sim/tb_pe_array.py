@@ -22,8 +22,9 @@ import torch
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from gateware.designs import get_design
+from gateware.designs import fp32_results, get_design
 from golden.bitmod import matmul_fp16_int, matmul_int
+from golden.fp16_mac import acc_from_bits, fp32_bits, matmul_fp16_mac_acc
 from host.pe_array_jobs import assemble, assemble_tags, first_mismatch, plan_jobs, random_case, random_fp16
 from sim.streams import CycleCounter, StreamDriver, StreamMonitor
 
@@ -101,7 +102,8 @@ async def pe_array_run(dut):
 @cocotb.test(timeout_time=_TIMEOUT_MS, timeout_unit="ms", skip="MIXBIT_JOBS" in os.environ)
 async def pe_array_self_check(dut):
     """Random weights of every built family against golden, with stalls (for ``mixbit sim``);
-    an FP16 build also runs FP16 tokens (subnormals, wide exponent spreads, heavy tails)."""
+    an FP16 build also runs FP16 tokens (subnormals, wide exponent spreads, heavy tails); the
+    FP16 MAC baseline's FP32 accumulators are compared bit for bit with ``golden.fp16_mac``."""
     design = get_design(os.environ.get("MIXBIT_DESIGN", "pe_array"))
     config = design.config(design.resolve(json.loads(os.environ["MIXBIT_PARAMS"])))
     seed = int(os.environ.get("MIXBIT_SEED", "1"))
@@ -122,7 +124,11 @@ async def pe_array_self_check(dut):
                 beats.append(job_beats)
             got = assemble(config, a.shape[0], bw.shape[0], jobs, beats)
             kind = "FP16" if a.dtype == torch.float16 else "int8"
-            if a.dtype == torch.float16:
+            if fp32_results(design.name, config):      # the FP16 MAC baseline: FP32 accumulator bits
+                got, want = fp32_bits(acc_from_bits(got)), fp32_bits(matmul_fp16_mac_acc(a, bw, config.lanes))
+                _, invalid = assemble_tags(config, a.shape[0], jobs, beats)
+                assert not invalid.any(), f"{name}, FP16: invalid {invalid.tolist()} (seed {seed})"
+            elif a.dtype == torch.float16:
                 want, want_er = matmul_fp16_int(a, bw, config.align_bits)
                 er, invalid = assemble_tags(config, a.shape[0], jobs, beats)
                 assert torch.equal(er, want_er) and not invalid.any(), \

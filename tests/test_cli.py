@@ -86,6 +86,8 @@ def test_generated_verilog_passes_verilator_lint(tmp_path, design, params):
      "mixbit: error: lanes must be a power of two in 1..group_size (128), not 3"),
     (["generate", "pe_array_parallel", "-p", "multiplier=abacus"],
      "mixbit: error: parameter multiplier must be one of lut, dsp, not 'abacus'"),
+    (["generate", "pe_array_parallel", "-p", "activations=fp16", "-p", "scale_bits=12"],
+     "mixbit: error: scale_bits of the FP16 MAC baseline must be at most 8 (sq * v must fit FP16), not 12"),
     (["generate", "pe_array_parallel", "-p", "lanes=4"],
      "mixbit: error: lanes of the bit-parallel int4 baseline must be 8 (one code word per step), not 4"),
     ([], "mixbit: error: the following arguments are required: COMMAND (see 'mixbit --help')"),

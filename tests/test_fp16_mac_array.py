@@ -12,8 +12,10 @@ from amaranth.sim import Simulator
 from arch.pe_array_config import PeArrayConfig
 from golden.bitmod import dequantize, quantize
 from golden.fp16_mac import (
+    acc_from_bits,
     errors_against_float64,
     fp16_mac_output,
+    fp32_bits,
     matmul_fp16_mac,
     matmul_fp16_mac_acc,
     weights_fp16,
@@ -37,14 +39,10 @@ def _weights(config, name, n, k, generator):
     return quantize(w.to(torch.float32), name, config.group_size, config.scale_bits)
 
 
-def _bits(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
-
-
 def run(config, a, bw, multiplier, *, stall=0.3, seed=1):
     jobs = plan_jobs(config, a, bw)
     result = simulate_jobs(Fp16MacArray(config, multiplier), jobs, stall=stall, seed=seed)
-    acc = assemble(config, a.shape[0], bw.shape[0], jobs, result.beats) & 0xFFFFFFFF
+    acc = fp32_bits(acc_from_bits(assemble(config, a.shape[0], bw.shape[0], jobs, result.beats)))
     er, invalid = assemble_tags(config, a.shape[0], jobs, result.beats)
     return acc, er, invalid
 
@@ -52,13 +50,13 @@ def run(config, a, bw, multiplier, *, stall=0.3, seed=1):
 def check(config, a, bw, multiplier, seed):
     acc, er, invalid = run(config, a, bw, multiplier, seed=seed)
     want = matmul_fp16_mac_acc(a, bw, config.lanes)
-    diff = (acc != _bits(want)).nonzero()
+    diff = (acc != fp32_bits(want)).nonzero()
     assert not len(diff), (f"{len(diff)} results differ, first at {diff[0].tolist()}: got "
-                           f"{acc[tuple(diff[0])]:#010x}, expected {int(_bits(want)[tuple(diff[0])]):#010x} "
+                           f"{acc[tuple(diff[0])]:#010x}, expected {int(fp32_bits(want)[tuple(diff[0])]):#010x} "
                            f"(seed {seed})")
     assert not er.any() and not invalid.any()
-    y = fp16_mac_output(acc.to(torch.int32).view(torch.float32), bw.cs)
-    assert torch.equal(_bits(y), _bits(matmul_fp16_mac(a, bw, config.lanes)))
+    y = fp16_mac_output(acc_from_bits(acc), bw.cs)
+    assert torch.equal(fp32_bits(y), fp32_bits(matmul_fp16_mac(a, bw, config.lanes)))
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "subnormal", "spread"])
@@ -93,7 +91,7 @@ def test_odd_shapes_with_heavy_stalls(rows, cols, multiplier, seed):
     a = random_fp16(2 * rows + 1, 96, gen, "mixed")
     check_args = (config, a, _weights(config, "int6", 2 * cols + 1, 96, gen), multiplier)
     acc, _, _ = run(*check_args, stall=0.5, seed=seed)
-    assert torch.equal(acc, _bits(matmul_fp16_mac_acc(a, check_args[2], config.lanes))), f"seed {seed}"
+    assert torch.equal(acc, fp32_bits(matmul_fp16_mac_acc(a, check_args[2], config.lanes))), f"seed {seed}"
 
 
 def test_an_inf_or_nan_lane_sets_the_jobs_sticky_invalid_flag():
@@ -153,14 +151,14 @@ def test_fp32_adder_and_fp16_product_round_like_ieee(seed):
 
     async def testbench(ctx):
         for i in range(count):
-            ctx.set(dut.a, int(_bits(ops[0, i])))
-            ctx.set(dut.b, int(_bits(ops[1, i])))
+            ctx.set(dut.a, int(fp32_bits(ops[0, i])))
+            ctx.set(dut.b, int(fp32_bits(ops[1, i])))
             ctx.set(dut.act, int(act[i].view(torch.int16)) & 0xFFFF)
             ctx.set(dut.magnitude, int(magnitude[i]))
             ctx.set(dut.sign, int(sign[i]))
-            if ctx.get(dut.total) != int(_bits(want_sum[i])):
+            if ctx.get(dut.total) != int(fp32_bits(want_sum[i])):
                 failures.append(("sum", ops[0, i].item(), ops[1, i].item(), _f32(ctx.get(dut.total))))
-            if ctx.get(dut.product) != int(_bits(want_product[i])):
+            if ctx.get(dut.product) != int(fp32_bits(want_product[i])):
                 failures.append(("product", act[i].item(), w16[i].item(), _f32(ctx.get(dut.product))))
 
     sim = Simulator(dut)
