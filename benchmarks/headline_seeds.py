@@ -34,6 +34,8 @@ ROWS = {
     "kv_dequant D=128 Tg=32 lanes=8 b3, STP": (
         "kv_dequant", {"d": 128, "group_tokens": 32, "lanes": 8, "ternary_layout": "b3"}, "ecp5-85f"),
     "pe_array 8x2x8, all six families": ("pe_array", {"rows": 8}, "ecp5-85f"),
+    "pe_array 8x2x8, all six families, FP16 activations": ("pe_array", {"rows": 8, "activations": "fp16"},
+                                                           "ecp5-85f"),
 }
 
 

@@ -32,7 +32,7 @@ from hdl.replica import KEEP_REPLICAS
 from .harness import Harness
 from .targets import Target, get_target
 
-__all__ = ["SynthesisError", "check_single_drivers", "synthesize", "synthesize_core", "yosys_cells",
+__all__ = ["SynthesisError", "check_single_drivers", "synthesize", "synthesize_core", "core_area", "yosys_cells",
            "place_and_route", "write_markdown", "lut4_equivalent", "tool_version", "check_mhz", "NO_ABC9",
            "HIDE_BRACKETED"]
 
@@ -259,6 +259,18 @@ def synthesize_core(design_name: str, params: dict, target_name: str, out_dir: P
     cells = yosys_cells(out_dir / manifest["verilog"], design.top, target, out_dir, netlist=netlist,
                         yosys_opts=yosys_opts, timeout_s=timeout_s)
     return manifest, cells, netlist
+
+
+def core_area(design_name: str, params: dict, target_name: str, out_dir: Path, *,
+              timeout_s: float | None = None) -> dict:
+    """The yosys half of :func:`synthesize` alone (no placement, no Fmax): a report with the
+    core's cells, for designs too large for the device (``lut4_equivalent`` takes it)."""
+    target = get_target(target_name)
+    params = get_design(design_name).resolve(params)
+    manifest, cells, _ = synthesize_core(design_name, params, target.name, Path(out_dir), timeout_s=timeout_s)
+    return {"design": design_name, "target": target.name, "parameters": manifest["parameters"],
+            "core": _columns(cells, target),
+            "abc9_fallback": {"core": used_abc9_fallback(Path(out_dir) / manifest["verilog"], target.name)}}
 
 
 def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, *,

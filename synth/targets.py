@@ -16,7 +16,8 @@ class Target:
     """One FPGA part with the yosys pass, nextpnr flags and cell names to report.
 
     ``cells`` maps a report column (``lut4``, ``carry``, ``ff``, ``bram``, ``dsp``)
-    to the yosys cell types counted in it; ``logic_bel`` is nextpnr's logic resource.
+    to the yosys cell types counted in it; ``logic_bel`` is nextpnr's logic resource,
+    ``logic_cells`` how many of it the device has (a LUT4 each).
     """
 
     name: str
@@ -27,6 +28,7 @@ class Target:
     allow_unconstrained: str
     default_mhz: float
     logic_bel: str
+    logic_cells: int
     cells: dict[str, tuple[str, ...]]
     #: Synthesis without ABC9 (see synth.flow.yosys_cells): options of ``synth_pass`` and
     #: the commands that follow it (``{top}`` to fill in); board builds use the same two.
@@ -67,6 +69,7 @@ TARGETS: dict[str, Target] = {
             allow_unconstrained="--pcf-allow-unconstrained",
             default_mhz=40.0,
             logic_bel="ICESTORM_LC",
+            logic_cells=5280,
             cells={
                 "lut4": ("SB_LUT4",),
                 "carry": ("SB_CARRY",),
@@ -88,6 +91,7 @@ TARGETS: dict[str, Target] = {
             netlist_pass=absorb_output_registers,
             default_mhz=125.0,
             logic_bel="TRELLIS_COMB",
+            logic_cells=83640,
             # synth_ecp5 (synth_lattice) has no switch for it: run its steps around a
             # classic ABC LUT mapping (LUT4 up to LUT7 through the slices' PFU muxes).
             no_abc9_opts="-run :map_luts",
