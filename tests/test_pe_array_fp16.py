@@ -16,6 +16,7 @@ from hdl.pe_array import PeArray
 from host.pe_array_jobs import assemble, assemble_tags, first_mismatch, plan_jobs, random_case, random_fp16
 from sim.pe_array_amaranth import simulate_jobs
 
+
 class _Aligner(Elaboratable):
     """``lanes`` of the aligner's two stages, combinational, each lane with its own ``er``."""
 
