@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from arch.bitmod import FAMILY_ID_BITS, FAMILY_IDS, family
 from arch.pe_array_config import PeArrayConfig
 
+from .array_io import delay_line
 from .fp16_align import ALIGN_LATENCY
 from .pe import lane_select_layout, neg_count_bits
 from .replica import replicas
@@ -162,11 +163,8 @@ class DigitBus(wiring.Component):
         # ---- the digit bus: data registers without reset, control copied per column -----------
         # (FP16 builds: ALIGN_LATENCY - 1 more registers of each, cycles for the activations' aligner)
         def late(value: Value, name: str, reset_less: bool) -> Value:
-            for stage in range(ALIGN_LATENCY - 1 if config.fp16 else 0):
-                delayed = Signal.like(value, name=f"{name}_late{stage}", reset_less=reset_less)
-                m.d.sync += delayed.eq(value)
-                value = delayed
-            return value
+            stages = ALIGN_LATENCY - 1 if config.fp16 else 0
+            return delay_line(m, value, stages, f"{name}_late", reset_less=reset_less)
 
         for c in range(cols):
             bus_sel = Signal.like(self.sel[c], name=f"sel{c}", reset_less=True)
