@@ -20,6 +20,7 @@ from __future__ import annotations
 from .bitmod import accumulator_widths, signed_bits
 
 __all__ = [
+    "ALIGN_LATENCY",
     "MANTISSA_BITS",
     "SIGNIFICAND_BITS",
     "EXPONENT_BITS",
@@ -37,6 +38,13 @@ __all__ = [
     "output_shift",
     "fp16_widths",
 ]
+
+#: Registers from an activation memory's output register to the aligned lanes: a copy of
+#: the read data in the logic fabric (the memory's own output register sits in the block
+#: RAM, across the die from the aligner), then the aligner's two stages. The PE array's
+#: digit bus waits ``ALIGN_LATENCY - 1`` cycles more than an int8 build's (the memories
+#: read a cycle early: ``read_addr_next``).
+ALIGN_LATENCY = 3
 
 #: Stored mantissa bits of an IEEE binary16 value.
 MANTISSA_BITS = 10

@@ -19,10 +19,21 @@ from arch.bitmod import (
 )
 from arch.checks import check_int
 from arch.derived import DerivedFields
-from arch.fp16 import ACTIVATION_KINDS, DEFAULT_ALIGN_BITS, aligned_bits, check_align_bits, fp16_widths
+from arch.fp16 import (
+    ACTIVATION_KINDS,
+    ALIGN_LATENCY,
+    DEFAULT_ALIGN_BITS,
+    aligned_bits,
+    check_align_bits,
+    fp16_widths,
+)
 
 __all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS", "ROWS_PER_COPY",
            "FP16_FIELD_BITS", "EXPONENT_FIELD_BITS"]
+
+#: Cycles of a job's drain beyond its ``rows`` result beats (measured: the last group's
+#: dequantization, the pipeline and the output buffer), for :meth:`PeArrayConfig.job_cycles`.
+_DRAIN_CYCLES = 27
 
 #: Upper bounds that keep generation and simulation sane; raise them when a board needs it.
 MAX_ROWS = 256
@@ -177,6 +188,21 @@ class PeArrayConfig(DerivedFields):
     def cycles_per_group(self, name: str) -> int:
         """Cycles the PEs spend on one group of family ``name``: ``G / L`` steps of ``terms`` cycles."""
         return self.group_size // self.lanes * family(name).terms
+
+    def job_cycles(self, name: str, k: int, n: int) -> int:
+        """Cycles of one unstalled job (``rows`` tokens x K against N columns of family ``name``),
+        from its first activation beat to its last result beat: the activation load
+        (``rows * K / lanes`` beats), then per column tile and group the longer of the PEs'
+        ``cycles_per_group`` (one more for two-digit families: the front end's refill) and
+        the weight stream's ``words_per_group + 1`` beats, then the drain. A model measured
+        on the RTL (docs/pe_array.md, "Cycle counts"): within a cycle a job of the arrays in
+        benchmarks/minilm_run.py's table, which checks it on every run.
+        """
+        info = family(name)
+        words = pack_layout(name, self.group_size, self.scale_bits)["words_per_group"]
+        per_group = max(self.cycles_per_group(name) + (info.terms == 2), words + 1)
+        drain = self.rows + _DRAIN_CYCLES + 2 * (info.terms != 2) + (ALIGN_LATENCY - 1) * self.fp16
+        return self.rows * k // self.lanes + -(-n // self.cols) * (k // self.group_size) * per_group + drain
 
     def peak_terms_per_cycle(self) -> int:
         """Weight digits the array consumes per cycle at peak: ``R * C * L``."""

@@ -9,6 +9,7 @@ numbers. The contract they implement is docs/vidkv_contract.md; the project's ow
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 
 from arch.checks import check_int
@@ -20,6 +21,7 @@ __all__ = [
     "HEADER", "POSITION", "MASK", "CODE", "META", "TRITS", "TAGS", "TAG_NAMES", "TAG_BITS", "PATHS",
     "words_per_channel", "trit_words", "beats_per_group",
     "TWIDDLE_FRAC", "check_length", "fft_growth", "twiddle_list", "bit_reverse",
+    "KvCacheFormat", "KV_CACHE_FORMATS",
 ]
 
 #: Head dimensions D the formats support.
@@ -28,6 +30,29 @@ HEAD_DIMS = (32, 64, 128)
 GROUP_TOKENS = (16, 32, 64)
 #: Fractions f of 2-bit key channels.
 KEY_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class KvCacheFormat:
+    """A KV cache format by VidKV's names: keys with ``f`` of their channels 2-bit (the rest
+    1-bit), values ``ternary`` (1.58-bit) or ``2bit``, salient-token protection or not."""
+
+    f: float
+    value_format: str
+    stp: bool
+    description: str
+
+
+#: The KV cache formats a model run takes (``mixbit run-model --kv``); ``off``: not quantized.
+KV_CACHE_FORMATS = {
+    "k1.5-v1.58": KvCacheFormat(0.5, "ternary", False, "keys 1.5-bit (half the channels 2-bit), values ternary"),
+    "k1.5-v1.66-stp": KvCacheFormat(0.5, "ternary", True,
+                                    "keys 1.5-bit, values ternary with the salient tokens 2-bit (STP)"),
+    "k1-v1.58": KvCacheFormat(0.0, "ternary", False, "keys 1-bit, values ternary"),
+    "2bit": KvCacheFormat(1.0, "2bit", False, "keys and values 2-bit"),
+    "off": None,
+}
+
 #: Signed widths of the fixed-point input elements.
 IN_BITS_RANGE = range(8, 17)
 #: Input element width by default.

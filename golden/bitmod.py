@@ -32,6 +32,7 @@ __all__ = [
     "quantize_activations",
     "matmul_int",
     "matmul",
+    "int8_output",
     "matmul_fp16_int",
     "fp16_output",
     "matmul_fp16",
@@ -300,11 +301,16 @@ def matmul_int(a_q: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
     return _exact_product(a_q, bw)
 
 
+def int8_output(acc: torch.Tensor, cs: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
+    """``y = fl32(fl64(acc) * cs * s_a)``, float32 [M, N]: the host's last step of the int8 path."""
+    product = acc.to(torch.float64) * cs.to(torch.float64)[None, :]
+    return (product * s_a.to(torch.float64)[:, None]).to(torch.float32)
+
+
 def matmul(a: torch.Tensor, bw: BitmodWeights) -> torch.Tensor:
     """Float result ``y = acc * cs * s_a`` of float activations ``a`` [M, K], float32 [M, N]."""
     a_q, s_a = quantize_activations(a)
-    acc = matmul_int(a_q, bw).to(torch.float64)
-    return (acc * bw.cs.to(torch.float64)[None, :] * s_a.to(torch.float64)[:, None]).to(torch.float32)
+    return int8_output(matmul_int(a_q, bw), bw.cs, s_a)
 
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from amaranth import C, Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data
 
-from arch.fp16 import EXPONENT_BITS, MANTISSA_BITS, MIN_EXPONENT, SIGNIFICAND_BITS, SPECIAL_EXPONENT
+from arch.fp16 import ALIGN_LATENCY, EXPONENT_BITS, MANTISSA_BITS, MIN_EXPONENT, SIGNIFICAND_BITS, SPECIAL_EXPONENT
 
 __all__ = ["fields", "exponent", "special", "FINE_SHIFT_BITS", "ALIGN_LATENCY", "staged_layout",
            "staged_lane_value", "aligned_lane", "max_tree"]
@@ -42,12 +42,6 @@ def special(value: Value) -> Value:
 
 #: Bits of the shift that the aligner's second stage applies (the first applies the rest).
 FINE_SHIFT_BITS = 3
-#: Registers from an activation memory's output register to the aligned lanes: a copy of
-#: the read data in the logic fabric (the memory's own output register sits in the block
-#: RAM, across the die from the aligner), then the aligner's two stages. The PE array's
-#: digit bus waits ``ALIGN_LATENCY - 1`` cycles more than an int8 build's (the memories
-#: read a cycle early: ``read_addr_next``).
-ALIGN_LATENCY = 3
 
 
 def staged_layout(align_bits: int) -> data.StructLayout:
