@@ -46,6 +46,7 @@ FILE_TIERS = {
     "test_board_sim.py": "board",
     "test_boards.py": "board",
     "test_accuracy.py": "accuracy",
+    "test_model_run.py": "accuracy",
     "test_formal.py": "formal",
 }
 #: test_cli.py mixes quick argument checks with runs of the simulators and the flow.
@@ -91,6 +92,8 @@ def pytest_collection_modifyitems(config, items):
             tier = CLI_TIERS.get(item.originalname)
         if item.path.name == "test_sweep.py":
             tier = SWEEP_TIERS.get(item.originalname)
+        if item.path.name == "test_model_run.py" and item.originalname.startswith("test_one_layer_through_the_driver"):
+            tier = "board"
         if item.path.name in ("test_loose_inputs.py", "test_link_faults.py"):
             tier = TEST_TIERS.get(item.originalname)
         if item.path.name == "test_readme.py":

@@ -104,4 +104,5 @@ def tier(item: Command | Block) -> str | None:
     mixbit = item.text.split("&&")[-1].split()
     if mixbit[:1] != ["mixbit"]:
         return None
-    return {"synth": "synthesis", "sweep": "synthesis", "sim": "cocotb", "build": "board"}.get(mixbit[1])
+    return {"synth": "synthesis", "sweep": "synthesis", "sim": "cocotb", "build": "board",
+            "run-model": "accuracy"}.get(mixbit[1])

@@ -1,0 +1,194 @@
+"""A model run's summary: per-layer cycles and utilization, what the KV engines quantized,
+and the latency a sentence would take on real hardware (cycles at measured clocks, plus
+the UART link of the ULX3S build at its baud)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from arch.bitmod import pack_layout
+from arch.link import HEADER_BYTES
+from arch.pe_array_config import PeArrayConfig
+from gateware.designs import get_design
+
+from .minilm import ModelRun
+
+__all__ = ["Target", "TARGETS", "project", "layer_rows", "summary"]
+
+#: Bytes a request or reply adds to its payload: the sync byte, the header and the CRC.
+_FRAME_BYTES = 1 + HEADER_BYTES + 2
+
+
+@dataclass(frozen=True)
+class Target:
+    """Hardware a run is projected onto: a PE array at a measured clock, and its link if a board."""
+
+    name: str
+    pe: dict
+    mhz: float
+    source: str
+    board: str | None = None
+
+
+def _ulx3s() -> Target:
+    from mixbit.boards import BOARDS, board_clock, board_params
+
+    clk_hz, _ = board_clock("ulx3s-85f")
+    params = board_params(BOARDS["ulx3s-85f"], {})
+    pe = {k.removeprefix("pe_"): v for k, v in params.items() if k.startswith("pe_")}
+    return Target("ULX3S-85F build (mixbit build --board ulx3s-85f)", pe, clk_hz / 1e6,
+                  "the build's PLL clock", "ulx3s-85f")
+
+
+#: The 19x4x8 int8 array at its measured Fmax (docs/performance.md, nextpnr seed 1, 51 % of
+#: the ECP5-85F), and the 8x2x8 FP16 array at its median Fmax over seeds 1-3.
+TARGETS = (
+    _ulx3s,
+    lambda: Target("ECP5-85F 19x4x8 array, int8", {"rows": 19, "cols": 4, "lanes": 8, "activations": "int8"},
+                   118.30, "measured Fmax, docs/performance.md"),
+    lambda: Target("ECP5-85F 8x2x8 array, FP16", {"rows": 8, "cols": 2, "lanes": 8, "activations": "fp16"}, 128.30,
+                   "median Fmax of seeds 1-3, docs/performance.md"),
+)
+
+
+def _array_cycles(run: ModelRun, config: PeArrayConfig) -> int:
+    """The run's Linear layers on another array: :meth:`PeArrayConfig.job_cycles` per job."""
+    return sum(-(-s.m // config.rows) * config.job_cycles(s.family, s.k, s.n) for s in run.linears)
+
+
+def _link_bytes(run: ModelRun, config: PeArrayConfig, params: dict) -> int:
+    """Bytes over the UART for the run's sentences on a board build: every Linear layer's
+    weights (loaded in slices of columns that fit the weight memory and the result buffer),
+    its activations per slice and job, its results, and the K/V tokens to the quantize
+    engine and back from the dequantize engine with their packed groups both ways; every
+    request and reply framed (``_FRAME_BYTES``, ``max_payload`` a frame)."""
+    total = 0
+
+    def framed(payload: int) -> int:
+        return payload + _FRAME_BYTES * (2 * max(1, -(-payload // params["max_payload"])))
+
+    for s in run.linears:
+        groups = s.k // config.group_size
+        words = pack_layout(s.family, config.group_size, config.scale_bits)["words_per_group"]
+        tiles = -(-s.n // config.cols)
+        per_load = max(1, min(params["weight_beats"] // (groups * words), params["result_beats"] // config.rows))
+        loads = -(-tiles // per_load)
+        jobs = -(-s.m // config.rows)
+        total += framed(tiles * groups * words * config.cols * 4)
+        total += loads * jobs * framed(config.rows * s.k * config.act_field_bits // 8)
+        total += jobs * framed(tiles * config.rows * -(-config.result_beat_bits // 8))
+    for h in run.heads:
+        tokens_in = h.tokens * run.kv_params["d"] * run.kv_params["in_bits"] // 8
+        packed = int(h.bits * h.tokens * run.kv_params["d"] // 8) if h.quantized else 0
+        tokens_out = h.quantized * run.kv_params["d"] * (run.kv_params["in_bits"] + 8) // 8
+        total += framed(tokens_in) + 2 * framed(packed) + framed(tokens_out)
+    return total
+
+
+def project(run: ModelRun) -> list[dict]:
+    """Per target: cycles, latency per sentence, and on a board the link's share at its baud."""
+    rows = []
+    kv = run.kv_cycles or 0
+    sentences = len(run.sentences)
+    measured = run.array_cycles
+    model = _array_cycles(run, get_design("pe_array").config(run.pe_params))
+    for make in TARGETS:
+        target = make()
+        params = get_design("pe_array").resolve({**run.pe_params, **target.pe})
+        config = get_design("pe_array").config(params)
+        cycles = _array_cycles(run, config) + kv
+        row = {"target": target.name, "array": f"{config.rows}x{config.cols}x{config.lanes}", "mhz": target.mhz,
+               "clock": target.source, "cycles_per_sentence": round(cycles / sentences),
+               "ms_per_sentence": round(cycles / sentences / target.mhz / 1e3, 3)}
+        if target.board:
+            from mixbit.boards import BOARDS, board_params
+
+            board = board_params(BOARDS[target.board], {})
+            link = _link_bytes(run, config, board) / sentences
+            row |= {"baud": board["baud"], "link_bytes_per_sentence": round(link),
+                    "link_ms_per_sentence": round(link * 10 / board["baud"] * 1e3, 1)}
+        rows.append(row)
+    if measured is not None:
+        rows.append({"model_check": {"measured_array_cycles": measured, "modelled": model}})
+    return rows
+
+
+def layer_rows(run: ModelRun) -> list[dict]:
+    """Per encoder layer (over the sentences): array cycles, utilization, K/V tokens and KV cycles."""
+    layers: dict[int, dict] = defaultdict(lambda: {"array_cycles": 0, "digits": 0, "capacity": 0,
+                                                   "quantized": 0, "residual": 0, "kv_cycles": 0})
+    peak = get_design("pe_array").config(run.pe_params).peak_terms_per_cycle()
+    for s in run.linears:
+        row = layers[int(s.name.split(".")[2])]
+        if s.cycles is not None:
+            row["array_cycles"] += s.cycles
+            row["digits"] += s.utilization * s.cycles * peak
+            row["capacity"] += s.cycles * peak
+    for h in run.heads:
+        row = layers[h.layer]
+        row["quantized"] += h.quantized
+        row["residual"] += h.tokens - h.quantized
+        row["kv_cycles"] += h.cycles or 0
+    return [{"layer": layer, "array_cycles": row["array_cycles"],
+             "utilization": round(row["digits"] / row["capacity"], 4) if row["capacity"] else None,
+             "kv_quantized": row["quantized"], "kv_residual": row["residual"], "kv_cycles": row["kv_cycles"]}
+            for layer, row in sorted(layers.items())]
+
+
+def summary(run: ModelRun, golden: ModelRun | None = None) -> str:
+    """The run as text: the model's set-up, the per-layer table, totals and the projections."""
+    pe = run.pe_params
+    mixed = " (mixed per layer)" if run.mixed else ""
+    lines = [f"all-MiniLM-L6-v2 on {run.backend}: {len(run.sentences)} sentence(s), tokens "
+             f"{', '.join(map(str, run.tokens))}; weights {run.family}{mixed}, "
+             f"activations {run.activations}, KV {run.kv}",
+             f"PE array {pe['rows']}x{pe['cols']}x{pe['lanes']} (families {','.join(pe['families'])}, "
+             f"max_k {pe['max_k']})" + ("" if run.kv_params is None else
+                                         f"; KV engines d={run.kv_params['d']} Tg={run.kv_params['group_tokens']} "
+                                         f"in_bits={run.kv_params['in_bits']} lanes={run.kv_params['lanes']} "
+                                         f"f={run.kv_params['f']} stp={run.kv_params['stp']}"), ""]
+    timed = run.cycles is not None
+    lines += ["| layer | array cycles | utilization | K/V tokens quantized | residual | KV cycles |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for row in layer_rows(run):
+        util = "-" if row["utilization"] is None else f"{100 * row['utilization']:.1f} %"
+        cycles, kv = (row["array_cycles"], row["kv_cycles"]) if timed else ("-", "-")
+        tokens = f"{row['kv_quantized']} | {row['kv_residual']}"
+        lines.append(f"| {row['layer']} | {cycles} | {util} | {tokens} | {kv} |")
+    lines.append("")
+    if run.kv != "off":
+        bits = run.kv_bits_per_element()
+        lines.append(f"KV cache: {run.kv_quantized_tokens} K/V tokens quantized, {run.kv_residual_tokens} kept in "
+                     f"the residual (full precision); {bits:.2f} bits per element with the residual")
+        if run.kv_quantized_tokens == 0:
+            lines.append(f"WARNING: no K/V token was quantized: every sentence is shorter than a group of "
+                         f"{run.kv_params['group_tokens']} tokens, so the KV engines passed nothing through "
+                         f"their quantized path")
+    if timed:
+        lines.append(f"Cycles: {run.cycles} ({run.array_cycles} PE array, {run.kv_cycles} KV engines)")
+    for index, cos in enumerate(run.cosine_fp32):
+        extra = "" if golden is None else f" (golden {golden.cosine_fp32[index]:.6f})"
+        lines.append(f"Sentence {index + 1}: cosine vs fp32 MiniLM {cos:.6f}{extra}")
+    if golden is not None:
+        import torch
+
+        same = torch.equal(run.embeddings, golden.embeddings)
+        lines.append("Embeddings: " + ("bit for bit the golden pipeline's" if same else "DIFFER from golden's"))
+    if timed:
+        lines += ["", "Projected latency per sentence (the array's cycles from its cycle model, "
+                  "the KV engines' as measured here, one kernel after another):", "",
+                  "| hardware | array | clock (MHz) | cycles | latency (ms) | UART link (ms) |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for row in project(run):
+            if "model_check" in row:
+                check = row["model_check"]
+                lines += ["", f"Cycle model check on this run's array: {check['modelled']} modelled, "
+                          f"{check['measured_array_cycles']} measured"]
+                continue
+            link = (f"{row['link_ms_per_sentence']} at {row['baud']} baud ({row['link_bytes_per_sentence']} bytes)"
+                    if "baud" in row else "-")
+            lines.append(f"| {row['target']} | {row['array']} | {row['mhz']:g} | {row['cycles_per_sentence']} "
+                         f"| {row['ms_per_sentence']} | {link} |")
+    lines.append(f"Wall time: {run.wall_s:.1f} s")
+    return "\n".join(lines)
