@@ -92,7 +92,7 @@ def pytest_collection_modifyitems(config, items):
             tier = CLI_TIERS.get(item.originalname)
         if item.path.name == "test_sweep.py":
             tier = SWEEP_TIERS.get(item.originalname)
-        if item.path.name == "test_model_run.py" and item.originalname.startswith("test_one_layer_through_the_driver"):
+        if item.path.name == "test_model_run.py" and item.originalname.startswith("test_a_layer_through_the_driver"):
             tier = "board"
         if item.path.name in ("test_loose_inputs.py", "test_link_faults.py"):
             tier = TEST_TIERS.get(item.originalname)

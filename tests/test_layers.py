@@ -18,7 +18,8 @@ ALLOWED = {
     "formal": {"arch", "hdl", "gateware"},
     "sim": {"arch", "golden", "hdl", "host", "gateware"},
     "synth": {"arch", "hdl", "gateware", "sim"},
-    "mixbit": {"arch", "golden", "hdl", "host", "gateware", "sim", "synth"},
+    "workloads": {"arch", "golden", "hdl", "host", "gateware", "sim"},
+    "mixbit": {"arch", "golden", "hdl", "host", "gateware", "sim", "synth", "workloads"},
 }
 
 

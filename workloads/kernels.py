@@ -1,6 +1,6 @@
 """The kernels a model run puts on the hardware, behind one interface: golden, RTL or a board.
 
-``linear(a, bw, s_a)`` is a Linear layer's product without its bias: int8 tokens ``a``
+``linear(a, bw, s_a, name)`` is a Linear layer's (called ``name``) product without its bias: int8 tokens ``a``
 with their per-token scales ``s_a``, or float16 tokens (``s_a`` None), against
 BitMoD weights ``bw``; it returns the float32 result, exactly as the host computes it
 from the array's integers (``golden.bitmod.int8_output`` / ``fp16_output``), and the
@@ -28,12 +28,17 @@ import torch
 from arch.bitmod import pack_layout
 from arch.kv_config import KvConfig
 from arch.pe_array_config import PeArrayConfig
+from gateware.designs import get_design
 from golden.bitmod import BitmodWeights, fp16_output, int8_output, matmul_fp16_int, matmul_int
 from golden.vidkv_pack import PackedKV
 from golden.vidkv_stream import dequantize_packed, pack_tokens
 from host.kv_beats import check_packed, check_run_inputs, parse_job_beats, unpack_output
 from host.pe_array_jobs import assemble, assemble_tags, check_inputs, first_mismatch, plan_jobs
-from sim.runner import SimulationFailed
+from sim import kv_dequant as sim_kv_dequant
+from sim import kv_quant as sim_kv_quant
+from sim.fast import FastSim
+from sim.pe_array import run_pe_array_detailed
+from sim.runner import SimulationFailed, check_stall
 
 __all__ = ["LinearResult", "GoldenKernels", "RtlKernels", "BoardKernels", "KernelMismatch"]
 
@@ -81,7 +86,7 @@ class GoldenKernels:
     def __exit__(self, *exc):
         pass
 
-    def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None) -> LinearResult:
+    def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None, name: str | None = None) -> LinearResult:
         check_inputs(self.pe_config, a, bw)         # the same input checks as the hardware's
         acc, er = _golden_acc(a, bw, self.pe_config)
         return LinearResult(_output(acc, er, bw, s_a, self.pe_config))
@@ -110,9 +115,6 @@ class RtlKernels:
 
     def __init__(self, pe_params: dict, kv_params: dict | None, *, simulator: str = "verilator",
                  harness: str = "fast", stall: float = 0.0, seed: int = 1, check: bool = True):
-        from gateware.designs import get_design
-        from sim.runner import check_stall
-
         if harness not in ("fast", "cocotb"):
             raise ValueError(f"harness must be 'fast' or 'cocotb', not {harness!r}")
         if harness == "fast" and simulator != "verilator":
@@ -131,8 +133,6 @@ class RtlKernels:
 
     def __enter__(self) -> RtlKernels:
         if self.harness == "fast":
-            from sim.fast import FastSim
-
             designs = {"pe_array": self.pe_params}
             if self.kv_params is not None:
                 designs |= {"kv_quant": self._quant_params(), "kv_dequant": self.kv_params}
@@ -168,7 +168,7 @@ class RtlKernels:
             loads += run.last["act"]
         return beats, cycles, loads
 
-    def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None) -> LinearResult:
+    def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None, name: str | None = None) -> LinearResult:
         config = self.pe_config
         jobs = plan_jobs(config, a, bw)
         m, n = a.shape[0], bw.shape[0]
@@ -182,8 +182,6 @@ class RtlKernels:
                     raise KernelMismatch(f"the array flagged token {int(invalid.nonzero()[0])} invalid, but its "
                                          f"activations are finite")
         else:
-            from sim.pe_array import run_pe_array_detailed
-
             run = run_pe_array_detailed(self.pe_params, a, bw, self.simulator, stall=self.stall,
                                         seed=self._next_seed())
             acc, er, cycles, loads = run.acc, run.exponent, run.cycles, run.load_cycles
@@ -202,9 +200,7 @@ class RtlKernels:
         config = self.kv_config
         check_run_inputs(config, x, kind, salient, value_format)
         if self.harness == "fast":
-            from sim.kv_quant import make_job
-
-            job = make_job(config, x, kind, value_format, salient, stall=self.stall, seed=0)
+            job = sim_kv_quant.make_job(config, x, kind, value_format, salient, stall=self.stall, seed=0)
             sim = self._sims["kv_quant"]
             run = sim.run({k: int(v) for k, v in job["mode"].items()}, {"i": job["beats"]}, {"o": job["expect"]},
                           stall=self.stall, seed=self._next_seed())
@@ -212,16 +208,13 @@ class RtlKernels:
             beats = [(w >> 32, w & 0xFFFFFFFF) for w in run.beats["o"]]
             packed, cycles = parse_job_beats(config, beats, value_format, salient is not None), run.cycles
         else:
-            from sim.kv_quant import run_kv_quantizer_detailed
-
-            run = run_kv_quantizer_detailed(self._quant_params(), x, kind, salient=salient,
-                                            value_format=value_format, simulator=self.simulator,
-                                            stall=self.stall, seed=self._next_seed())
+            run = sim_kv_quant.run_kv_quantizer_detailed(self._quant_params(), x, kind, salient=salient,
+                                                         value_format=value_format, simulator=self.simulator,
+                                                         stall=self.stall, seed=self._next_seed())
             packed, cycles = run.packed, run.cycles
         if self.check:
-            from sim.kv_quant import first_difference
-
-            difference = first_difference(packed, _golden_kv(config, x, kind, value_format, salient), x)
+            want = _golden_kv(config, x, kind, value_format, salient)
+            difference = sim_kv_quant.first_difference(packed, want, x)
             if difference is not None:
                 raise KernelMismatch(f"KV quantize engine ({self.simulator}, {kind}): {difference}")
         return packed, cycles
@@ -230,9 +223,7 @@ class RtlKernels:
         config = self.kv_config
         check_packed(config, packed)
         if self.harness == "fast":
-            from sim.kv_dequant import make_job
-
-            job = make_job(config, packed, stall=self.stall, seed=0)
+            job = sim_kv_dequant.make_job(config, packed, stall=self.stall, seed=0)
             sim = self._sims["kv_dequant"]
             sim.reset()                        # positions count from 0 again, as in a run of its own
             run = sim.run({k: int(v) for k, v in job["mode"].items()}, {"i": job["beats"]}, {"o": job["expect"]},
@@ -243,15 +234,11 @@ class RtlKernels:
             order = torch.argsort(positions)
             tokens, positions, cycles = tokens[order], positions[order], run.cycles
         else:
-            from sim.kv_dequant import run_kv_dequantizer_detailed
-
-            run = run_kv_dequantizer_detailed(self.kv_params, packed, simulator=self.simulator, stall=self.stall,
-                                              seed=self._next_seed())
+            run = sim_kv_dequant.run_kv_dequantizer_detailed(self.kv_params, packed, simulator=self.simulator,
+                                                             stall=self.stall, seed=self._next_seed())
             tokens, positions, cycles = run.tokens, run.positions, run.cycles
         if self.check:
-            from sim.kv_dequant import check_tokens_against_golden
-
-            difference = check_tokens_against_golden(config, packed, tokens, positions)
+            difference = sim_kv_dequant.check_tokens_against_golden(config, packed, tokens, positions)
             if difference is not None:
                 raise KernelMismatch(f"KV dequantize engine ({self.simulator}): {difference}")
         return tokens, positions, cycles
@@ -261,14 +248,18 @@ class BoardKernels:
     """An accelerator behind its UART: ``host.driver.Accelerator`` on ``port`` (a serial
     device or the path of a simulated board). A Linear layer whose weights do not fit the
     build's weight memory (or whose results do not fit its result buffer) runs in slices
-    of output columns, each loaded in turn."""
+    of output columns, each loaded in turn. ``linears`` (names) limits the board to those
+    Linear layers, the others run on golden (a slow line, a simulated board: one layer's
+    worth is a test)."""
 
     name = "board"
 
-    def __init__(self, accelerator):
+    def __init__(self, accelerator, linears=None):
         self.acc = accelerator
         self.pe_config = accelerator.pe_config
-        self.kv_config = getattr(accelerator, "kv_config", None)
+        self.kv_config = accelerator.kv_config if accelerator.info["engines"] & 2 else None
+        self.linears = None if linears is None else set(linears)
+        self._golden = GoldenKernels(self.pe_config, self.kv_config)
 
     def __enter__(self):
         return self
@@ -287,7 +278,9 @@ class BoardKernels:
                              f"build holds {self.acc.info['weight_beats']}")
         return tiles * config.cols
 
-    def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None) -> LinearResult:
+    def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None, name: str | None = None) -> LinearResult:
+        if self.linears is not None and name not in self.linears:
+            return self._golden.linear(a, bw, s_a, name)
         config = self.pe_config
         step = self._columns_per_load(bw)
         parts, cycles, jobs = [], 0, 0

@@ -24,9 +24,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from arch.bitmod import family as family_info
 from arch.vidkv import KV_CACHE_FORMATS
+from gateware.designs import get_design
+from gateware.toolchain import cache_dir
 from golden import bitmod as golden_bitmod
 from golden import minilm
 from golden.bitmod import BitmodWeights, dequantize, quantize, quantize_activations
@@ -150,16 +153,12 @@ def _plain(params: dict | None) -> dict | None:
 
 def pe_params(activations: str = "fp16", given: dict | None = None) -> dict:
     """The run's PE-array parameters: :data:`DEFAULT_PE`, ``activations``, then ``given``."""
-    from gateware.designs import get_design
-
     return get_design("pe_array").resolve({**DEFAULT_PE, "activations": activations, **(given or {})})
 
 
 def kv_params(kv: str, given: dict | None = None) -> dict | None:
     """The run's KV-engine parameters for format ``kv`` (None for ``off``): :data:`DEFAULT_KV`,
     the format's ``f``, then ``given``; ValueError if the engines so built lack the format."""
-    from gateware.designs import get_design
-
     fmt = _kv_format(kv)
     if fmt is None:
         return None
@@ -223,8 +222,6 @@ def quantized_weights(model, family: str, mixed: bool, built: Sequence[str], gro
 def _weights_path(model, choices, group_size: int, scale_bits: int) -> Path:
     """Where :func:`quantized_weights` keeps its result: keyed by the weights themselves, the
     families and the quantizer's source."""
-    from gateware.toolchain import cache_dir
-
     digest = hashlib.sha256(repr((choices, group_size, scale_bits)).encode())
     digest.update(Path(golden_bitmod.__file__).read_bytes())
     for name, module in minilm.linear_layers(model):
@@ -270,7 +267,7 @@ class _Pipeline:
                 raise ValueError(f"{error} (FP16 overflow; run with activations int8)") from None
         else:
             a, s_a = quantize_activations(x)
-        result = self.kernels.linear(a, bw, s_a)
+        result = self.kernels.linear(a, bw, s_a, name)
         stats = LinearStats(name, bw.family, x.shape[0], *bw.shape, result.cycles, result.jobs, None)
         stats.utilization = _utilization(stats, self.kernels.pe_config)
         self.linears.append(stats)
@@ -372,8 +369,6 @@ def run_model(sentences: Sequence[str], *, family: str = "fp4", mixed: bool = Fa
     pe_p = pe_params(activations, pe)
     kv_p = kv_params(kv, kv_engine)
     net, tokenizer = model if model is not None else minilm.load()
-    from gateware.designs import get_design
-
     if kernels is not None:             # e.g. a board: its build decides
         pe_config, kv_config = kernels.pe_config, kernels.kv_config if kv_p is not None else None
         pe_p = get_design("pe_array").resolve(pe_config.params())
@@ -441,6 +436,4 @@ def _reference(model, depth: int, ids: torch.Tensor) -> torch.Tensor:
 def _progress(enabled: bool, total: int, what: str):
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=f"MiniLM layers ({what})", unit="layer", leave=False)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import torch
+
 from arch.bitmod import pack_layout
 from arch.link import HEADER_BYTES
 from arch.pe_array_config import PeArrayConfig
@@ -14,7 +16,7 @@ from gateware.designs import get_design
 
 from .minilm import ModelRun
 
-__all__ = ["Target", "TARGETS", "project", "layer_rows", "summary"]
+__all__ = ["Target", "ARRAY_TARGETS", "project", "layer_rows", "summary"]
 
 #: Bytes a request or reply adds to its payload: the sync byte, the header and the CRC.
 _FRAME_BYTES = 1 + HEADER_BYTES + 2
@@ -22,33 +24,25 @@ _FRAME_BYTES = 1 + HEADER_BYTES + 2
 
 @dataclass(frozen=True)
 class Target:
-    """Hardware a run is projected onto: a PE array at a measured clock, and its link if a board."""
+    """Hardware a run is projected onto: a PE array (``pe``: parameters over the run's) at a
+    measured clock; for a board build also its link (``link``: ``baud``, ``max_payload``,
+    ``weight_beats``, ``result_beats`` of the accelerator)."""
 
     name: str
     pe: dict
     mhz: float
     source: str
-    board: str | None = None
-
-
-def _ulx3s() -> Target:
-    from mixbit.boards import BOARDS, board_clock, board_params
-
-    clk_hz, _ = board_clock("ulx3s-85f")
-    params = board_params(BOARDS["ulx3s-85f"], {})
-    pe = {k.removeprefix("pe_"): v for k, v in params.items() if k.startswith("pe_")}
-    return Target("ULX3S-85F build (mixbit build --board ulx3s-85f)", pe, clk_hz / 1e6,
-                  "the build's PLL clock", "ulx3s-85f")
+    link: dict | None = None
 
 
 #: The 19x4x8 int8 array at its measured Fmax (docs/performance.md, nextpnr seed 1, 51 % of
-#: the ECP5-85F), and the 8x2x8 FP16 array at its median Fmax over seeds 1-3.
-TARGETS = (
-    _ulx3s,
-    lambda: Target("ECP5-85F 19x4x8 array, int8", {"rows": 19, "cols": 4, "lanes": 8, "activations": "int8"},
-                   118.30, "measured Fmax, docs/performance.md"),
-    lambda: Target("ECP5-85F 8x2x8 array, FP16", {"rows": 8, "cols": 2, "lanes": 8, "activations": "fp16"}, 128.30,
-                   "median Fmax of seeds 1-3, docs/performance.md"),
+#: the ECP5-85F), and the 8x2x8 FP16 array at its median Fmax over seeds 1-3. The board
+#: builds' targets come from their configurations (``mixbit.boards.board_target``).
+ARRAY_TARGETS = (
+    Target("ECP5-85F 19x4x8 array, int8", {"rows": 19, "cols": 4, "lanes": 8, "activations": "int8"}, 118.30,
+           "measured Fmax, docs/performance.md"),
+    Target("ECP5-85F 8x2x8 array, FP16", {"rows": 8, "cols": 2, "lanes": 8, "activations": "fp16"}, 128.30,
+           "median Fmax of seeds 1-3, docs/performance.md"),
 )
 
 
@@ -86,31 +80,27 @@ def _link_bytes(run: ModelRun, config: PeArrayConfig, params: dict) -> int:
     return total
 
 
-def project(run: ModelRun) -> list[dict]:
-    """Per target: cycles, latency per sentence, and on a board the link's share at its baud."""
+def project(run: ModelRun, targets=ARRAY_TARGETS) -> list[dict]:
+    """Per target: cycles and latency per sentence, and for a board the link's share at its
+    baud; last, the cycle model's check against this run's measured array cycles."""
     rows = []
     kv = run.kv_cycles or 0
     sentences = len(run.sentences)
-    measured = run.array_cycles
-    model = _array_cycles(run, get_design("pe_array").config(run.pe_params))
-    for make in TARGETS:
-        target = make()
+    for target in targets:
         params = get_design("pe_array").resolve({**run.pe_params, **target.pe})
         config = get_design("pe_array").config(params)
         cycles = _array_cycles(run, config) + kv
         row = {"target": target.name, "array": f"{config.rows}x{config.cols}x{config.lanes}", "mhz": target.mhz,
                "clock": target.source, "cycles_per_sentence": round(cycles / sentences),
                "ms_per_sentence": round(cycles / sentences / target.mhz / 1e3, 3)}
-        if target.board:
-            from mixbit.boards import BOARDS, board_params
-
-            board = board_params(BOARDS[target.board], {})
-            link = _link_bytes(run, config, board) / sentences
-            row |= {"baud": board["baud"], "link_bytes_per_sentence": round(link),
-                    "link_ms_per_sentence": round(link * 10 / board["baud"] * 1e3, 1)}
+        if target.link:
+            link = _link_bytes(run, config, target.link) / sentences
+            row |= {"baud": target.link["baud"], "link_bytes_per_sentence": round(link),
+                    "link_ms_per_sentence": round(link * 10 / target.link["baud"] * 1e3, 1)}
         rows.append(row)
-    if measured is not None:
-        rows.append({"model_check": {"measured_array_cycles": measured, "modelled": model}})
+    if run.array_cycles is not None:
+        model = _array_cycles(run, get_design("pe_array").config(run.pe_params))
+        rows.append({"model_check": {"measured_array_cycles": run.array_cycles, "modelled": model}})
     return rows
 
 
@@ -136,7 +126,7 @@ def layer_rows(run: ModelRun) -> list[dict]:
             for layer, row in sorted(layers.items())]
 
 
-def summary(run: ModelRun, golden: ModelRun | None = None) -> str:
+def summary(run: ModelRun, golden: ModelRun | None = None, targets=ARRAY_TARGETS) -> str:
     """The run as text: the model's set-up, the per-layer table, totals and the projections."""
     pe = run.pe_params
     mixed = " (mixed per layer)" if run.mixed else ""
@@ -171,8 +161,6 @@ def summary(run: ModelRun, golden: ModelRun | None = None) -> str:
         extra = "" if golden is None else f" (golden {golden.cosine_fp32[index]:.6f})"
         lines.append(f"Sentence {index + 1}: cosine vs fp32 MiniLM {cos:.6f}{extra}")
     if golden is not None:
-        import torch
-
         same = torch.equal(run.embeddings, golden.embeddings)
         lines.append("Embeddings: " + ("bit for bit the golden pipeline's" if same else "DIFFER from golden's"))
     if timed:
@@ -180,7 +168,7 @@ def summary(run: ModelRun, golden: ModelRun | None = None) -> str:
                   "the KV engines' as measured here, one kernel after another):", "",
                   "| hardware | array | clock (MHz) | cycles | latency (ms) | UART link (ms) |",
                   "|---|---|---:|---:|---:|---:|"]
-        for row in project(run):
+        for row in project(run, targets):
             if "model_check" in row:
                 check = row["model_check"]
                 lines += ["", f"Cycle model check on this run's array: {check['modelled']} modelled, "
