@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["REQUEST_SYNC", "REPLY_SYNC", "CRC_POLY", "CRC_INIT", "crc16", "Command", "Status", "STATUS_TEXT",
-           "encode_request", "encode_reply", "decode_reply", "FrameError", "INFO_FIELDS", "COUNTER_FIELDS",
-           "HeaderLayout", "LOAD_WEIGHTS_LAYOUT", "LOAD_ACT_LAYOUT", "KV_MODE_LAYOUT", "word_bytes",
-           "pack_words", "unpack_words"]
+           "MIN_DIVISOR", "BOARD_BAUD", "encode_request", "encode_reply", "decode_reply", "FrameError",
+           "INFO_FIELDS", "COUNTER_FIELDS", "HeaderLayout", "LOAD_WEIGHTS_LAYOUT", "LOAD_ACT_LAYOUT",
+           "KV_MODE_LAYOUT", "word_bytes", "pack_words", "unpack_words"]
 
 REQUEST_SYNC = 0xA5
 REPLY_SYNC = 0x5A
@@ -28,6 +28,10 @@ CRC_INIT = 0xFFFF
 HEADER_BYTES = 3
 #: The fewest clock cycles per UART bit: the receiver samples a bit in its middle.
 MIN_DIVISOR = 4
+#: The board builds' UART rate and the host driver's default: 3 Mbaud, the most the
+#: boards' USB-serial bridges (FT231X on the ULX3S, FT2232H on the iCEBreaker) carry
+#: at a standard rate (their 3 MHz baud base divided by 1).
+BOARD_BAUD = 3_000_000
 
 
 def crc16(data: bytes, crc: int = CRC_INIT) -> int:

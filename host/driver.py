@@ -34,6 +34,7 @@ from arch.bitmod import FAMILY_IDS
 from arch.fp16 import ACTIVATION_KINDS
 from arch.kv_config import KvConfig
 from arch.link import (
+    BOARD_BAUD,
     INFO_FIELDS,
     KV_MODE_LAYOUT,
     LOAD_ACT_LAYOUT,
@@ -79,7 +80,9 @@ class Accelerator:
         ``write(bytes)``, ``read(n)`` (returning fewer bytes, soon, when none come) and
         ``reset_input_buffer()``; ``in_waiting`` is used if it has one.
     baud : int
-        The build's baud rate (``mixbit build`` prints it; 115200 by default).
+        The build's baud rate (``mixbit build`` prints it): 3 Mbaud by default, the rate of
+        every board build (``arch.link.BOARD_BAUD``). INFO then reports the build's
+        ``baud`` and ``clk_hz`` (its PLL clock).
     timeout : float
         Seconds to wait for the first byte of a reply; an attempt with no byte back in
         that time counts as silent, and a request whose every attempt was silent raises
@@ -100,7 +103,7 @@ class Accelerator:
         through a noisy line more often. A job's activations (LOAD_ACT) are one frame.
     """
 
-    def __init__(self, port, *, baud: int = 115_200, timeout: float = 5.0, retries: int = 4,
+    def __init__(self, port, *, baud: int = BOARD_BAUD, timeout: float = 5.0, retries: int = 4,
                  settle: float = 0.1, max_frame: int | None = None):
         Link.check_settings(timeout=timeout, retries=retries, settle=settle)
         if max_frame is not None and (isinstance(max_frame, bool) or not isinstance(max_frame, int)

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from arch.link import (
+    BOARD_BAUD,
     COUNTER_FIELDS,
     HEADER_BYTES,
     INFO_FIELDS,
@@ -162,7 +163,7 @@ class Link:
     OK reply to each such command can have).
     """
 
-    def __init__(self, port, *, baud: int = 115_200, timeout: float = 5.0, retries: int = 4,
+    def __init__(self, port, *, baud: int = BOARD_BAUD, timeout: float = 5.0, retries: int = 4,
                  settle: float = 0.1):
         self.check_settings(timeout=timeout, retries=retries, settle=settle)
         self.opened = isinstance(port, str)  # the link opened the port (a device path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import time
@@ -94,13 +95,27 @@ def _cmd_synth(args) -> None:
                            f"target (report in {out_dir / 'report.md'}; --no-fail-on-timing exits 0)")
 
 
+def _parse_freq(text: str | None) -> float | None:
+    """``--freq``'s MHz as a number (None: the board's default); ValueError naming it otherwise."""
+    if text is None:
+        return None
+    try:
+        mhz = float(text)
+    except ValueError:
+        mhz = math.nan
+    if not math.isfinite(mhz) or mhz <= 0:
+        raise ValueError(f"--freq expects a clock in MHz (a positive number), not {text!r}")
+    return mhz
+
+
 def _cmd_build(args) -> None:
 
     out_dir = Path(args.output or Path("build") / f"board-{args.board}")
-    report = build_board(args.board, _parse_params(args.param), out_dir, fail_on_timing=args.fail_on_timing)
+    report = build_board(args.board, _parse_params(args.param), out_dir, freq_mhz=_parse_freq(args.freq),
+                         fail_on_timing=args.fail_on_timing)
     print(f"{args.board}: bitstream {report['bitstream']}; Fmax {report['fmax_mhz']} MHz at a "
-          f"{report['clk_mhz']} MHz clock ({'met' if report['met'] else 'NOT met'}); UART {report['baud']} baud; "
-          f"report in {out_dir / 'report.md'}")
+          f"{report['clk_mhz']:g} MHz PLL clock ({'met' if report['met'] else 'NOT met'}); UART {report['baud']} "
+          f"baud; report in {out_dir / 'report.md'}")
 
 
 def _cmd_sim(args) -> None:
@@ -220,10 +235,15 @@ def _parser() -> argparse.ArgumentParser:
         "build", help="build the accelerator's bitstream for a board; write report.json and report.md",
         description="Build the accelerator (PE array, KV engines, UART command interface) for BOARD with "
                     "amaranth-boards and YoWASP; write the bitstream and a utilization/timing report. "
-                    "Fails when nextpnr's Fmax is below the board clock.")
+                    "The FPGA's PLL makes the clock (--freq, or the board's default: "
+                    + ", ".join(f"{b.name} {b.freq_mhz:g}" for b in BOARDS.values())
+                    + " MHz); the UART runs at the board's baud rate (3 Mbaud). Fails when nextpnr's Fmax "
+                    "is below the PLL's clock.")
     build.add_argument("--board", required=True, choices=list(BOARDS), help="target board")
     build.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                        help="accelerator parameter over the board's (repeatable); see 'mixbit list'")
+    build.add_argument("--freq", metavar="MHZ", help="the PLL's clock (default per board); the PLL's "
+                       "dividers must reach it within 1 %% and the UART's divisor clk / baud within 2 %%")
     build.add_argument("--no-fail-on-timing", dest="fail_on_timing", action="store_false",
                        help="write the bitstream and report even when timing is not met (exit 0)")
     build.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/board-BOARD)")
