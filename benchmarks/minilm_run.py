@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from golden import minilm
+from mixbit.model_targets import model_targets
 from sim.fast import FastSim
 from workloads.minilm import kv_params, pe_params, run_model
 from workloads.report import layer_rows, project, summary
@@ -81,7 +82,8 @@ def main() -> None:
     rtl = run_model(args.sentences, **options) if len(args.sentences) > 1 else runs[0]
     same = torch.equal(rtl.embeddings, golden.embeddings)
     rows = layer_rows(rtl)
-    text = [summary(rtl, golden), "",
+    targets = model_targets()
+    text = [summary(rtl, golden, targets), "",
             "| sentence | tokens | wall (s) | cycles | cosine vs fp32 |", "|---|---:|---:|---:|---:|"]
     for run in runs:
         text.append(f"| {run.sentences[0][:48]}... | {run.tokens[0]} | {run.wall_s:.1f} | {run.cycles} "
@@ -93,7 +95,7 @@ def main() -> None:
     (out / "minilm_run.md").write_text(markdown + "\n")
     record = {"build_s": round(build_s, 1), "golden_wall_s": round(golden.wall_s, 2), "identical": same,
               "runs": [run.as_dict() | {"embeddings": None} for run in runs], "layers": rows,
-              "projection": project(rtl), "all": rtl.as_dict() | {"embeddings": None}}
+              "projection": project(rtl, targets), "all": rtl.as_dict() | {"embeddings": None}}
     (out / "minilm_run.json").write_text(json.dumps(record, indent=1))
     plot(rows, out / "minilm_run.png")
     if not same:

