@@ -333,10 +333,11 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--activations", default="fp16", choices=["fp16", "int8"],
                        help="the array's activation path (default fp16)")
     model.add_argument("--golden", action="store_true", help="the golden models in place of the RTL (seconds)")
-    model.add_argument("--simulator", default="verilator", help="verilator (default) or icarus (with --harness "
-                       "cocotb)")
-    model.add_argument("--harness", default="fast", choices=["fast", "cocotb"],
-                       help="fast: Verilator driven from C++ (default); cocotb: the regressions' runners (slow)")
+    model.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"],
+                       help="verilator (default) or icarus (through cocotb: slow, a layer rather than a model)")
+    model.add_argument("--harness", choices=["fast", "cocotb"],
+                       help="fast: Verilator driven from C++ (the default on Verilator); cocotb: the regressions' "
+                            "runners (the default on Icarus; slow)")
     model.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                        help="PE array parameter over the run's (16x4x8, max_k 2048, every family); repeatable")
     model.add_argument("-k", "--kv-param", action="append", default=[], metavar="NAME=VALUE",

@@ -72,6 +72,11 @@ TEST_TIERS = {
     "test_gemm_and_kv_round_trip_stay_bit_exact_on_a_noisy_line": "board",
     "test_a_hopeless_line_on_the_simulated_board_ends_in_a_clear_error": "board",
 }
+#: test_model_run.py: the model's tests (accuracy) beside the board path and a cocotb run.
+MODEL_RUN_TIERS = {
+    "test_a_layer_through_the_driver_on_the_simulated_board_gives_the_same_bits": "board",
+    "test_the_kernels_run_on_icarus_through_the_cocotb_runners_too": "cocotb",
+}
 TIERS = ("cocotb", "synthesis", "board", "accuracy", "formal")
 
 
@@ -92,8 +97,8 @@ def pytest_collection_modifyitems(config, items):
             tier = CLI_TIERS.get(item.originalname)
         if item.path.name == "test_sweep.py":
             tier = SWEEP_TIERS.get(item.originalname)
-        if item.path.name == "test_model_run.py" and item.originalname.startswith("test_a_layer_through_the_driver"):
-            tier = "board"
+        if item.path.name == "test_model_run.py":
+            tier = MODEL_RUN_TIERS.get(item.originalname, tier)
         if item.path.name in ("test_loose_inputs.py", "test_link_faults.py"):
             tier = TEST_TIERS.get(item.originalname)
         if item.path.name == "test_readme.py":

@@ -167,3 +167,26 @@ def test_a_layer_through_the_driver_on_the_simulated_board_gives_the_same_bits(m
     assert on_board.backend == "board" and on_board.kv_quantized_tokens == 12 * 2 * 16
     assert torch.equal(on_board.embeddings, golden.embeddings)
     assert [s.name for s in on_board.linears if s.cycles] == [query]
+
+
+def test_the_kernels_run_on_icarus_through_the_cocotb_runners_too():
+    # The RTL kernels' second harness: a product and a KV round trip on small builds that the
+    # cocotb regressions build too, under Icarus, checked against golden inside and here.
+    from golden.bitmod import matmul_fp16, quantize
+    from golden.vidkv_stream import dequantize_packed, pack_tokens
+    from workloads.kernels import RtlKernels
+
+    pe = {"rows": 2, "cols": 2, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 96,
+          "families": ("fp4", "int8"), "activations": "fp16"}
+    generator = torch.Generator().manual_seed(3)
+    bw = quantize(torch.randn(5, 64, generator=generator), "fp4", group_size=32, scale_bits=4)
+    a = torch.randn(3, 64, generator=generator).half()
+    x = torch.randint(-2**15, 2**15, (20, 32), generator=generator)
+    with RtlKernels(pe, {"d": 32, "group_tokens": 16, "lanes": 8, "f": 0.5}, simulator="icarus", stall=0.2) as rtl:
+        assert rtl.harness == "cocotb"
+        result = rtl.linear(a, bw)
+        packed, _ = rtl.kv_pack(x, "key", "ternary")
+        tokens, positions, cycles = rtl.kv_unpack(packed)
+    assert torch.equal(result.y, matmul_fp16(a, bw)) and result.cycles > 0 and cycles > 0
+    want = dequantize_packed(pack_tokens(x, "key", group_tokens=16, f=0.5))
+    assert torch.equal(tokens, want[0]) and torch.equal(positions, want[1])

@@ -106,15 +106,17 @@ class RtlKernels:
     None, of ``kv_quant`` and ``kv_dequant`` (``kv_params``, with ``frac_bits`` for the latter).
 
     ``simulator`` is ``verilator`` or ``icarus``; ``harness`` is ``fast`` (Verilator only:
-    :class:`sim.fast.FastSim`, one process a design for the whole run) or ``cocotb``
-    (the regressions' runners, one simulator process a call: slow, for cross-checks).
+    :class:`sim.fast.FastSim`, one process a design for the whole run; the default there) or
+    ``cocotb`` (the regressions' runners, one simulator process a call: slow, for
+    cross-checks; the default on Icarus).
     ``stall`` is the probability of a stall per cycle on every stream (0: none).
     """
 
     name = "rtl"
 
     def __init__(self, pe_params: dict, kv_params: dict | None, *, simulator: str = "verilator",
-                 harness: str = "fast", stall: float = 0.0, seed: int = 1, check: bool = True):
+                 harness: str | None = None, stall: float = 0.0, seed: int = 1, check: bool = True):
+        harness = harness or ("fast" if simulator == "verilator" else "cocotb")
         if harness not in ("fast", "cocotb"):
             raise ValueError(f"harness must be 'fast' or 'cocotb', not {harness!r}")
         if harness == "fast" and simulator != "verilator":

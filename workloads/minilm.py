@@ -325,7 +325,8 @@ class _Pipeline:
 
 
 def run_model(sentences: Sequence[str], *, family: str = "fp4", mixed: bool = False, kv: str = "k1.5-v1.58",
-              activations: str = "fp16", golden: bool = False, simulator: str = "verilator", harness: str = "fast",
+              activations: str = "fp16", golden: bool = False, simulator: str = "verilator",
+              harness: str | None = None,
               pe: dict | None = None, kv_engine: dict | None = None, stall: float = 0.0, layers: int | None = None,
               progress: bool = False, model=None, kernels=None) -> ModelRun:
     """Run all-MiniLM-L6-v2 on ``sentences`` with its kernels on the generated hardware.
@@ -345,8 +346,8 @@ def run_model(sentences: Sequence[str], *, family: str = "fp4", mixed: bool = Fa
     golden : bool
         The golden models in place of the RTL (seconds): the same bits as the RTL.
     simulator, harness
-        ``verilator`` and ``fast`` (the C++ harness), or the cocotb runners
-        (``harness="cocotb"``, also on ``icarus``; slow).
+        ``verilator`` with the ``fast`` C++ harness (the default), or the cocotb runners
+        (``harness="cocotb"``; the default on ``icarus``; slow: for a layer, not a model).
     pe, kv_engine : dict
         Parameters over the run's PE array (:data:`DEFAULT_PE`) and KV engines
         (:data:`DEFAULT_KV`; ``f`` and ``stp`` follow ``kv``).
