@@ -195,8 +195,8 @@ class PeArrayConfig(DerivedFields):
         (``rows * K / lanes`` beats), then per column tile and group the longer of the PEs'
         ``cycles_per_group`` (one more for two-digit families: the front end's refill) and
         the weight stream's ``words_per_group + 1`` beats, then the drain. A model measured
-        on the RTL (docs/pe_array.md, "Cycle counts"): within a cycle a job of the arrays in
-        benchmarks/minilm_run.py's table, which checks it on every run.
+        on the RTL (docs/pe_array.md, "Cycle counts"): exact at 8 lanes, within a cycle a job
+        at 16; ``mixbit run-model``'s summary compares it with every run's cycles.
         """
         info = family(name)
         words = pack_layout(name, self.group_size, self.scale_bits)["words_per_group"]

@@ -68,7 +68,7 @@ class Board:
 #: array (``icebreaker``: one PE of 2 lanes, int4 and fp4) or the D = 32 KV engines
 #: (``icebreaker-kv``), not both; the ECP5-85F takes the 2 x 2 x 8 array with every family
 #: and the D = 128 engines (8 lanes, STP) together. The default clocks are multiples of
-#: 3 Mbaud (UART divisors 7, 6 and 15) at least 15 % below each build's Fmax at seed 1
+#: 3 Mbaud (UART divisors 7, 6 and 15) at least 10 % below each build's Fmax at seed 1
 #: (docs/performance.md, "Accelerator on boards").
 BOARDS: dict[str, Board] = {b.name: b for b in [
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "SB_PLL40_PAD", 21, {

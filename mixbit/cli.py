@@ -38,6 +38,7 @@ try:    # the imports take a moment: Ctrl-C while `mixbit` starts ends as in a c
     from synth import sweep as sweeps
     from synth.flow import SynthesisError, synthesize
     from synth.sweep_report import write_all
+    from workloads.kernels import rtl_options
     from workloads.minilm import run_model
     from workloads.report import layer_rows, project, summary
 
@@ -55,12 +56,12 @@ def _version() -> str:
         return getattr(mixbit, "__version__", "unknown")
 
 
-def _parse_params(pairs: list[str]) -> dict[str, str]:
+def _parse_params(pairs: list[str], flag: str = "-p") -> dict[str, str]:
     params = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise ValueError(f"-p expects name=value, not {pair!r}")
+            raise ValueError(f"{flag} expects name=value, not {pair!r}")
         params[name.strip()] = value.strip()
     return params
 
@@ -126,13 +127,15 @@ def _cmd_build(args) -> None:
 
 
 def _cmd_run_model(args) -> None:
+    if not args.golden:                    # before the model loads
+        rtl_options(args.simulator, args.harness, args.stall)
     try:
         model = minilm.load()
     except RuntimeError as error:          # the model package or the accuracy extra is missing
         raise ToolNotFoundError(str(error)) from None
     options = {"family": args.family, "mixed": args.mixed, "kv": args.kv, "activations": args.activations,
-               "pe": _parse_params(args.param), "kv_engine": _parse_params(args.kv_param), "layers": args.layers,
-               "model": model}
+               "pe": _parse_params(args.param), "kv_engine": _parse_params(args.kv_param, "-k"),
+               "layers": args.layers, "model": model}
     golden = run_model(args.sentences, golden=True, **options)
     run = golden if args.golden else run_model(args.sentences, simulator=args.simulator, harness=args.harness,
                                                 stall=args.stall, progress=True, **options)
@@ -141,7 +144,8 @@ def _cmd_run_model(args) -> None:
     same = torch.equal(run.embeddings, golden.embeddings)
     if args.json:
         record = run.as_dict() | {"cosine_fp32_golden": golden.cosine_fp32, "identical_to_golden": same,
-                                  "layers_summary": layer_rows(run), "projection": project(run, targets)}
+                                  "layers_summary": layer_rows(run),
+                                  "projection": None if run.stall else project(run, targets)}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=1))
     if not same:

@@ -35,7 +35,7 @@ __all__ = ["KINDS", "LIMIT_VARIABLE", "DEFAULT_MAX_GB", "Entry", "Lease", "Claim
            "max_bytes", "claim", "entries", "entry_state", "prune", "clear", "format_size"]
 
 #: The cache's subdirectories that hold entries.
-KINDS = ("sim", "verilog", "board")
+KINDS = ("sim", "verilog", "board", "fast")
 LIMIT_VARIABLE = "MIXBIT_CACHE_MAX_GB"
 DEFAULT_MAX_GB = 6.0
 _GB = 1_000_000_000

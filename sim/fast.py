@@ -35,7 +35,9 @@ _LINT_WAIVERS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOP
 
 @dataclass
 class FastRun:
-    """One job's result: output beats per stream, cycles, and each input stream's last transfer."""
+    """One job's result: output beats per stream, its cycles (from the first cycle the streams
+    are offered to the last transfer of any stream), each input stream's last transfer (a cycle
+    of the same count), and the design's other outputs at the end."""
 
     beats: dict[str, list[int]]
     cycles: int
@@ -129,6 +131,7 @@ class FastSim:
         self.config = self.design.config(self.params)
         manifest = json.loads((self.binary.parent.parent / f"{self.design.top}.json").read_text())
         self.inputs, self.outputs, self.config_inputs, _ = _streams(manifest["ports"])
+        self._widths = {p["name"]: p["width"] for p in manifest["ports"]}
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> FastSim:
@@ -164,6 +167,12 @@ class FastSim:
             raise SimulationFailed(f"the {self.design.name} harness stopped (status {self._process.poll()})") \
                 from None
 
+    def _check_value(self, port: str, value, what: str) -> None:
+        width = self._widths[port]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << width:
+            raise ValueError(f"{what} must be an integer in 0..2**{width} - 1 (the port's {width} bits), "
+                             f"not {value!r}")
+
     def reset(self, cycles: int = 3) -> None:
         """Hold ``rst`` for ``cycles`` cycles (every stream idle)."""
         self._send(f"reset {int(cycles)}\n")
@@ -189,6 +198,13 @@ class FastSim:
             for name in names:
                 if name not in known:
                     raise ValueError(f"{self.design.name} has no {kind} {name!r} (it has: {', '.join(known)})")
+        for name, value in config.items():
+            self._check_value(name, value, name)
+        for name, stream in sends.items():
+            limit = 1 << self._widths[f"{name}__payload"]
+            if any(not 0 <= beat < limit for beat in stream):
+                bad = next(b for b in stream if not 0 <= b < limit)
+                self._check_value(f"{name}__payload", bad, f"a beat of {name}")
         beats = sum(len(b) for b in sends.values()) + sum(expects.values())
         max_cycles = max_cycles or 100_000 + 64 * beats
         parts = [f"set {name} {int(value):x}\n" for name, value in config.items()]

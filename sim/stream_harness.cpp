@@ -18,7 +18,12 @@
 // `run` replies `done CYCLES`, then `last STREAM CYCLE` per input stream (the cycle of its
 // last transfer), `recv STREAM COUNT` and COUNT hex lines per output stream, `out NAME HEX`
 // per other output, and `end`. Failures reply `fail MESSAGE` (the job is lost; reset).
-// CYCLES counts from the first cycle the streams are offered to the last output transfer.
+// CYCLES counts from the first cycle the streams are offered to the last transfer of any
+// stream. An input stream stalls only between beats (a beat it offers stays valid until it
+// is taken, as sim/streams.py's driver); an output stream may refuse any cycle. After the
+// last expected beat, an output that is still valid is an error (a beat too many). A bad
+// `set`, `send` or `expect` line is answered with the `fail` of the `run` that follows it.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -113,6 +118,7 @@ struct Harness {
     std::vector<std::pair<std::string, Words>> config;
     std::vector<std::vector<Words>> sends = std::vector<std::vector<Words>>(N_IN);
     std::vector<size_t> expects = std::vector<size_t>(N_OUT, 0);
+    std::string rejected;  // the first bad line since the last run
 
     void tick() {
         top->clk = 1;
@@ -144,18 +150,25 @@ struct Harness {
 
     // One job; false (with a message) on a timeout or a broken stream contract.
     bool run(uint64_t seed, double stall, uint64_t max_cycles, std::string& error) {
-        for (auto& [name, value] : config)
+        auto inputs = std::move(config);
+        config.clear();
+        if (!rejected.empty()) {
+            error = rejected;
+            rejected.clear();
+            return false;
+        }
+        for (auto& [name, value] : inputs)
             if (!set_config(top, name, value)) {
                 error = "no configuration input " + name;
                 return false;
             }
-        config.clear();
         quiet();
         top->eval();
         tick();  // the configuration leads the first beat
         Dice dice{seed};
         std::vector<size_t> next(N_IN, 0);
         std::vector<uint64_t> last(N_IN, 0);
+        std::vector<bool> offered(N_IN, false);
         std::vector<std::vector<Words>> received(N_OUT);
         std::vector<bool> held(N_OUT, false);
         std::vector<Words> held_payload(N_OUT);
@@ -178,9 +191,9 @@ struct Harness {
                 error = text.str();
                 return false;
             }
-            std::vector<bool> offered(N_IN), taking(N_OUT);
+            std::vector<bool> taking(N_OUT);
             for (int i = 0; i < N_IN; i++) {
-                offered[i] = next[i] < sends[i].size() && !dice.stall(stall);
+                if (!offered[i]) offered[i] = next[i] < sends[i].size() && !dice.stall(stall);
                 IN_STREAMS[i].set_valid(top, offered[i]);
                 if (offered[i]) IN_STREAMS[i].set_payload(top, sends[i][next[i]]);
             }
@@ -200,19 +213,27 @@ struct Harness {
                 if (held[o]) held_payload[o] = OUT_STREAMS[o].payload(top);
                 if (valid && taking[o]) {
                     received[o].push_back(OUT_STREAMS[o].payload(top));
-                    done_cycle = cycle + 1;
+                    done_cycle = std::max(done_cycle, cycle + 1);
                 }
             }
             for (int i = 0; i < N_IN; i++)
                 if (offered[i] && IN_STREAMS[i].ready(top)) {
                     next[i]++;
                     last[i] = cycle + 1;
+                    done_cycle = std::max(done_cycle, last[i]);
+                    offered[i] = false;
                 }
             tick();
             cycle++;
         }
         quiet();
         top->eval();
+        for (int o = 0; o < N_OUT; o++)
+            if (OUT_STREAMS[o].valid(top)) {
+                error = std::string("stream ") + OUT_STREAMS[o].name + " has a beat more than the " +
+                        std::to_string(expects[o]) + " expected";
+                return false;
+            }
         std::ostringstream reply;
         reply << "done " << done_cycle << "\n";
         for (int i = 0; i < N_IN; i++) reply << "last " << IN_STREAMS[i].name << " " << last[i] << "\n";
@@ -274,7 +295,7 @@ int main(int argc, char** argv) {
             std::vector<Words> beats;
             for (size_t b = 0; send && b < count && std::getline(std::cin, line); b++) beats.push_back(parse_hex(line));
             if (index < 0) {
-                std::cout << "fail no " << (send ? "input" : "output") << " stream " << name << std::endl;
+                if (h.rejected.empty()) h.rejected = std::string("no ") + (send ? "input" : "output") + " stream " + name;
                 continue;
             }
             if (send) h.sends[index] = std::move(beats);
@@ -288,13 +309,14 @@ int main(int argc, char** argv) {
                 std::cout << "fail " << error << std::endl;
                 for (auto& s : h.sends) s.clear();
                 for (auto& e : h.expects) e = 0;
+                h.config.clear();
             }
         } else if (command == "idle") {
             int cycles = 16;
             words >> cycles;
             std::cout << "idle " << h.idle(cycles) << std::endl;
-        } else if (!command.empty()) {
-            std::cout << "fail unknown command " << command << std::endl;
+        } else if (!command.empty() && h.rejected.empty()) {
+            h.rejected = "unknown command " + command;
         }
     }
     h.top->final();

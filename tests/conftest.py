@@ -9,7 +9,7 @@ example runs (tests/readme.py), so that no test file carries these markers by ha
 ``cocotb``      generated Verilog under Verilator or Icarus
 ``synthesis``   yosys / nextpnr flows (and simulation of their netlists)
 ``board``       board configurations and the simulated board behind its UART
-``accuracy``    all-MiniLM-L6-v2 through the golden models
+``accuracy``    all-MiniLM-L6-v2 through the golden models, and through the RTL (mixbit run-model)
 ``formal``      SBY proofs of formal/properties.py and their mutation checks
 ``slow``        every test of the five tiers above
 ==============  ==================================================================
@@ -76,6 +76,7 @@ TEST_TIERS = {
 MODEL_RUN_TIERS = {
     "test_a_layer_through_the_driver_on_the_simulated_board_gives_the_same_bits": "board",
     "test_the_kernels_run_on_icarus_through_the_cocotb_runners_too": "cocotb",
+    "test_the_fast_harness_turns_a_hang_and_bad_requests_into_clear_failures": "cocotb",
 }
 TIERS = ("cocotb", "synthesis", "board", "accuracy", "formal")
 

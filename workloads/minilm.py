@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from arch import bitmod as arch_bitmod
 from arch.bitmod import family as family_info
 from arch.vidkv import KV_CACHE_FORMATS
 from gateware.designs import get_design
@@ -34,8 +35,9 @@ from golden import bitmod as golden_bitmod
 from golden import minilm
 from golden.bitmod import BitmodWeights, dequantize, quantize, quantize_activations
 from golden.fp16 import check_fp16
+from golden.vidkv_stream import stream_beats
 
-from .kernels import GoldenKernels, RtlKernels
+from .kernels import GoldenKernels, RtlKernels, rtl_options
 
 __all__ = ["run_model", "ModelRun", "LinearStats", "HeadStats", "DEFAULT_PE", "DEFAULT_KV", "SALIENT_FRACTION",
            "check_sentences", "quantized_weights", "pe_params", "kv_params"]
@@ -80,6 +82,8 @@ class HeadStats:
     quantized: int
     cycles: int | None
     bits: float
+    #: Beats of the packed groups (the quantize engine's output, the dequantize engine's input).
+    packed_beats: int = 0
 
 
 @dataclass
@@ -101,6 +105,8 @@ class ModelRun:
     linears: list[LinearStats] = field(default_factory=list)
     heads: list[HeadStats] = field(default_factory=list)
     wall_s: float = 0.0
+    #: The RTL's streams stalled at random with this probability: its cycles are not the hardware's.
+    stall: float = 0.0
 
     @property
     def array_cycles(self) -> int | None:
@@ -143,6 +149,7 @@ class ModelRun:
             "cycles": self.cycles, "array_cycles": self.array_cycles, "kv_cycles": self.kv_cycles,
             "kv_quantized_tokens": self.kv_quantized_tokens, "kv_residual_tokens": self.kv_residual_tokens,
             "kv_bits_per_element": self.kv_bits_per_element(), "wall_s": round(self.wall_s, 3),
+            "stall": self.stall,
             "linears": [vars(s) for s in self.linears], "heads": [vars(h) for h in self.heads],
         }
 
@@ -161,6 +168,8 @@ def kv_params(kv: str, given: dict | None = None) -> dict | None:
     the format's ``f``, then ``given``; ValueError if the engines so built lack the format."""
     fmt = _kv_format(kv)
     if fmt is None:
+        if given:
+            raise ValueError(f"KV engine parameters ({', '.join(given)}) have no effect with kv 'off'")
         return None
     params = get_design("kv_dequant").resolve({**DEFAULT_KV, "f": fmt.f, **(given or {})})
     if params["f"] != fmt.f:
@@ -184,7 +193,7 @@ def check_sentences(sentences, tokenizer, max_tokens: int) -> list[torch.Tensor]
     for index, sentence in enumerate(sentences):
         if not isinstance(sentence, str) or not sentence.strip():
             raise ValueError(f"sentence {index + 1} is empty: {sentence!r}")
-        tokens = tokenizer(sentence, return_tensors="pt")["input_ids"][0]
+        tokens = tokenizer(sentence, return_tensors="pt", verbose=False)["input_ids"][0]
         if len(tokens) > max_tokens:
             raise ValueError(f"sentence {index + 1} has {len(tokens)} tokens; at most {max_tokens} fit")
         ids.append(tokens)
@@ -223,7 +232,8 @@ def _weights_path(model, choices, group_size: int, scale_bits: int) -> Path:
     """Where :func:`quantized_weights` keeps its result: keyed by the weights themselves, the
     families and the quantizer's source."""
     digest = hashlib.sha256(repr((choices, group_size, scale_bits)).encode())
-    digest.update(Path(golden_bitmod.__file__).read_bytes())
+    for source in (golden_bitmod.__file__, arch_bitmod.__file__):
+        digest.update(Path(source).read_bytes())
     for name, module in minilm.linear_layers(model):
         digest.update(name.encode())
         digest.update(module.weight.detach().contiguous().numpy().tobytes()[::4096])
@@ -291,7 +301,8 @@ class _Pipeline:
             cycles = None if cycles is None or dequant_cycles is None else cycles + dequant_cycles
             bits += sum(p.bits_per_element() * p.groups * p.group_tokens for p in packed.values()) \
                 - config.in_bits * quantized
-        self.heads.append(HeadStats(layer, head, kind, x.shape[0], quantized, cycles, bits / x.shape[0]))
+        beats = len(stream_beats(packed))
+        self.heads.append(HeadStats(layer, head, kind, x.shape[0], quantized, cycles, bits / x.shape[0], beats))
         return (fixed.double() / (1 << config.frac_bits) * scale).to(torch.float32)
 
     def attention(self, layer: int, q, k, v) -> torch.Tensor:
@@ -365,6 +376,10 @@ def run_model(sentences: Sequence[str], *, family: str = "fp4", mixed: bool = Fa
     MiniLM, per Linear layer and per head the cycles and what was quantized.
     """
     started = time.monotonic()
+    if kernels is not None and golden:
+        raise ValueError("golden=True and kernels: choose one (kernels runs the given hardware)")
+    if kernels is None and not golden:
+        simulator, harness, stall = rtl_options(simulator, harness, stall)
     if activations not in ("fp16", "int8"):
         raise ValueError(f"activations must be 'fp16' or 'int8', not {activations!r}")
     pe_p = pe_params(activations, pe)
@@ -424,7 +439,8 @@ def run_model(sentences: Sequence[str], *, family: str = "fp4", mixed: bool = Fa
                 if int(name.split(".")[2]) < depth}
     backend = "golden" if golden else getattr(kernels, "name", "rtl")
     return ModelRun(list(sentences), [len(i) for i in ids], embeddings, cosine, backend, family, mixed, kv,
-                    activations, pe_p, kv_p, families, linears, heads, time.monotonic() - started)
+                    activations, pe_p, kv_p, families, linears, heads, time.monotonic() - started,
+                    stall if isinstance(owned, RtlKernels) else 0.0)
 
 
 @torch.no_grad()

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import torch
 
 from arch.bitmod import pack_layout
-from arch.link import HEADER_BYTES
+from arch.link import HEADER_BYTES, LOAD_ACT_LAYOUT, LOAD_WEIGHTS_LAYOUT, word_bytes
 from arch.pe_array_config import PeArrayConfig
 from gateware.designs import get_design
 
+from .kernels import tiles_per_load
 from .minilm import ModelRun
 
 __all__ = ["Target", "ARRAY_TARGETS", "project", "layer_rows", "summary"]
@@ -46,50 +47,71 @@ ARRAY_TARGETS = (
 )
 
 
-def _array_cycles(run: ModelRun, config: PeArrayConfig) -> int:
-    """The run's Linear layers on another array: :meth:`PeArrayConfig.job_cycles` per job."""
-    return sum(-(-s.m // config.rows) * config.job_cycles(s.family, s.k, s.n) for s in run.linears)
+def _slices(stats, config: PeArrayConfig, link: dict | None) -> list[int]:
+    """The column counts a Linear layer runs in: all of N, or on a board the slices that its
+    weight memory and result buffer hold (:func:`workloads.kernels.tiles_per_load`)."""
+    if link is None:
+        return [stats.n]
+    step = config.cols * tiles_per_load(config, stats.family, stats.k, link["weight_beats"], link["result_beats"])
+    return [min(step, stats.n - first) for first in range(0, stats.n, step)]
 
 
-def _link_bytes(run: ModelRun, config: PeArrayConfig, params: dict) -> int:
-    """Bytes over the UART for the run's sentences on a board build: every Linear layer's
-    weights (loaded in slices of columns that fit the weight memory and the result buffer),
-    its activations per slice and job, its results, and the K/V tokens to the quantize
-    engine and back from the dequantize engine with their packed groups both ways; every
-    request and reply framed (``_FRAME_BYTES``, ``max_payload`` a frame)."""
+def _array_cycles(run: ModelRun, config: PeArrayConfig, link: dict | None = None) -> int:
+    """The run's Linear layers on another array: :meth:`PeArrayConfig.job_cycles` per job and slice."""
+    return sum(-(-s.m // config.rows) * config.job_cycles(s.family, s.k, n)
+               for s in run.linears for n in _slices(s, config, link))
+
+
+def _link_bytes(run: ModelRun, config: PeArrayConfig, link: dict) -> int:
+    """Bytes over the UART for the run's sentences on a board build, as host.driver moves them:
+    per Linear layer and slice of columns its weight beats (LOAD_WEIGHTS), per job its
+    activation beats (LOAD_ACT), RUN and its result beats (READ_RESULTS); per head's K and V
+    the tokens to the quantize engine, the packed beats back and to the dequantize engine,
+    and the dequantized tokens back; every frame's sync, header and CRC, request and reply
+    (a frame holds at most ``max_payload`` bytes; the driver's polls are left out)."""
+    frame_payload = link["max_payload"]
+
+    def moved(payload: int, header: int = 0) -> int:
+        frames = max(1, -(-payload // (frame_payload - header)))
+        return payload + frames * (header + 2 * _FRAME_BYTES)
+
     total = 0
-
-    def framed(payload: int) -> int:
-        return payload + _FRAME_BYTES * (2 * max(1, -(-payload // params["max_payload"])))
-
+    weight_beat = word_bytes(config.weight_beat_bits)
     for s in run.linears:
         groups = s.k // config.group_size
         words = pack_layout(s.family, config.group_size, config.scale_bits)["words_per_group"]
-        tiles = -(-s.n // config.cols)
-        per_load = max(1, min(params["weight_beats"] // (groups * words), params["result_beats"] // config.rows))
-        loads = -(-tiles // per_load)
         jobs = -(-s.m // config.rows)
-        total += framed(tiles * groups * words * config.cols * 4)
-        total += loads * jobs * framed(config.rows * s.k * config.act_field_bits // 8)
-        total += jobs * framed(tiles * config.rows * -(-config.result_beat_bits // 8))
-    for h in run.heads:
-        tokens_in = h.tokens * run.kv_params["d"] * run.kv_params["in_bits"] // 8
-        packed = int(h.bits * h.tokens * run.kv_params["d"] // 8) if h.quantized else 0
-        tokens_out = h.quantized * run.kv_params["d"] * (run.kv_params["in_bits"] + 8) // 8
-        total += framed(tokens_in) + 2 * framed(packed) + framed(tokens_out)
+        for n in _slices(s, config, link):
+            tiles = -(-n // config.cols)
+            total += moved(tiles * groups * words * weight_beat, LOAD_WEIGHTS_LAYOUT.size)
+            act = config.rows * s.k // config.lanes * word_bytes(config.act_beat_bits)
+            result = tiles * config.rows * word_bytes(config.result_beat_bits)
+            total += jobs * (moved(act, LOAD_ACT_LAYOUT.size) + moved(4) + moved(result))
+    if run.heads:
+        kv = get_design("kv_dequant").config(run.kv_params)
+        token_in = kv.blocks * word_bytes(kv.lanes * kv.in_bits + 1)
+        packed = word_bytes(32 + kv.tag_bits)
+        token_out = kv.blocks * word_bytes(kv.lanes * kv.out_bits + kv.position_bits)
+        for h in run.heads:
+            total += moved(h.tokens * token_in) + 2 * moved(h.packed_beats * packed)
+            total += moved(h.quantized * token_out)
     return total
 
 
 def project(run: ModelRun, targets=ARRAY_TARGETS) -> list[dict]:
     """Per target: cycles and latency per sentence, and for a board the link's share at its
-    baud; last, the cycle model's check against this run's measured array cycles."""
+    baud; last, the cycle model's check against this run's measured array cycles. A run with
+    random stalls has no hardware cycles to project: ValueError."""
+    if run.stall:
+        raise ValueError(f"the run stalled its streams at random (stall = {run.stall}): its cycles are not the "
+                         f"hardware's")
     rows = []
     kv = run.kv_cycles or 0
     sentences = len(run.sentences)
     for target in targets:
         params = get_design("pe_array").resolve({**run.pe_params, **target.pe})
         config = get_design("pe_array").config(params)
-        cycles = _array_cycles(run, config) + kv
+        cycles = _array_cycles(run, config, target.link) + kv
         row = {"target": target.name, "array": f"{config.rows}x{config.cols}x{config.lanes}", "mhz": target.mhz,
                "clock": target.source, "cycles_per_sentence": round(cycles / sentences),
                "ms_per_sentence": round(cycles / sentences / target.mhz / 1e3, 3)}
@@ -139,6 +161,7 @@ def summary(run: ModelRun, golden: ModelRun | None = None, targets=ARRAY_TARGETS
                                          f"in_bits={run.kv_params['in_bits']} lanes={run.kv_params['lanes']} "
                                          f"f={run.kv_params['f']} stp={run.kv_params['stp']}"), ""]
     timed = run.cycles is not None
+    stalled = f" (with random stalls, p = {run.stall}: not the hardware's cycles)" if run.stall else ""
     lines += ["| layer | array cycles | utilization | K/V tokens quantized | residual | KV cycles |",
               "|---:|---:|---:|---:|---:|---:|"]
     for row in layer_rows(run):
@@ -156,14 +179,14 @@ def summary(run: ModelRun, golden: ModelRun | None = None, targets=ARRAY_TARGETS
                          f"{run.kv_params['group_tokens']} tokens, so the KV engines passed nothing through "
                          f"their quantized path")
     if timed:
-        lines.append(f"Cycles: {run.cycles} ({run.array_cycles} PE array, {run.kv_cycles} KV engines)")
+        lines.append(f"Cycles: {run.cycles} ({run.array_cycles} PE array, {run.kv_cycles} KV engines){stalled}")
     for index, cos in enumerate(run.cosine_fp32):
         extra = "" if golden is None else f" (golden {golden.cosine_fp32[index]:.6f})"
         lines.append(f"Sentence {index + 1}: cosine vs fp32 MiniLM {cos:.6f}{extra}")
     if golden is not None:
         same = torch.equal(run.embeddings, golden.embeddings)
         lines.append("Embeddings: " + ("bit for bit the golden pipeline's" if same else "DIFFER from golden's"))
-    if timed:
+    if timed and not run.stall:
         lines += ["", "Projected latency per sentence (the array's cycles from its cycle model, "
                   "the KV engines' as measured here, one kernel after another):", "",
                   "| hardware | array | clock (MHz) | cycles | latency (ms) | UART link (ms) |",
@@ -171,8 +194,9 @@ def summary(run: ModelRun, golden: ModelRun | None = None, targets=ARRAY_TARGETS
         for row in project(run, targets):
             if "model_check" in row:
                 check = row["model_check"]
+                verdict = "equal" if check["modelled"] == check["measured_array_cycles"] else "MISMATCH"
                 lines += ["", f"Cycle model check on this run's array: {check['modelled']} modelled, "
-                          f"{check['measured_array_cycles']} measured"]
+                          f"{check['measured_array_cycles']} measured ({verdict})"]
                 continue
             link = (f"{row['link_ms_per_sentence']} at {row['baud']} baud ({row['link_bytes_per_sentence']} bytes)"
                     if "baud" in row else "-")
