@@ -6,6 +6,7 @@ whose numbers matter is simulated on the same vectors as its RTL.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sim.runner import Build, build_sources
@@ -43,9 +44,33 @@ def build_netlist(netlist: Path, top: str, target_name: str, simulator: str) -> 
         # The models' specify blocks, the TRELLIS_FF pins left open by synth_ecp5 and the
         # LUT RAM model's `<=` in an initial block warn.
         args = ["-DNO_INCLUDES", f"-I{models}", "-Wno-SPECIFYIGN", "-Wno-PINMISSING", "-Wno-INITIALDLY"]
+    sources = [netlist, models / "cells_sim.v"]
     if simulator == "verilator":
         # Netlist vectors are wired bit by bit; Verilator sees a false loop through the
         # vector as a whole (a speed warning only).
         args.append("-Wno-UNOPTFLAT")
-    return build_sources([netlist, models / "cells_sim.v"], top, simulator,
-                         name=f"netlist-{target.name}", build_args=args)
+        # cocotb's runner makes every signal public (--public-flat-rw): in a gate-level
+        # netlist that is every net, ~90 MB of C++ and minutes of compiling. The tests
+        # reach only the top's ports: those alone are public.
+        args.append("--no-public-flat-rw")
+        sources.append(_public_ports(Path(netlist), top))
+    return build_sources(sources, top, simulator, name=f"netlist-{target.name}", build_args=args)
+
+
+#: A port declaration of yosys's ``write_verilog``: ``input [3:0] name;``.
+_PORT = re.compile(r"^\s*(?:input|output|inout)\s+(?:wire\s+|reg\s+)?(?:\[[^\]]*\]\s*)?([A-Za-z_][\w$]*)\s*;",
+                   re.M)
+
+
+def _public_ports(netlist: Path, top: str) -> Path:
+    """A Verilator configuration file beside ``netlist`` that makes the ports of ``top`` public."""
+    text = netlist.read_text()
+    start = re.search(rf"^module\s+{re.escape(top)}\b", text, re.M)
+    if start is None:
+        raise ValueError(f"module {top} is not in {netlist}")
+    body = text[start.start():text.index("endmodule", start.start())]
+    ports = _PORT.findall(body)
+    lines = ["`verilator_config"] + [f'public_flat_rw -module "{top}" -var "{port}"' for port in ports]
+    path = netlist.with_name(f"{netlist.stem}.public.vlt")
+    path.write_text("\n".join(lines) + "\n")
+    return path
