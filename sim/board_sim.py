@@ -19,21 +19,15 @@ and ``board.fault_counts`` has what it did once the board has stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from arch.accelerator_config import AcceleratorConfig
-from gateware.designs import get_design
-from gateware.generate import generate
-from gateware.toolchain import cache_dir
 
 from . import build_cache
-from .runner import SimulationFailed, _make_variables, generator_digest
-from .tools import prepare_simulator
+from .runner import SimulationFailed, build_executable
 
 __all__ = ["SimulatedBoard", "LineFaults", "build_board", "SMALL_BOARD", "FAULT_BOARD"]
 
@@ -53,7 +47,6 @@ SMALL_BOARD = {
 FAULT_BOARD = {**SMALL_BOARD, "byte_timeout_us": 2_000}
 
 _BRIDGE = Path(__file__).with_name("uart_bridge.cpp")
-_LINT_WAIVERS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE")
 
 
 @dataclass(frozen=True)
@@ -99,35 +92,14 @@ def _fault_counts(line: str) -> dict:
 
 
 def build_board(params: dict) -> tuple[Path, dict, build_cache.Lease]:
-    """The bridge binary for the accelerator with ``params`` (built once per parameter set),
-    the resolved parameters, and the lease that keeps the binary in the cache: hold it for as
-    long as the binary runs."""
+    """The bridge binary for the accelerator with ``params`` (built once per parameter set:
+    :func:`sim.runner.build_executable`), the resolved parameters, and the lease that keeps
+    the binary in the cache: hold it for as long as the binary runs."""
+    def headers(design, manifest) -> dict[str, str]:
+        return {"board_top.h": f'#include "V{design.top}.h"\n#define TOP_CLASS V{design.top}\n'}
 
-    design = get_design("accelerator")
-    params = design.resolve(dict(params))
-    prepare_simulator("verilator")
-    key = hashlib.sha256(json.dumps([sorted((k, str(v)) for k, v in params.items()), generator_digest(),
-                                     _BRIDGE.read_text()]).encode()).hexdigest()[:16]
-    directory = cache_dir() / "board" / key
-    binary = directory / "obj" / "bridge"
-    with build_cache.claim(directory) as claim:
-        if not binary.exists():
-            manifest = generate("accelerator", params, directory)
-            obj = directory / "obj"
-            obj.mkdir(parents=True, exist_ok=True)
-            (obj / "board_top.h").write_text(f'#include "V{design.top}.h"\n#define TOP_CLASS V{design.top}\n')
-            log = directory / "build.log"
-            command = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O2", *_LINT_WAIVERS,
-                       "--top-module", design.top, "--Mdir", str(obj), "-o", "bridge",
-                       str(directory / manifest["verilog"]), str(_BRIDGE)]
-            with open(log, "w") as out, _make_variables("verilator"):
-                done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT)
-            if done.returncode:
-                tail = log.read_text().splitlines()[-5:]
-                raise SimulationFailed(f"verilator could not build the simulated board (log {log}): "
-                                       + " | ".join(tail))
-            claim.made()
-    return binary, params, claim.lease
+    return build_executable("accelerator", params, _BRIDGE, kind="board", headers=headers,
+                            what="the simulated board")
 
 
 class SimulatedBoard:

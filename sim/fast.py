@@ -13,24 +13,19 @@ ports come from the generator's manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateware.designs import get_design
-from gateware.generate import generate, tool_versions
-from gateware.toolchain import cache_dir
 
 from . import build_cache
-from .runner import SimulationFailed, _make_variables, check_stall, generator_digest
-from .tools import prepare_simulator
+from .runner import SimulationFailed, build_executable, check_stall
 
 __all__ = ["FastSim", "FastRun", "build_harness", "ports_header"]
 
 _HARNESS = Path(__file__).with_name("stream_harness.cpp")
-_LINT_WAIVERS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT", "-Wno-CASEINCOMPLETE")
 
 
 @dataclass
@@ -89,37 +84,15 @@ def ports_header(ports: list[dict]) -> str:
 
 
 def build_harness(design_name: str, params: dict) -> tuple[Path, dict, build_cache.Lease]:
-    """The harness binary of a design with ``params`` (built once per parameter set and
-    generator source), its resolved parameters, and the lease that keeps it in the cache
-    (hold it while the binary runs)."""
-    design = get_design(design_name)
-    params = design.resolve(dict(params))
-    prepare_simulator("verilator")
-    key = hashlib.sha256(json.dumps([design.name, sorted((k, str(v)) for k, v in params.items()),
-                                     generator_digest(), tool_versions(), _HARNESS.read_text(),
-                                     Path(__file__).read_text()]).encode()).hexdigest()[:16]
-    directory = cache_dir() / "fast" / f"{design.name}-{key}"
-    binary = directory / "obj" / "harness"
-    with build_cache.claim(directory) as claim:
-        if not binary.exists():
-            manifest = generate(design.name, params, directory)
-            obj = directory / "obj"
-            obj.mkdir(parents=True, exist_ok=True)
-            (obj / "harness_top.h").write_text(f'#include "V{design.top}.h"\nusing Top = V{design.top};\n')
-            (obj / "harness_ports.h").write_text(ports_header(manifest["ports"]))
-            log = directory / "build.log"
-            command = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O2", "--x-assign", "fast",
-                       "--x-initial", "fast", "--output-split", "20000", *_LINT_WAIVERS,
-                       "--top-module", design.top, "--Mdir", str(obj), "-o", "harness",
-                       str(directory / manifest["verilog"]), str(_HARNESS)]
-            with open(log, "w") as out, _make_variables("verilator"):
-                done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            if done.returncode:
-                tail = log.read_text().splitlines()[-5:]
-                raise SimulationFailed(f"verilator could not build the {design.name} harness (log {log}): "
-                                       + " | ".join(tail))
-            claim.made()
-    return binary, params, claim.lease
+    """The harness binary of a design with ``params`` (:func:`sim.runner.build_executable`),
+    its resolved parameters, and the lease that keeps it in the cache."""
+    def headers(design, manifest) -> dict[str, str]:
+        return {"harness_top.h": f'#include "V{design.top}.h"\nusing Top = V{design.top};\n',
+                "harness_ports.h": ports_header(manifest["ports"])}
+
+    return build_executable(design_name, params, _HARNESS, kind="fast", headers=headers,
+                            what=f"the {design_name} harness", key_parts=[Path(__file__).read_text()],
+                            args=["--x-assign", "fast", "--x-initial", "fast", "--output-split", "20000"])
 
 
 class FastSim:

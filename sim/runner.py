@@ -39,6 +39,7 @@ __all__ = [
     "run_json_job",
     "check_stall",
     "LINT_WAIVERS",
+    "build_executable",
 ]
 
 #: Verilator configuration that waives the lint rules Amaranth's Verilog style trips.
@@ -189,6 +190,49 @@ def build_design(design_name: str, params: dict, simulator: str) -> tuple[Build,
     build_args = _ICARUS_ARGS if simulator == "icarus" else ()
     build = build_sources([verilog], design.top, simulator, name=design.name, build_args=build_args)
     return replace(build, leases=(*build.leases, claim.lease)), params
+
+
+#: Verilator warnings that Amaranth's Verilog trips, waived for the C++-driven builds.
+_EXECUTABLE_WAIVERS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT",
+                       "-Wno-CASEINCOMPLETE")
+
+
+def build_executable(design_name: str, params: dict, main: Path, *, kind: str, headers, what: str,
+                     key_parts=(), args=()) -> tuple[Path, dict, build_cache.Lease]:
+    """A design's generated Verilog built by Verilator with a C++ ``main`` into an executable
+    (the simulated board's bridge, the fast stream harness), once per parameter set,
+    generator source, ``main`` and ``key_parts``, in the cache folder ``kind``.
+
+    ``headers(design, manifest)`` returns the headers ``main`` includes, ``{name: text}``;
+    ``args`` are Verilator options beyond the shared ones; ``what`` names the executable in
+    a build error. Returns the binary, the resolved parameters and the lease that keeps it
+    in the cache (hold it while the binary runs).
+    """
+    design = get_design(design_name)
+    params = design.resolve(dict(params))
+    prepare_simulator("verilator")
+    key = _key(design.name, sorted((k, str(v)) for k, v in params.items()), generator_digest(),
+               tool_versions(), main.read_text(), list(key_parts), list(args))
+    directory = cache_dir() / kind / f"{design.name}-{key}"
+    binary = directory / "obj" / main.stem
+    with build_cache.claim(directory) as claim:
+        if not binary.exists():
+            manifest = generate(design.name, params, directory)
+            obj = directory / "obj"
+            obj.mkdir(parents=True, exist_ok=True)
+            for name, text in headers(design, manifest).items():
+                (obj / name).write_text(text)
+            log = directory / "build.log"
+            command = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-O2", *_EXECUTABLE_WAIVERS, *args,
+                       "--top-module", design.top, "--Mdir", str(obj), "-o", main.stem,
+                       str(directory / manifest["verilog"]), str(main)]
+            with open(log, "w") as out, _make_variables("verilator"):
+                done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            if done.returncode:
+                tail = log.read_text().splitlines()[-5:]
+                raise SimulationFailed(f"verilator could not build {what} (log {log}): " + " | ".join(tail))
+            claim.made()
+    return binary, params, claim.lease
 
 
 @contextmanager
