@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["REQUEST_SYNC", "REPLY_SYNC", "CRC_POLY", "CRC_INIT", "crc16", "Command", "Status", "STATUS_TEXT",
-           "MIN_DIVISOR", "BOARD_BAUD", "encode_request", "encode_reply", "decode_reply", "FrameError",
-           "INFO_FIELDS", "COUNTER_FIELDS", "HeaderLayout", "LOAD_WEIGHTS_LAYOUT", "LOAD_ACT_LAYOUT",
-           "KV_MODE_LAYOUT", "word_bytes", "pack_words", "unpack_words"]
+           "FRAME_BYTES", "MIN_DIVISOR", "BOARD_BAUD", "encode_request", "encode_reply", "decode_reply",
+           "FrameError", "INFO_FIELDS", "COUNTER_FIELDS", "HeaderLayout", "LOAD_WEIGHTS_LAYOUT",
+           "LOAD_ACT_LAYOUT", "KV_MODE_LAYOUT", "word_bytes", "pack_words", "unpack_words"]
 
 REQUEST_SYNC = 0xA5
 REPLY_SYNC = 0x5A
@@ -26,6 +26,8 @@ CRC_POLY = 0x1021
 CRC_INIT = 0xFFFF
 #: Header bytes after the sync byte: command / status, then the payload length.
 HEADER_BYTES = 3
+#: Bytes a frame adds to its payload: the sync byte, the header and the CRC.
+FRAME_BYTES = 1 + HEADER_BYTES + 2
 #: The fewest clock cycles per UART bit: the receiver samples a bit in its middle.
 MIN_DIVISOR = 4
 #: The board builds' UART rate and the host driver's default: 3 Mbaud, the most the
@@ -199,10 +201,10 @@ def encode_reply(status: int, payload: bytes = b"") -> bytes:
 
 def decode_reply(frame: bytes) -> tuple[int, bytes]:
     """``(status, payload)`` of a whole reply frame; :class:`FrameError` if it is malformed."""
-    if len(frame) < 1 + HEADER_BYTES + 2 or frame[0] != REPLY_SYNC:
+    if len(frame) < FRAME_BYTES or frame[0] != REPLY_SYNC:
         raise FrameError(f"not a reply frame: {frame[:8].hex()}...")
     length = int.from_bytes(frame[2:4], "little")
-    if len(frame) != 1 + HEADER_BYTES + length + 2:
+    if len(frame) != FRAME_BYTES + length:
         raise FrameError(f"reply of {len(frame)} bytes, but its header says a {length}-byte payload")
     body, crc = frame[1:-2], int.from_bytes(frame[-2:], "little")
     if crc16(body) != crc:

@@ -21,7 +21,7 @@ import torch
 
 from golden import minilm
 from mixbit.model_targets import model_targets
-from sim.fast import build_harness
+from workloads.kernels import RtlKernels
 from workloads.minilm import kv_params, pe_params, run_model
 from workloads.report import layer_rows, project, summary
 
@@ -69,12 +69,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = minilm.load()
     started = time.monotonic()
-    designs = {"pe_array": pe_params(args.activations)}
-    kv = kv_params(args.kv)
-    if kv is not None:
-        designs |= {"kv_quant": {k: v for k, v in kv.items() if k != "frac_bits"}, "kv_dequant": kv}
-    for name, params in designs.items():
-        build_harness(name, params)                 # build (or find) each harness
+    with RtlKernels(pe_params(args.activations), kv_params(args.kv)):
+        pass                                        # builds (or finds) each harness
     build_s = time.monotonic() - started
     options = {"family": args.family, "kv": args.kv, "activations": args.activations, "model": model}
     goldens = [run_model([sentence], golden=True, **options) for sentence in args.sentences]

@@ -15,6 +15,7 @@ golden models give the same bits when the kernels do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -411,36 +412,30 @@ def run_model(sentences: Sequence[str], *, family: str = "fp4", mixed: bool = Fa
         raise ValueError(f"K = {widest} exceeds the array's max_k = {pe_config.max_k}")
     weights = quantized_weights(net, family, mixed, pe_config.families, pe_config.group_size,
                                 pe_config.scale_bits)
-    if kernels is None:
+    owned = kernels is None             # else the caller's, already entered
+    if owned:
         kernels = GoldenKernels(pe_config, kv_config) if golden else \
             RtlKernels(pe_p, kv_p, simulator=simulator, harness=harness, stall=stall)
-        owned = kernels
-    else:
-        owned = None
-    bar = _progress(progress, len(ids) * depth, "golden" if golden else getattr(kernels, "name", "rtl"))
+    bar = _progress(progress, len(ids) * depth, kernels.name)
     embeddings, linears, heads = [], [], []
-    try:
-        if owned is not None:
-            owned.__enter__()
-        for sentence_ids in ids:
-            pipeline = _Pipeline(net, depth, kernels, weights, activations, kv, kv_config)
-            embeddings.append(pipeline.embed(sentence_ids, bar.update if bar else None))
-            linears += pipeline.linears
-            heads += pipeline.heads
-    finally:
-        if owned is not None:
-            owned.__exit__(None, None, None)
-        if bar:
-            bar.close()
+    with kernels if owned else contextlib.nullcontext():
+        try:
+            for sentence_ids in ids:
+                pipeline = _Pipeline(net, depth, kernels, weights, activations, kv, kv_config)
+                embeddings.append(pipeline.embed(sentence_ids, bar.update if bar else None))
+                linears += pipeline.linears
+                heads += pipeline.heads
+        finally:
+            if bar:
+                bar.close()
     embeddings = torch.stack(embeddings)
     reference = torch.cat([_reference(net, depth, sentence_ids) for sentence_ids in ids])
     cosine = [round(float(c), 6) for c in (embeddings * reference).sum(dim=-1)]
     families = {name: bw.family for name, bw in weights.items()
                 if int(name.split(".")[2]) < depth}
-    backend = "golden" if golden else getattr(kernels, "name", "rtl")
-    return ModelRun(list(sentences), [len(i) for i in ids], embeddings, cosine, backend, family, mixed, kv,
+    return ModelRun(list(sentences), [len(i) for i in ids], embeddings, cosine, kernels.name, family, mixed, kv,
                     activations, pe_p, kv_p, families, linears, heads, time.monotonic() - started,
-                    stall if isinstance(owned, RtlKernels) else 0.0)
+                    stall if owned and not golden else 0.0)
 
 
 @torch.no_grad()

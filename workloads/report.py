@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from arch.bitmod import pack_layout
-from arch.link import HEADER_BYTES, LOAD_ACT_LAYOUT, LOAD_WEIGHTS_LAYOUT, word_bytes
+from arch.link import FRAME_BYTES, LOAD_ACT_LAYOUT, LOAD_WEIGHTS_LAYOUT, word_bytes
 from arch.pe_array_config import PeArrayConfig
 from gateware.designs import get_design
 
@@ -18,9 +18,6 @@ from .kernels import tiles_per_load
 from .minilm import ModelRun
 
 __all__ = ["Target", "ARRAY_TARGETS", "project", "layer_rows", "summary"]
-
-#: Bytes a request or reply adds to its payload: the sync byte, the header and the CRC.
-_FRAME_BYTES = 1 + HEADER_BYTES + 2
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ def _link_bytes(run: ModelRun, config: PeArrayConfig, link: dict) -> int:
 
     def moved(payload: int, header: int = 0) -> int:
         frames = max(1, -(-payload // (frame_payload - header)))
-        return payload + frames * (header + 2 * _FRAME_BYTES)
+        return payload + frames * (header + 2 * FRAME_BYTES)
 
     total = 0
     weight_beat = word_bytes(config.weight_beat_bits)
