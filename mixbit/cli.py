@@ -36,7 +36,7 @@ try:    # the imports take a moment: Ctrl-C while `mixbit` starts ends as in a c
     from sim import build_cache
     from sim.runner import SimulationFailed, build_design, run_regression
     from synth import sweep as sweeps
-    from synth.flow import SynthesisError, synthesize
+    from synth.flow import SynthesisError, check_mhz, synthesize
     from synth.sweep_report import write_all
     from workloads.kernels import rtl_options
     from workloads.minilm import run_model
@@ -90,7 +90,7 @@ def _cmd_synth(args) -> None:
     design = get_design(args.design)
     out_dir = Path(args.output or Path("build") / f"{design.name}-{args.target}")
     report = synthesize(design.name, _parse_params(args.param), args.target, out_dir,
-                        mhz=args.freq, seed=args.seed)
+                        mhz=_parse_freq(args.freq, synthesis=True), seed=args.seed)
     core, timing = report["core"], report["timing"]
     print(
         f"{design.name} on {args.target}: {core['lut4']} LUT4, {core['carry']} carry, {core['ff']} FF, "
@@ -103,8 +103,9 @@ def _cmd_synth(args) -> None:
                            f"target (report in {out_dir / 'report.md'}; --no-fail-on-timing exits 0)")
 
 
-def _parse_freq(text: str | None) -> float | None:
-    """``--freq``'s MHz as a number (None: the board's default); ValueError naming it otherwise."""
+def _parse_freq(text: str | None, *, synthesis: bool = False) -> float | None:
+    """``--freq``'s MHz as a number (None: the target's or board's default); ValueError
+    naming ``--freq`` otherwise, and for a synthesis's constraint also above nextpnr's range."""
     if text is None:
         return None
     try:
@@ -113,7 +114,7 @@ def _parse_freq(text: str | None) -> float | None:
         mhz = math.nan
     if not math.isfinite(mhz) or mhz <= 0:
         raise ValueError(f"--freq expects a clock in MHz (a positive number), not {text!r}")
-    return mhz
+    return check_mhz(mhz, "--freq") if synthesis else mhz
 
 
 def _cmd_build(args) -> None:
@@ -212,7 +213,8 @@ def _cmd_sweep(args) -> None:
     design = get_design(args.design)
     out_dir = Path(args.output or Path("build") / f"sweep-{design.name}-{args.target}")
     points = sweeps.grid(design.name, args.target, _parse_params(args.param), seeds=_int_list(args.seeds),
-                         yosys_opts=args.yosys_opt or [""], nextpnr_opts=args.nextpnr_opt or [""], mhz=args.freq)
+                         yosys_opts=args.yosys_opt or [""], nextpnr_opts=args.nextpnr_opt or [""],
+                         mhz=_parse_freq(args.freq, synthesis=True))
     cached = len(sweeps.results(out_dir, points))
     print(f"sweep: {len(points)} points of {design.name} on {args.target} ({cached} already done) into {out_dir}",
           flush=True)
@@ -258,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
                     "Fmax is below the target clock, like 'mixbit build'."))
     synth.add_argument("--target", default="ecp5-85f", choices=["ice40-up5k", "ecp5-85f"],
                        help="FPGA target (default ecp5-85f)")
-    synth.add_argument("--freq", type=float, metavar="MHZ", help="clock constraint (default per target)")
+    synth.add_argument("--freq", metavar="MHZ", help="clock constraint (default per target)")
     synth.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     synth.add_argument("--no-fail-on-timing", dest="fail_on_timing", action="store_false",
                        help="exit 0 even when Fmax is below the target (the report is written either way)")
@@ -310,7 +312,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--nextpnr-opt", action="append", metavar="OPTS",
                        help="extra nextpnr options as one grid value (repeatable; write --nextpnr-opt='--router "
                             "router2'), e.g. '--router router2 --tmg-ripup' or '--placer-heap-timingweight 20'")
-    sweep.add_argument("--freq", type=float, metavar="MHZ", help="clock constraint (default per target)")
+    sweep.add_argument("--freq", metavar="MHZ", help="clock constraint (default per target)")
     sweep.add_argument("--workers", type=int, default=2, help="local worker processes (default 2)")
     sweep.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://HOST:8786) "
                                                               "instead of a local cluster")

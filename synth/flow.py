@@ -324,10 +324,12 @@ def synthesize(design_name: str, params: dict, target_name: str, out_dir: Path, 
     return report
 
 
-def check_mhz(mhz) -> float:
-    """``mhz`` if it is a clock constraint nextpnr takes, else ValueError naming it."""
+def check_mhz(mhz, name: str = "mhz") -> float:
+    """``mhz`` if it is a clock constraint nextpnr takes, else ValueError naming it as
+    ``name`` (the command line passes its option, ``--freq``)."""
     if isinstance(mhz, bool) or not (isinstance(mhz, (int, float)) and 0 < mhz <= 1000):
-        raise ValueError(f"mhz must be a frequency in (0, 1000] MHz, not {mhz!r}")
+        shown = f"{mhz:g}" if isinstance(mhz, float) else repr(mhz)
+        raise ValueError(f"{name} must be a frequency in (0, 1000] MHz, not {shown}")
     return mhz
 
 
