@@ -17,9 +17,11 @@ example runs (tests/readme.py), so that no test file carries these markers by ha
 ``pytest -m "not slow"`` is the fast tier (golden models, Amaranth-simulator unit tests
 of every block, docs); plain ``pytest`` runs everything.
 
-Seeds: a test that takes the ``seed`` fixture gets a fixed seed derived from its test id,
-so a run is repeatable; ``--random-seeds`` (or ``MIXBIT_SEED=random``) draws fresh ones,
-``MIXBIT_SEED=N`` forces one. A failing test's report shows its seed.
+Seeds: every test gets a fixed seed derived from its test id, so a run is repeatable;
+``--random-seeds`` (or ``MIXBIT_SEED=random``) draws fresh ones, ``MIXBIT_SEED=N`` forces
+one. The ``seed`` fixture returns it, and before each test it also seeds the global
+generators (Python's ``random``, torch's and numpy's), so a draw that names no generator
+is replayed too. A failing test's report shows its seed.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import os
 import random
 import zlib
 
+import numpy
 import pytest
 import readme
+import torch
 
 #: The tier of each test file that belongs to one whole.
 FILE_TIERS = {
@@ -111,18 +115,31 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("slow")
 
 
-@pytest.fixture
-def seed(request) -> int:
-    """The test's random seed: fixed per test id unless asked otherwise (see the module docstring)."""
+def _test_seed(request) -> int:
     forced = os.environ.get("MIXBIT_SEED", "")
     if forced.isdigit():
-        value = int(forced)
-    elif forced == "random" or request.config.getoption("--random-seeds"):
-        value = random.randrange(1 << 31)
-    else:
-        value = zlib.crc32(request.node.nodeid.encode())
+        return int(forced)
+    if forced == "random" or request.config.getoption("--random-seeds"):
+        return random.SystemRandom().randrange(1 << 31)
+    return zlib.crc32(request.node.nodeid.encode())
+
+
+@pytest.fixture(autouse=True)
+def _seeded(request) -> int:
+    """The test's seed (see the module docstring), recorded for its report; the global
+    generators start from it."""
+    value = _test_seed(request)
     request.node.user_properties.append(("seed", value))
+    random.seed(value)
+    torch.manual_seed(value)
+    numpy.random.seed(value)
     return value
+
+
+@pytest.fixture
+def seed(_seeded) -> int:
+    """The test's random seed: fixed per test id unless asked otherwise (see the module docstring)."""
+    return _seeded
 
 
 @pytest.hookimpl(wrapper=True)

@@ -82,9 +82,9 @@ def assert_matches_reference(w, name, group_size=32, scale_bits=8):
 @pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("dist", ["normal", "laplace", "student"])
 def test_quantizer_matches_spec_reference(name, dist):
-    gen = torch.Generator().manual_seed(hash((name, dist)) % 2**31)
+    # torch.distributions draw from the global generator, which starts from the test's seed (conftest.py).
     if dist == "normal":
-        w = torch.randn(4, 128, generator=gen)
+        w = torch.randn(4, 128)
     elif dist == "laplace":
         w = torch.distributions.Laplace(0.0, 1.0).sample((4, 128))
     else:
