@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
 import torch
 
+from arch.bitmod import FAMILY_IDS
 from gateware.designs import fp32_results, get_design
 from golden.bitmod import BitmodWeights, fp16_output
 from golden.fp16_mac import acc_from_bits, fp16_mac_output
@@ -41,7 +43,7 @@ class PeArrayRun:
 
 def run_pe_array_detailed(params: dict, a: torch.Tensor, bw: BitmodWeights, simulator: str = "verilator", *,
                           stall: float = 0.0, seed: int | None = None, reset_after: int | None = None,
-                          build: Build | None = None, design: str = "pe_array",
+                          build: Build | None = None, design: str = "pe_array", family_id: int | None = None,
                           verbose: bool = False) -> PeArrayRun:
     """:func:`run_pe_array` with options for tests and benchmarks.
 
@@ -51,8 +53,10 @@ def run_pe_array_detailed(params: dict, a: torch.Tensor, bw: BitmodWeights, simu
     notice); both are checked before anything is built. ``build`` runs an existing
     simulator build (e.g. a synthesized netlist) instead of the generated RTL; ``design``
     may name another array with the same streams (``pe_array_parallel``, whose FP16 MAC
-    array returns its own arithmetic's result: :class:`PeArrayRun`); ``verbose`` as
-    in :func:`run_pe_array`.
+    array returns its own arithmetic's result: :class:`PeArrayRun`); ``family_id`` (an
+    ``arch.bitmod.FAMILY_IDS`` value) replaces the jobs' family input while the streams
+    stay packed as ``bw``'s family: an array given a family it was not built with must take
+    the whole stream and answer zeros; ``verbose`` as in :func:`run_pe_array`.
     """
     stall = check_stall(stall)
     if reset_after is not None and (isinstance(reset_after, bool) or not isinstance(reset_after, int)
@@ -62,6 +66,10 @@ def run_pe_array_detailed(params: dict, a: torch.Tensor, bw: BitmodWeights, simu
     params = array.resolve(dict(params))
     config = array.config(params)
     jobs = plan_jobs(config, a, bw)
+    if family_id is not None:
+        if family_id not in FAMILY_IDS.values():
+            raise ValueError(f"family_id must be one of {sorted(FAMILY_IDS.values())}, not {family_id!r}")
+        jobs = [dataclasses.replace(job, family=family_id) for job in jobs]
     seed = random.randrange(1 << 31) if seed is None else seed
     if build is None:
         build, params = build_design(design, params, simulator)

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from host.pe_array_jobs import Job
 
-__all__ = ["ArrayRun", "simulate_jobs"]
+__all__ = ["ArrayRun", "StreamAccountingError", "simulate_jobs", "IDLE_CYCLES"]
 
 
 @dataclass
@@ -24,12 +24,23 @@ class ArrayRun:
     cycles: int
 
 
+#: Cycles the output must stay idle after the last job's last result (as the cocotb testbench checks).
+IDLE_CYCLES = 16
+
+
+class StreamAccountingError(AssertionError):
+    """A job's beats did not add up: an input beat not taken, or a result too many."""
+
+
 def simulate_jobs(dut, jobs: list[Job], *, stall: float = 0.0, seed: int = 1, max_cycles: int = 100_000
                   ) -> ArrayRun:
-    """Run ``jobs`` through ``dut``; a stalled result must hold its payload (asserted).
+    """Run ``jobs`` through ``dut``, counting every beat as the cocotb testbench does.
 
-    ``stall`` is the probability of a stall in each cycle of every stream. A ``dut`` with
-    an ``fp16`` input (a ``both`` build) gets each job's mode there.
+    Asserted: a stalled result holds its payload; when a job's last result is taken, every
+    activation and weight beat of the job has been taken; after the last job the output
+    stays idle for :data:`IDLE_CYCLES` cycles (no extra result). ``stall`` is the
+    probability of a stall in each cycle of every stream. A ``dut`` with an ``fp16`` input
+    (a ``both`` build) gets each job's mode there.
     """
     rng = random.Random(seed)
     results, cycles = [], 0
@@ -67,11 +78,24 @@ def simulate_jobs(dut, jobs: list[Job], *, stall: float = 0.0, seed: int = 1, ma
             assert cycles < max_cycles, f"{len(beats)} of {job.results} results came"
         ctx.set(dut.act.valid, 0)
         ctx.set(dut.w.valid, 0)
+        if (act, weights) != (len(job.act), len(job.weights)):
+            raise StreamAccountingError(
+                f"job {len(results)}: all {job.results} results came with {act} of {len(job.act)} activation "
+                f"beats and {weights} of {len(job.weights)} weight beats taken")
         return beats
+
+    async def expect_idle(ctx):
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(IDLE_CYCLES):
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload.as_value())
+            if valid:
+                raise StreamAccountingError(
+                    f"a result too many ({payload:#x}) {cycle} cycles after the last job's last result")
 
     async def testbench(ctx):
         for job in jobs:
             results.append(await run(ctx, job))
+        await expect_idle(ctx)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

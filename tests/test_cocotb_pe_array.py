@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import torch
 
-from arch.bitmod import FAMILIES, family
+from arch.bitmod import FAMILIES, FAMILY_IDS, family
 from arch.pe_array_config import PeArrayConfig
 from gateware.designs import get_design
 from gateware.generate import to_verilog
@@ -42,6 +42,18 @@ def test_every_family_random_with_stalls(simulator, shape, seed):
         a_q, bw = random_case(config, name, torch.Generator().manual_seed(family_seed))
         run = run_pe_array_detailed(params, a_q, bw, simulator, stall=0.3, seed=family_seed)
         _check(run.acc, a_q, bw, family_seed)
+
+
+def test_a_family_not_built_takes_the_whole_stream_and_answers_zeros(seed):
+    # SHAPES[3] is built with fp4 and int8 only (its Verilator build is shared with the test above).
+    # The stream is packed as fp4, the family input says int4: the testbench sends every beat of
+    # every job (with stalls), takes each job's results and then expects the output idle.
+    params = SHAPES[3]
+    config = PeArrayConfig.from_params({**PeArrayConfig().params(), **params})
+    a_q, bw = random_case(config, "fp4", torch.Generator().manual_seed(seed))
+    run = run_pe_array_detailed(params, a_q, bw, "verilator", stall=0.3, seed=seed, family_id=FAMILY_IDS["int4"])
+    assert not run.acc.any(), run.acc
+    assert len(run.job_cycles) == -(-a_q.shape[0] // config.rows)
 
 
 def _extreme_weights(name, n, k, group_size, scale_bits, generator):

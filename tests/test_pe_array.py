@@ -7,6 +7,8 @@ import sys
 
 import pytest
 import torch
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from arch.bitmod import FAMILIES, FAMILY_IDS, family, pack_layout
@@ -14,12 +16,13 @@ from arch.pe_array_config import ROWS_PER_COPY, PeArrayConfig
 from gateware.designs import get_design
 from golden.bitmod import BitmodWeights, matmul_int, quantize
 from golden.bitmod_pack import pack, weight_beats
+from hdl.array_io import array_members
 from hdl.parallel_array import MULTIPLIERS, ParallelArray
 from hdl.parallel_families import FamilyParallelArray
 from hdl.pe import BitSerialPE, DequantUnit, ScaleSerializer
 from hdl.pe_array import PeArray
 from host.pe_array_jobs import assemble, first_mismatch, plan_jobs, random_case
-from sim.pe_array_amaranth import simulate_jobs
+from sim.pe_array_amaranth import StreamAccountingError, simulate_jobs
 
 
 def simulate_array(config, a_q, bw, *, stall=0.0, seed=1, build=PeArray, family_id=None):
@@ -52,6 +55,32 @@ def test_family_not_built_reads_the_first_layout_and_gives_zeros():
     a_q, bw = random_case(config, "fp4", torch.Generator().manual_seed(5))
     got, _ = simulate_array(config, a_q, bw, stall=0.2, family_id=FAMILY_IDS["int4"])
     assert not got.any(), got
+
+
+class _EarlyAnswer(wiring.Component):
+    """An array with the PE array's ports that answers at once and takes no input beat."""
+
+    def __init__(self, config):
+        super().__init__(array_members(config))
+
+    def elaborate(self, platform):
+        m = Module()
+        answered = Signal(8)                         # the clock domain the driver ticks
+        m.d.sync += answered.eq(answered + (self.o.valid & self.o.ready))
+        m.d.comb += self.o.valid.eq(1)
+        return m
+
+
+def test_the_driver_counts_beats():
+    config = PeArrayConfig(rows=2, cols=2, lanes=4, group_size=32, scale_bits=4, max_k=64)
+    a_q, bw = random_case(config, "fp4", torch.Generator().manual_seed(5))
+    jobs = plan_jobs(config, a_q, bw)
+    with pytest.raises(StreamAccountingError, match=r"job 0: all 6 results came with 0 of 32 activation beats and "
+                                                    r"0 of 30 weight beats taken"):
+        simulate_jobs(_EarlyAnswer(config), jobs, stall=0.2)
+    fewer = [dataclasses.replace(jobs[0], results=jobs[0].results - 1)]
+    with pytest.raises(StreamAccountingError, match="a result too many .* after the last job's last result"):
+        simulate_jobs(PeArray(config), fewer, stall=0.2)
 
 
 @pytest.mark.parametrize("name", ["fp4", "int8"])
