@@ -31,9 +31,15 @@ from arch.fp16 import (
 __all__ = ["PeArrayConfig", "MAX_ROWS", "MAX_COLS", "MAX_K", "TILE_COUNT_BITS", "ROWS_PER_COPY",
            "FP16_FIELD_BITS", "EXPONENT_FIELD_BITS"]
 
-#: Cycles of a job's drain beyond its ``rows`` result beats (measured: the last group's
-#: dequantization, the pipeline and the output buffer), for :meth:`PeArrayConfig.job_cycles`.
-_DRAIN_CYCLES = 27
+#: Cycles of a job's drain beyond its ``rows`` result beats, its ``scale_bits``
+#: dequantization cycles and the ``log2(lanes)`` levels of the PEs' lane sums (the pipeline
+#: and the output buffer), for :meth:`PeArrayConfig.job_cycles`; measured on the RTL.
+_DRAIN_CYCLES = 16
+#: The fewest cycles between the starts of two column tiles beyond ``scale_bits + rows +
+#: log2(lanes)``: a tile's dequantization and result hand-over must end before the next
+#: tile's can begin (it binds only when a tile has few groups of few cycles); measured on
+#: the RTL.
+_TILE_CYCLES = 10
 
 #: Upper bounds that keep generation and simulation sane; raise them when a board needs it.
 MAX_ROWS = 256
@@ -191,18 +197,29 @@ class PeArrayConfig(DerivedFields):
 
     def job_cycles(self, name: str, k: int, n: int) -> int:
         """Cycles of one unstalled job (``rows`` tokens x K against N columns of family ``name``),
-        from its first activation beat to its last result beat: the activation load
-        (``rows * K / lanes`` beats), then per column tile and group the longer of the PEs'
-        ``cycles_per_group`` (one more for two-digit families: the front end's refill) and
-        the weight stream's ``words_per_group + 1`` beats, then the drain. A model measured
-        on the RTL (docs/pe_array.md, "Cycle counts"): exact at 8 lanes, within a cycle a job
-        at 16; ``mixbit run-model``'s summary compares it with every run's cycles.
+        from its first activation beat to its last result beat (docs/pe_array.md, "Cycle
+        counts"): the activation load (``rows * K / lanes`` beats); per column tile, its groups,
+        each the longer of the PEs' ``cycles_per_group`` (one more for two-digit families: the
+        front end's refill) and the weight stream's ``words_per_group + 1`` beats, a tile
+        starting no sooner than ``scale_bits + rows + log2(lanes) + 10`` cycles after the one
+        before (plus ``ALIGN_LATENCY - 1`` in FP16 builds); then the drain. A model measured on the RTL
+        and checked against Amaranth's simulator on shapes that vary every parameter
+        (tests/test_cycle_model.py); ``mixbit run-model``'s summary compares it with every
+        run's cycles.
         """
         info = family(name)
         words = pack_layout(name, self.group_size, self.scale_bits)["words_per_group"]
         per_group = max(self.cycles_per_group(name) + (info.terms == 2), words + 1)
-        drain = self.rows + _DRAIN_CYCLES + 2 * (info.terms != 2) + (ALIGN_LATENCY - 1) * self.fp16
-        return self.rows * k // self.lanes + -(-n // self.cols) * (k // self.group_size) * per_group + drain
+        fp16_delay = (ALIGN_LATENCY - 1) * self.fp16
+        tile = k // self.group_size * per_group
+        lane_levels = self.lanes.bit_length() - 1
+        tile_gap = max(tile, self.scale_bits + self.rows + lane_levels + _TILE_CYCLES + fp16_delay)
+        tiles = -(-n // self.cols)
+        # Families of more than two digits keep one register more in the PEs' digit path
+        # from 8 lanes up.
+        wide_digits = (info.terms != 2) * (2 if self.lanes >= 8 else 1)
+        drain = self.rows + _DRAIN_CYCLES + self.scale_bits + lane_levels + wide_digits + fp16_delay
+        return self.rows * k // self.lanes + tile + (tiles - 1) * tile_gap + drain
 
     def peak_terms_per_cycle(self) -> int:
         """Weight digits the array consumes per cycle at peak: ``R * C * L``."""
