@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from arch.bitmod import FAMILIES, code_values, family
+from arch.measurements import LARGE_FP16_ARRAY, LARGE_INT8_ARRAY
 from hdl.decoder import decoder_widths
 
 DOC = (Path(__file__).parent.parent / "docs" / "formats.md").read_text()
@@ -110,3 +111,14 @@ def test_no_file_points_outside_the_repository():
     words = ("../" + "shared", "spec/" + "bitmod.md", "spec/" + "vidkv.md", "TOOLCHAIN" + ".md")
     outside = [f"{path.relative_to(ROOT)}: {word}" for path, text in _texts() for word in words if word in text]
     assert not outside, "\n".join(outside)
+
+
+@pytest.mark.parametrize("measured", [LARGE_INT8_ARRAY, LARGE_FP16_ARRAY], ids=lambda m: m.shape)
+def test_every_quoted_clock_is_a_measured_row_of_the_performance_page(measured):
+    """arch.measurements' clocks (what projections run at) are rows of docs/performance.md:
+    each seed's Fmax on a line of the same array, and the commit beside the array."""
+    lines = (ROOT / "docs" / "performance.md").read_text().splitlines()
+    shaped = [line for line in lines if line.startswith("|") and measured.shape in line]
+    for seed, mhz in measured.fmax_by_seed.items():
+        assert any(f"{mhz:.2f}" in line for line in shaped), f"{measured.shape}: {mhz:.2f} MHz (seed {seed})"
+    assert any(measured.commit in line for line in shaped), f"{measured.shape}: commit {measured.commit}"

@@ -11,6 +11,7 @@ import torch
 
 from arch.bitmod import pack_layout
 from arch.link import FRAME_BYTES, LOAD_ACT_LAYOUT, LOAD_WEIGHTS_LAYOUT, word_bytes
+from arch.measurements import LARGE_FP16_ARRAY, LARGE_INT8_ARRAY, FmaxMeasurement
 from arch.pe_array_config import PeArrayConfig
 from gateware.designs import get_design
 
@@ -33,14 +34,17 @@ class Target:
     link: dict | None = None
 
 
-#: The 19x4x8 int8 array at its measured Fmax (docs/performance.md, nextpnr seed 1, 51 % of
-#: the ECP5-85F), and the 8x2x8 FP16 array at its median Fmax over seeds 1-3. The board
-#: builds' targets come from their configurations (``mixbit.boards.board_target``).
+def _measured_target(name: str, measured: FmaxMeasurement) -> Target:
+    return Target(name, dict(measured.params), measured.mhz,
+                  f"measured Fmax ({measured.describe()}), docs/performance.md")
+
+
+#: The large ECP5 arrays at the median of their measured Fmax (arch.measurements, which
+#: names the commit and seeds). The board builds' targets come from their configurations
+#: (``mixbit.model_targets.board_target``).
 ARRAY_TARGETS = (
-    Target("ECP5-85F 19x4x8 array, int8", {"rows": 19, "cols": 4, "lanes": 8, "activations": "int8"}, 118.30,
-           "measured Fmax, docs/performance.md"),
-    Target("ECP5-85F 8x2x8 array, FP16", {"rows": 8, "cols": 2, "lanes": 8, "activations": "fp16"}, 128.30,
-           "median Fmax of seeds 1-3, docs/performance.md"),
+    _measured_target("ECP5-85F 19x4x8 array, int8", LARGE_INT8_ARRAY),
+    _measured_target("ECP5-85F 8x2x8 array, FP16", LARGE_FP16_ARRAY),
 )
 
 
