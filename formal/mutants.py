@@ -18,7 +18,8 @@ __all__ = ["Mutation"]
 @dataclass(frozen=True)
 class Mutation:
     """Replace ``old`` by ``new`` (once) in the source of ``module``; ``why`` says what
-    breaks, and ``breaks`` is a piece of the message of the assertion that must fail."""
+    breaks, and ``breaks`` is a piece of the message of the assertion that must fail
+    (of one assertion of the property: tests/test_formal.py checks that it names one)."""
 
     module: str
     old: str
@@ -29,6 +30,11 @@ class Mutation:
     #: a module the block imports from indirectly; each is compiled again with the names
     #: it imported from the one before replaced by their mutated versions.
     users: tuple[str, ...] = ()
+    #: Check the ``breaks`` assertion alone (``formal.sby.check(only=breaks)``): the mutant
+    #: also breaks another assertion at the same step or an earlier one, which the full
+    #: proof may report instead (for instance one that ``breaks`` implies a cycle later).
+    #: BMC properties only: k-induction with fewer assertions can fail on its own.
+    alone: bool = False
 
     def apply(self, name: str):
         """The class (or function) ``name`` of the mutated module, or of the last of ``users``."""
