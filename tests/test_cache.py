@@ -188,20 +188,32 @@ def test_the_entry_just_made_survives_the_prune_it_starts(cache, monkeypatch):
     assert names(cache) == ["fresh"]
 
 
-def test_a_waiting_builder_never_shares_a_lock_with_a_newer_one(cache):
+def test_a_waiting_builder_never_shares_a_lock_with_a_newer_one(cache, monkeypatch):
     # The evictor unlinks a lock file it holds; a builder that opened the old file meanwhile
     # must take the lock anew on the new file, or two builders would both "hold" it.
     lock = cache / "sim" / "x.lock"
     lock.parent.mkdir(parents=True)
     first = build_cache._lock_exclusive(lock, wait=True)
+    old = os.stat(lock)
+    opened_old = threading.Event()
+    try_flock = build_cache._try_flock
+
+    def watched(fd: int, operation: int) -> bool:
+        if threading.current_thread() is waiter and os.path.samestat(os.fstat(fd), old):
+            opened_old.set()  # the waiter has the old file open and locks it next
+        return try_flock(fd, operation)
+
+    monkeypatch.setattr(build_cache, "_try_flock", watched)
     got = []
     waiter = threading.Thread(target=lambda: got.append(build_cache._lock_exclusive(lock, wait=True)))
     waiter.start()
-    time.sleep(0.2)  # the waiter has opened the old file and blocks on it
+    # An event, not a sleep: on a busy machine the waiter may not have opened the file
+    # yet after any fixed time, and the test would then pass without the race it is for.
+    assert opened_old.wait(timeout=60), "the waiter never opened the lock file"
     lock.unlink()
     os.close(first)
-    waiter.join(timeout=10)
-    assert got and got[0] is not None
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and got and got[0] is not None
     assert os.path.samestat(os.fstat(got[0]), os.stat(lock))
     assert build_cache._lock_exclusive(lock, wait=False) is None
     os.close(got[0])
@@ -220,7 +232,7 @@ def test_clear_and_prune_sweep_what_an_interrupted_eviction_left(cache):
 
 def test_cache_show_lists_builds_least_recently_used_first(cache, capsys):
     make_entry(cache, "sim", "pe_array-verilator-0123", 2_500_000, 1)
-    make_entry(cache, "verilog", "pe_array-4567", 12_000, 3)
+    oldest = make_entry(cache, "verilog", "pe_array-4567", 12_000, 3)
     board = make_entry(cache, "board", "89ab", 1_000_000_000, 2)
     with claim(board) as hit:
         pass
@@ -233,7 +245,9 @@ def test_cache_show_lists_builds_least_recently_used_first(cache, capsys):
     assert [row[4:] for row in rows] == [["verilog", "pe_array-4567"], ["board", "89ab", "(in", "use)"],
                                          ["sim", "pe_array-verilator-0123"]]
     assert [" ".join(row[2:4]) for row in rows] == ["12.0 kB", "1.00 GB", "2.5 MB"]
-    assert rows[0][0] == time.strftime("%Y-%m-%d", time.localtime(time.time() - 3 * DAY))
+    # The date of the recorded use (not of "now - 3 days": midnight may pass in between).
+    used = oldest.with_name("pe_array-4567.use").stat().st_mtime
+    assert rows[0][0] == time.strftime("%Y-%m-%d", time.localtime(used))
     hit.lease.release()
     assert main(["cache", "show"]) == 0 and "(in use)" not in capsys.readouterr().out
 

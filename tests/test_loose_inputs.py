@@ -158,9 +158,10 @@ def test_a_missing_simulator_is_found_before_any_verilog(tmp_path, monkeypatch, 
     assert not list(cache.rglob("*.v")) and not (cache / "verilog").exists()
 
 
-def _session(sid: int) -> list[str]:
-    """``pid name`` of every live process of session ``sid`` (Linux /proc)."""
-    found = []
+def _session_cpu(sid: int) -> dict[str, float]:
+    """``{"pid name": CPU seconds so far}`` of every live process of session ``sid`` (Linux /proc)."""
+    found = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(stat) as file:
@@ -168,35 +169,71 @@ def _session(sid: int) -> list[str]:
         except OSError:
             continue
         name = text[text.index("(") + 1:text.rindex(")")]
-        state, _ppid, _pgrp, session = text[text.rindex(")") + 2:].split()[:4]
+        fields = text[text.rindex(")") + 2:].split()
+        state, session, utime, stime = fields[0], fields[3], fields[11], fields[12]
         if int(session) == sid and state != "Z":
-            found.append(f"{text.split()[0]} {name}")
+            found[f"{text.split()[0]} {name}"] = (int(utime) + int(stime)) / tick
     return found
+
+
+def _session(sid: int) -> list[str]:
+    """``pid name`` of every live process of session ``sid`` (Linux /proc)."""
+    return list(_session_cpu(sid))
+
+
+def _work_after(sid: int, limit_s: float = 30) -> dict[str, float]:
+    """Wait until session ``sid`` has no live process (AssertionError after ``limit_s``);
+    the CPU seconds each process that was still there used meanwhile.
+
+    A tool that Ctrl-C stopped may take a moment to go on a busy machine (make deletes
+    its half-built targets, then waits for its compilers), but it does no more work; one
+    left running goes on using the CPU. Counting CPU time instead of waiting a fixed
+    time tells them apart however slow the machine is."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    deadline = time.monotonic() + limit_s
+    while live := _session_cpu(sid):
+        assert time.monotonic() < deadline, f"still running {limit_s} s after mixbit ended: {sorted(live)}"
+        for process, cpu in live.items():
+            first.setdefault(process, cpu)
+            last[process] = cpu
+        time.sleep(0.02)
+    return {process: round(last[process] - first[process], 2) for process in first}
+
+
+#: Runs the command in argv[1:] (in the same process) with SIGINT's default action.
+_WITH_SIGINT = ("import os, signal, sys\n"
+                "signal.signal(signal.SIGINT, signal.SIG_DFL)\nos.execvp(sys.argv[1], sys.argv[1:])")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_ends_with_one_line_status_130_and_nothing_left_running(tmp_path):
     # A cold build (its own cache) takes long enough to be interrupted while verilator runs.
     env = {**os.environ, "MIXBIT_CACHE_DIR": str(tmp_path / "cache")}
-    process = subprocess.Popen(["mixbit", "sim", "decoder", "-p", "families=fp4", "--simulator", "verilator"],
+    # mixbit gets SIGINT as a terminal's foreground job has it: a test run started in the
+    # background (`pytest ... &` in a script) ignores SIGINT, and mixbit would inherit that.
+    command = ["mixbit", "sim", "decoder", "-p", "families=fp4", "--simulator", "verilator"]
+    process = subprocess.Popen([sys.executable, "-c", _WITH_SIGINT, *command],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
+        # Until a compiler of Verilator's C++ build runs (the deadline only ends a hang:
+        # the build starts after mixbit's imports and the Verilog, slow on a busy machine).
+        deadline = time.monotonic() + 300
         while process.poll() is None and time.monotonic() < deadline and \
-                not any(name in line for line in _session(process.pid) for name in (" make", " c++", " cc1plus")):
-            time.sleep(0.1)                     # until Verilator's C++ build runs
+                not any(name in line for line in _session(process.pid) for name in (" c++", " cc1plus")):
+            time.sleep(0.05)
         assert process.poll() is None, process.communicate()
-        time.sleep(1)
         os.killpg(process.pid, signal.SIGINT)   # what Ctrl-C in a terminal does: to mixbit and its tools
-        out, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, err
     assert err == "mixbit: interrupted\n"
-    time.sleep(0.5)
-    assert _session(process.pid) == []
+    # Nothing left running: what was still there when mixbit ended ends without working on.
+    work = _work_after(process.pid)
+    assert sum(work.values()) < 0.5, work
 
 
 # ---- quiet simulations, with their log kept ---------------------------------------------------
