@@ -16,7 +16,6 @@ base install; these checks find the same mistake in the fast tier, with the file
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from test_layers import _imports as imports
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -68,32 +68,15 @@ def _base_modules() -> set[str]:
     return {module for module, owners in _module_owners().items() if owners & base}
 
 
-def _imports(path: Path):
-    """``(module, line, inside_function)`` for every absolute import in ``path``, outside
-    ``if TYPE_CHECKING:`` blocks."""
-    def visit(node, in_function):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
-            if isinstance(child, ast.Import):
-                for alias in child.names:
-                    yield alias.name, child.lineno, in_function
-            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
-                yield child.module, child.lineno, in_function
-            yield from visit(child, in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef))
-    yield from visit(ast.parse(path.read_text()), False)
-
-
 def test_every_third_party_import_is_a_base_dependency():
     base = _base_modules() | VENV_SEED
     wrong = []
     for package in sorted(PACKAGES):
         for path in sorted((ROOT / package).rglob("*.py")):
-            for module, line, in_function in _imports(path):
-                top = module.split(".")[0]
+            for line, top, in_function in imports(path):
                 if top in sys.stdlib_module_names or top in PACKAGES or top in base:
                     continue
-                where = f"{path.relative_to(ROOT)}:{line} imports {module}"
+                where = f"{path.relative_to(ROOT)}:{line} imports {top}"
                 if top not in EXTRA_ONLY:
                     wrong.append(f"{where}, which no base dependency of pyproject.toml provides")
                 elif not in_function:
