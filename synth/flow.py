@@ -244,6 +244,26 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
     }
 
 
+def placed_netlist(json_netlist: Path, target_name: str) -> tuple[Path, int]:
+    """yosys's JSON netlist ``json_netlist`` as :func:`place_and_route` hands it to nextpnr
+    (after the target's ``netlist_pass``), written as Verilog for netlist simulation.
+
+    Writes ``<name>.placed.json`` and ``<name>.placed.v`` beside ``json_netlist`` (which
+    stays as it is) and returns the Verilog's path and what the pass counted (on the ECP5,
+    the block RAMs now using their output register).
+    """
+    target = get_target(target_name)
+    json_netlist = Path(json_netlist)
+    stem = json_netlist.name.removesuffix(".json").removesuffix(".yosys")
+    placed = json_netlist.with_name(f"{stem}.placed.json")
+    placed.write_text(json_netlist.read_text())
+    count = target.netlist_pass(placed) if target.netlist_pass else 0
+    verilog = placed.with_suffix(".v")
+    _run([_YOSYS, "-p", f"read_json {placed.name}; write_verilog -noattr {verilog.name}"], placed.parent,
+         placed.with_suffix(".yosys.log"))
+    return verilog, count
+
+
 def synthesize_core(design_name: str, params: dict, target_name: str, out_dir: Path, *, yosys_opts: str = "",
                     timeout_s: float | None = None) -> tuple[dict, dict, Path]:
     """Generate a design and synthesize it alone with yosys.

@@ -2,6 +2,10 @@
 
 yosys 0.70's iCE40 flow was seen to emit wrong netlists (docs/toolchain.md), so a netlist
 whose numbers matter is simulated on the same vectors as its RTL.
+
+yosys's ECP5 block RAM (DP16KD) is a black box in its cell models; ECP5 netlists are built
+with the project's behavioural model of it instead (``synth/dp16kd_sim.v``, which says
+what it models).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from sim.runner import Build, build_sources
 from .targets import get_target
 
 __all__ = ["NETLIST_SIMULATORS", "build_netlist"]
+
+#: The project's DP16KD model, built in place of yosys's black box.
+DP16KD_MODEL = Path(__file__).with_name("dp16kd_sim.v")
 
 #: The simulators that can run each family's cell models.
 #: Icarus 11 cannot parse yosys's ECP5 models (``$error`` as a generate item in
@@ -44,7 +51,11 @@ def build_netlist(netlist: Path, top: str, target_name: str, simulator: str) -> 
         # The models' specify blocks, the TRELLIS_FF pins left open by synth_ecp5 and the
         # LUT RAM model's `<=` in an initial block warn.
         args = ["-DNO_INCLUDES", f"-I{models}", "-Wno-SPECIFYIGN", "-Wno-PINMISSING", "-Wno-INITIALDLY"]
-    sources = [netlist, models / "cells_sim.v"]
+    if target.family == "ecp5":
+        cells = _without_black_box(models / "cells_sim.v", "DP16KD", Path(netlist).parent)
+        sources = [netlist, cells, DP16KD_MODEL]
+    else:
+        sources = [netlist, models / "cells_sim.v"]
     if simulator == "verilator":
         # Netlist vectors are wired bit by bit; Verilator sees a false loop through the
         # vector as a whole (a speed warning only).
@@ -55,6 +66,18 @@ def build_netlist(netlist: Path, top: str, target_name: str, simulator: str) -> 
         args.append("--no-public-flat-rw")
         sources.append(_public_ports(Path(netlist), top))
     return build_sources(sources, top, simulator, name=f"netlist-{target.name}", build_args=args)
+
+
+def _without_black_box(models: Path, name: str, out_dir: Path) -> Path:
+    """A copy of the cell models ``models`` in ``out_dir`` without the black box ``name``."""
+    text = models.read_text()
+    found = re.search(rf"^\(\* blackbox \*\)\s*module\s+{name}\b.*?^endmodule\s*$", text, re.M | re.S)
+    if found is None:
+        raise ValueError(f"{models} has no black-box module {name} to replace with {DP16KD_MODEL.name}: "
+                         f"yosys's cell models changed; check the model against them")
+    path = out_dir / f"{models.parent.name}_{models.stem}_without_{name}.v"
+    path.write_text(text[:found.start()] + text[found.end():])
+    return path
 
 
 #: A port declaration of yosys's ``write_verilog``: ``input [3:0] name;``.

@@ -1,5 +1,7 @@
-"""Post-synthesis netlist simulation: yosys's netlists of the decoder and the PE array (int8 and FP16
-jobs) compute what the RTL and golden compute."""
+"""Post-synthesis netlist simulation: yosys's netlists of the decoder, the PE array (int8 and FP16
+jobs) and the KV quantize engine compute what the RTL and golden compute. On the ECP5 the netlist
+simulated is the one nextpnr places (block RAMs given their output registers, synth.ecp5_bram),
+with the project's model of the DP16KD block RAM (synth/dp16kd_sim.v)."""
 
 import json
 
@@ -7,7 +9,7 @@ import pytest
 
 from gateware.designs import get_design
 from sim.runner import build_design, run_regression
-from synth.flow import synthesize_core
+from synth.flow import placed_netlist, synthesize_core
 from synth.netlist import build_netlist
 
 
@@ -44,6 +46,18 @@ def test_ecp5_netlist_on_icarus_is_refused(tmp_path):
         build_netlist(tmp_path / "x.v", "top", "ecp5-85f", "icarus")
 
 
+def _netlist_build(design_name, params, target, simulator, out):
+    """The netlist to simulate (yosys's; on the ECP5 the one nextpnr places), its block RAMs
+    and how many of them use their output registers."""
+    design = get_design(design_name)
+    _, cells, netlist = synthesize_core(design_name, params, target, out)
+    assert cells, "yosys produced no cells"
+    absorbed = 0
+    if target == "ecp5-85f":
+        netlist, absorbed = placed_netlist(out / f"{design.top}.{target}.yosys.json", target)
+    return build_netlist(netlist, design.top, target, simulator), cells.get("DP16KD", 0), absorbed
+
+
 @pytest.mark.parametrize("target,simulator", [("ice40-up5k", "icarus"), ("ecp5-85f", "verilator")])
 def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator, seed):
     import torch
@@ -53,13 +67,14 @@ def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator
     from host.pe_array_jobs import first_mismatch, random_case, random_fp16
     from sim.pe_array import run_pe_array_detailed
 
-    # activations=both: the netlist runs int8 and FP16 jobs.
-    design = get_design("pe_array")
-    params = design.resolve({"rows": 2, "cols": 1, "lanes": 4, "group_size": 32, "scale_bits": 4, "max_k": 64,
-                             "families": ("fp4", "int8"), "activations": "both"})
-    _, cells, netlist = synthesize_core("pe_array", params, target, tmp_path)
-    assert cells, "yosys produced no cells"
-    build = build_netlist(netlist, design.top, target, simulator)
+    # activations=both: the netlist runs int8 and FP16 jobs. max_k 1024 puts the ECP5's
+    # activation buffers in block RAMs, all with their output registers.
+    params = get_design("pe_array").resolve({
+        "rows": 2, "cols": 1, "lanes": 4, "group_size": 32, "scale_bits": 4, "families": ("fp4", "int8"),
+        "activations": "both", "max_k": 1024 if target == "ecp5-85f" else 64})
+    build, blocks, absorbed = _netlist_build("pe_array", params, target, simulator, tmp_path)
+    if target == "ecp5-85f":
+        assert blocks == absorbed > 0, f"{blocks} block RAMs, {absorbed} with output registers"
     config = PeArrayConfig.from_params(params)
     for name in config.families:
         a_q, bw = random_case(config, name, torch.Generator().manual_seed(seed))
@@ -71,3 +86,23 @@ def test_pe_array_netlist_computes_the_golden_result(tmp_path, target, simulator
         acc, er = matmul_fp16_int(a, bw, config.align_bits)
         mismatch = first_mismatch(run.acc, acc, a, bw)
         assert mismatch is None and torch.equal(run.exponent, er), f"{target} netlist, FP16: {mismatch} (seed {seed})"
+
+
+def test_kv_quant_netlist_on_the_ecp5_computes_the_golden_result(tmp_path, seed):
+    """The placed ECP5 netlist of a KV quantize engine with block RAMs both with and
+    without their output registers: keys and values with stalls, bit for bit."""
+    from arch.kv_config import KvConfig
+    from golden.vidkv_stream import pack_tokens
+    from host.kv_beats import corner_tokens
+    from sim.kv_quant import first_difference, run_kv_quantizer_detailed
+
+    params = get_design("kv_quant").resolve({"d": 64, "group_tokens": 16, "lanes": 8})
+    build, blocks, absorbed = _netlist_build("kv_quant", params, "ecp5-85f", "verilator", tmp_path)
+    assert blocks > absorbed > 0, f"{blocks} block RAMs, {absorbed} with output registers"
+    config = KvConfig.from_params(params)
+    x = corner_tokens(config, 2 * config.group_tokens + 3, seed=seed)
+    for kind in ("key", "value"):
+        run = run_kv_quantizer_detailed(params, x, kind, simulator="verilator", stall=0.3, seed=seed, build=build)
+        want = pack_tokens(x, kind, f=config.f, stp=False, **config.golden_options("ternary"))
+        difference = first_difference(run.packed, want, x)
+        assert difference is None, f"ECP5 netlist, {kind}: {difference} (seed {seed})"
