@@ -102,7 +102,10 @@ module DP16KD(
   wire sync_rsta = RESETMODE == "SYNC" && RSTA;
   wire sync_rstb = RESETMODE == "SYNC" && RSTB;
 
+  // Both ports write the array, each on its own clock.
+  // verilator lint_off MULTIDRIVEN
   reg mem [0:18431];
+  // verilator lint_on MULTIDRIVEN
   reg [17:0] lat_a = 0, lat_b = 0, out_a = 0, out_b = 0;     // read data; output registers
   reg [35:0] lat_36 = 0;                                      // a 36-bit read's data
 

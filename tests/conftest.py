@@ -47,6 +47,7 @@ FILE_TIERS = {
     "test_netlist.py": "synthesis",
     "test_synth.py": "synthesis",
     "test_ecp5_bram.py": "synthesis",
+    "test_dp16kd_model.py": "synthesis",
     "test_board_sim.py": "board",
     "test_boards.py": "board",
     "test_accuracy.py": "accuracy",
