@@ -42,14 +42,14 @@ def _golden_cache(kind, x, config, f=0.5, value_format="ternary", salient=None):
     return cache.dequantize()
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
-def test_round_trip_through_both_engines_equals_golden_dequantize(simulator):
-    """1030 tokens (Verilator; 260 on the slower Icarus) through the quantize engine, then the
-    dequantize engine, stalls on every stream."""
+def test_round_trip_through_both_engines_equals_golden_dequantize():
+    """1030 tokens through the quantize engine, then the dequantize engine, stalls on every
+    stream (on Verilator: long stalled runs take one simulator; the others cover Icarus)."""
+    simulator = "verilator"
     params = {"d": 32, "group_tokens": 16, "lanes": 8, "ternary_layout": "b3", "in_bits": 12}
     config = KvConfig.from_params(params)
     gen = torch.Generator().manual_seed(9)
-    x = torch.randint(-2048, 2048, (1030 if simulator == "verilator" else 260, 32), generator=gen)
+    x = torch.randint(-2048, 2048, (1030, 32), generator=gen)
     salient = torch.rand(x.shape[0], generator=gen) < 0.2
     for kind, s in (("key", None), ("value", salient)):
         quantized = run_kv_quantizer_detailed(params, x, kind, salient=s, simulator=simulator, stall=0.3, seed=3)

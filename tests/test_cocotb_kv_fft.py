@@ -43,13 +43,14 @@ def test_fft_keys_quantize_and_dequantize_like_golden(simulator, name):
         assert problem is None, f"{name} {kind}: {problem}"
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
-def test_fft_key_round_trip_of_a_long_stream_equals_golden_dequantize(simulator):
-    """1030 keys (Verilator; 260 on Icarus) through both engines with stalls on every stream."""
+def test_fft_key_round_trip_of_a_long_stream_equals_golden_dequantize():
+    """1030 keys through both engines with stalls on every stream (on Verilator: long stalled
+    runs take one simulator; the corner cases above cover Icarus)."""
+    simulator = "verilator"
     params = BUILDS["K1.5-FFT"]
     config = KvConfig.from_params(params)
     high = 1 << (config.in_bits - 1)
-    x = torch.randint(-high, high, (1030 if simulator == "verilator" else 260, config.d),
+    x = torch.randint(-high, high, (1030, config.d),
                       generator=torch.Generator().manual_seed(12))
     quantized = run_kv_quantizer_detailed(_quantizer(params), x, "key", simulator=simulator, stall=0.3, seed=7)
     run = run_kv_dequantizer_detailed(params, quantized.packed, simulator=simulator, stall=0.3, seed=8)

@@ -38,9 +38,10 @@ def test_every_mode_at_each_key_fraction(simulator, f):
         check(params, x, kind, value_format, salient, simulator=simulator)
 
 
-@pytest.mark.parametrize("simulator", SIMULATORS)
-def test_long_streams_with_stalls_lose_nothing(simulator):
-    """1024+ tokens with random stalls on both streams: keys, and values with STP in b3."""
+def test_long_streams_with_stalls_lose_nothing():
+    """1024+ tokens with random stalls on both streams: keys, and values with STP in b3 (on
+    Verilator: long stalled runs take one simulator; the others cover Icarus)."""
+    simulator = "verilator"
     params = {**SMALL, "ternary_layout": "b3", "in_bits": 12}
     config = KvConfig.from_params(params)
     gen = torch.Generator().manual_seed(7)

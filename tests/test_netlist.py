@@ -96,7 +96,7 @@ def test_kv_quant_netlist_on_the_ecp5_computes_the_golden_result(tmp_path, seed)
     from host.kv_beats import corner_tokens
     from sim.kv_quant import first_difference, run_kv_quantizer_detailed
 
-    params = get_design("kv_quant").resolve({"d": 64, "group_tokens": 16, "lanes": 8})
+    params = get_design("kv_quant").resolve({"d": 64, "group_tokens": 16, "lanes": 4})
     build, blocks, absorbed = _netlist_build("kv_quant", params, "ecp5-85f", "verilator", tmp_path)
     assert blocks > absorbed > 0, f"{blocks} block RAMs, {absorbed} with output registers"
     config = KvConfig.from_params(params)
