@@ -23,9 +23,10 @@
 //   halves of a 36-bit read are clocked and enabled by port B (CLKB, CEB); the DOA half's
 //   output register loads on OCEA, the DOB half's on OCEB (the flow's pass sets both alike).
 // * RST with RESETMODE SYNC clears the read data at the clock edge whatever CE is and
-//   blocks that port's write; ASYNC clears it at once. A reset while REGMODE is OUTREG,
-//   CSDECODE other than 0b000, and other pin inversions than CLKAMUX/CLKBMUX "INV" are not
-//   modelled: the model stops the simulation with a message rather than guess.
+//   blocks that port's write; ASYNC clears it at once and writes go on. A reset while
+//   REGMODE is OUTREG, CSDECODE other than 0b000, and other pin inversions than
+//   CLKAMUX/CLKBMUX "INV" are not modelled: the model stops the simulation with a message
+//   rather than guess.
 // * GSR, WID and INIT_DATA are accepted and ignored; the read data power up at 0.
 module DP16KD(
   input DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0,
@@ -166,50 +167,54 @@ module DP16KD(
       for (k = 0; k < 18; k = k + 1) mem[18 * r + k] = INIT[20 * r + k];
   end
 
-  // Port A: writes (18 bits or fewer, or the 36-bit write of the pseudo dual port) and,
-  // in true dual port mode, its read.
-  always @(posedge clka or posedge async_rsta) begin : port_a
-    reg [35:0] data, old_word, new_word;
+  // Writes: port A (18 bits or fewer, or the pseudo dual port's 36) and port B (true dual
+  // port only). A synchronous read reset blocks its port's write; an asynchronous one not.
+  always @(posedge clka) begin : port_a_write
+    reg [35:0] data;
     reg [3:0] be;
     integer i;
-    if (async_rsta) begin
-      if (!PDP) lat_a <= 0;
-    end else if (sync_rsta) begin
-      if (!PDP) lat_a <= 0;
-    end else if (CEA && sela) begin
+    if (CEA && sela && WEA && !sync_rsta) begin
       data = PDP ? {dib, dia} : {18'b0, dia};
-      old_word = read_word(DATA_WIDTH_A, ada);
-      new_word = merged(DATA_WIDTH_A, ada, data);
       be = enables(DATA_WIDTH_A, ada);
-      if (WEA)
-        for (i = 0; i < DATA_WIDTH_A; i = i + 1)
-          if (be[i / 9]) mem[place(DATA_WIDTH_A, word(DATA_WIDTH_A, ada), i)] <= data[i];
-      if (!PDP && !WEA) lat_a <= old_word[17:0];
-      else if (!PDP && WRITEMODE_A == "WRITETHROUGH") lat_a <= new_word[17:0];
-      else if (!PDP && WRITEMODE_A == "READBEFOREWRITE") lat_a <= old_word[17:0];
+      for (i = 0; i < DATA_WIDTH_A; i = i + 1)
+        if (be[i / 9]) mem[place(DATA_WIDTH_A, word(DATA_WIDTH_A, ada), i)] <= data[i];
     end
   end
 
-  // Port B: its write and read (true dual port), or the pseudo dual port's read.
-  always @(posedge clkb or posedge async_rstb) begin : port_b
-    reg [35:0] old_word, new_word;
+  always @(posedge clkb) begin : port_b_write
     reg [3:0] be;
     integer i;
+    if (!PDP && CEB && selb && WEB && !sync_rstb) begin
+      be = enables(DATA_WIDTH_B, adb);
+      for (i = 0; i < DATA_WIDTH_B; i = i + 1)
+        if (be[i / 9]) mem[place(DATA_WIDTH_B, word(DATA_WIDTH_B, adb), i)] <= dib[i];
+    end
+  end
+
+  // Reads: the data each port latches at its clock edge (DO with NOREG). The array's
+  // writes are non-blocking, so a read sees the word from before this edge's writes.
+  always @(posedge clka or posedge async_rsta) begin : port_a_read
+    reg [35:0] old_word, new_word;
+    if (async_rsta || sync_rsta) lat_a <= 0;
+    else if (!PDP && CEA && sela) begin
+      old_word = read_word(DATA_WIDTH_A, ada);
+      new_word = merged(DATA_WIDTH_A, ada, {18'b0, dia});
+      if (!WEA || WRITEMODE_A == "READBEFOREWRITE") lat_a <= old_word[17:0];
+      else if (WRITEMODE_A == "WRITETHROUGH") lat_a <= new_word[17:0];
+    end
+  end
+
+  always @(posedge clkb or posedge async_rstb) begin : port_b_read
+    reg [35:0] old_word, new_word;
     if (async_rstb || sync_rstb) begin
       lat_b <= 0;
       lat_36 <= 0;
     end else if (CEB && selb) begin
       old_word = read_word(DATA_WIDTH_B, adb);
+      new_word = merged(DATA_WIDTH_B, adb, {18'b0, dib});
       if (READ36) lat_36 <= old_word;
-      else if (PDP || !WEB) lat_b <= old_word[17:0];
-      else begin
-        new_word = merged(DATA_WIDTH_B, adb, {18'b0, dib});
-        be = enables(DATA_WIDTH_B, adb);
-        for (i = 0; i < DATA_WIDTH_B; i = i + 1)
-          if (be[i / 9]) mem[place(DATA_WIDTH_B, word(DATA_WIDTH_B, adb), i)] <= dib[i];
-        if (WRITEMODE_B == "WRITETHROUGH") lat_b <= new_word[17:0];
-        else if (WRITEMODE_B == "READBEFOREWRITE") lat_b <= old_word[17:0];
-      end
+      else if (PDP || !WEB || WRITEMODE_B == "READBEFOREWRITE") lat_b <= old_word[17:0];
+      else if (WRITEMODE_B == "WRITETHROUGH") lat_b <= new_word[17:0];
     end
   end
 
