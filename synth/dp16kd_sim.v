@@ -138,16 +138,29 @@ module DP16KD(
     end
   endfunction
 
-  // The word after a write of `data` with the byte enables (the new word WRITETHROUGH shows).
-  function automatic [35:0] merged(input integer width, input [13:0] ad, input [35:0] data);
+  // The word `old_word` after a write of `data` with the byte enables of address pins `ad`
+  // (the new word WRITETHROUGH shows).
+  function automatic [35:0] merged(input integer width, input [13:0] ad, input [35:0] old_word,
+                                   input [35:0] data);
     integer k;
     reg [3:0] be;
     begin
-      merged = read_word(width, ad);
+      merged = old_word;
       be = enables(width, ad);
       for (k = 0; k < width; k = k + 1) if (be[k / 9]) merged[k] = data[k];
     end
   endfunction
+
+  // Write `data` at address pins `ad`: the enabled bytes, non-blocking (a read at the same
+  // edge sees the word from before).
+  task automatic write_word(input integer width, input [13:0] ad, input [35:0] data);
+    integer k;
+    reg [3:0] be;
+    begin
+      be = enables(width, ad);
+      for (k = 0; k < width; k = k + 1) if (be[k / 9]) mem[place(width, word(width, ad), k)] <= data[k];
+    end
+  endtask
 
   integer r, k;
   initial begin
@@ -169,27 +182,11 @@ module DP16KD(
 
   // Writes: port A (18 bits or fewer, or the pseudo dual port's 36) and port B (true dual
   // port only). A synchronous read reset blocks its port's write; an asynchronous one not.
-  always @(posedge clka) begin : port_a_write
-    reg [35:0] data;
-    reg [3:0] be;
-    integer i;
-    if (CEA && sela && WEA && !sync_rsta) begin
-      data = PDP ? {dib, dia} : {18'b0, dia};
-      be = enables(DATA_WIDTH_A, ada);
-      for (i = 0; i < DATA_WIDTH_A; i = i + 1)
-        if (be[i / 9]) mem[place(DATA_WIDTH_A, word(DATA_WIDTH_A, ada), i)] <= data[i];
-    end
-  end
+  always @(posedge clka)
+    if (CEA && sela && WEA && !sync_rsta) write_word(DATA_WIDTH_A, ada, PDP ? {dib, dia} : {18'b0, dia});
 
-  always @(posedge clkb) begin : port_b_write
-    reg [3:0] be;
-    integer i;
-    if (!PDP && CEB && selb && WEB && !sync_rstb) begin
-      be = enables(DATA_WIDTH_B, adb);
-      for (i = 0; i < DATA_WIDTH_B; i = i + 1)
-        if (be[i / 9]) mem[place(DATA_WIDTH_B, word(DATA_WIDTH_B, adb), i)] <= dib[i];
-    end
-  end
+  always @(posedge clkb)
+    if (!PDP && CEB && selb && WEB && !sync_rstb) write_word(DATA_WIDTH_B, adb, {18'b0, dib});
 
   // Reads: the data each port latches at its clock edge (DO with NOREG). The array's
   // writes are non-blocking, so a read sees the word from before this edge's writes.
@@ -198,9 +195,11 @@ module DP16KD(
     if (async_rsta || sync_rsta) lat_a <= 0;
     else if (!PDP && CEA && sela) begin
       old_word = read_word(DATA_WIDTH_A, ada);
-      new_word = merged(DATA_WIDTH_A, ada, {18'b0, dia});
       if (!WEA || WRITEMODE_A == "READBEFOREWRITE") lat_a <= old_word[17:0];
-      else if (WRITEMODE_A == "WRITETHROUGH") lat_a <= new_word[17:0];
+      else if (WRITEMODE_A == "WRITETHROUGH") begin
+        new_word = merged(DATA_WIDTH_A, ada, old_word, {18'b0, dia});
+        lat_a <= new_word[17:0];
+      end
     end
   end
 
@@ -211,10 +210,12 @@ module DP16KD(
       lat_36 <= 0;
     end else if (CEB && selb) begin
       old_word = read_word(DATA_WIDTH_B, adb);
-      new_word = merged(DATA_WIDTH_B, adb, {18'b0, dib});
       if (READ36) lat_36 <= old_word;
       else if (PDP || !WEB || WRITEMODE_B == "READBEFOREWRITE") lat_b <= old_word[17:0];
-      else if (WRITEMODE_B == "WRITETHROUGH") lat_b <= new_word[17:0];
+      else if (WRITEMODE_B == "WRITETHROUGH") begin
+        new_word = merged(DATA_WIDTH_B, adb, old_word, {18'b0, dib});
+        lat_b <= new_word[17:0];
+      end
     end
   end
 

@@ -210,7 +210,7 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
     counts the blocks.
     """
     report = pnr_report_path(out_dir / json_netlist.name, target)
-    registers = target.netlist_pass(out_dir / json_netlist.name) if target.netlist_pass else 0
+    registers = _netlist_pass(out_dir / json_netlist.name, target)
     constraints = []
     if target.clock_pin_constraint:
         clock_pin = out_dir / f"{report.stem}.clock"
@@ -244,6 +244,11 @@ def place_and_route(json_netlist: Path, target: Target, mhz: float, seed: int, o
     }
 
 
+def _netlist_pass(json_netlist: Path, target: Target) -> int:
+    """The target's rewrite of yosys's JSON netlist before nextpnr, in place; what it counted."""
+    return target.netlist_pass(json_netlist) if target.netlist_pass else 0
+
+
 def placed_netlist(json_netlist: Path, target_name: str) -> tuple[Path, int]:
     """yosys's JSON netlist ``json_netlist`` as :func:`place_and_route` hands it to nextpnr
     (after the target's ``netlist_pass``), written as Verilog for netlist simulation.
@@ -257,7 +262,7 @@ def placed_netlist(json_netlist: Path, target_name: str) -> tuple[Path, int]:
     stem = json_netlist.name.removesuffix(".json").removesuffix(".yosys")
     placed = json_netlist.with_name(f"{stem}.placed.json")
     placed.write_text(json_netlist.read_text())
-    count = target.netlist_pass(placed) if target.netlist_pass else 0
+    count = _netlist_pass(placed, target)
     verilog = placed.with_suffix(".v")
     _run([_YOSYS, "-p", f"read_json {placed.name}; write_verilog -noattr {verilog.name}"], placed.parent,
          placed.with_suffix(".yosys.log"))

@@ -1,7 +1,7 @@
 """Post-synthesis netlist simulation: yosys's netlists of the decoder, the PE array (int8 and FP16
-jobs) and the KV quantize engine compute what the RTL and golden compute. On the ECP5 the netlist
-simulated is the one nextpnr places (block RAMs given their output registers, synth.ecp5_bram),
-with the project's model of the DP16KD block RAM (synth/dp16kd_sim.v)."""
+jobs) and the KV quantize engine compute what the RTL and golden compute. The PE array's and the
+KV engine's netlists are the ones nextpnr places (on the ECP5, block RAMs given their output
+registers by synth.ecp5_bram), with the project's model of the DP16KD block RAM (synth/dp16kd_sim.v)."""
 
 import json
 
@@ -47,14 +47,12 @@ def test_ecp5_netlist_on_icarus_is_refused(tmp_path):
 
 
 def _netlist_build(design_name, params, target, simulator, out):
-    """The netlist to simulate (yosys's; on the ECP5 the one nextpnr places), its block RAMs
-    and how many of them use their output registers."""
+    """The netlist nextpnr places (after the target's netlist pass: on the ECP5, block RAMs
+    given their output registers), its block RAMs and how many of them took the register."""
     design = get_design(design_name)
-    _, cells, netlist = synthesize_core(design_name, params, target, out)
+    _, cells, _ = synthesize_core(design_name, params, target, out)
     assert cells, "yosys produced no cells"
-    absorbed = 0
-    if target == "ecp5-85f":
-        netlist, absorbed = placed_netlist(out / f"{design.top}.{target}.yosys.json", target)
+    netlist, absorbed = placed_netlist(out / f"{design.top}.{target}.yosys.json", target)
     return build_netlist(netlist, design.top, target, simulator), cells.get("DP16KD", 0), absorbed
 
 
